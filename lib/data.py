@@ -1,0 +1,359 @@
+"""CIFAR-10 as uint8 tensors: loading from any source, an on-disk cache, splits, and batched augmentation.
+
+Sources (``data=`` parameter, or the ``CIFAR10_ROOT`` environment variable when ``data="auto"``):
+
+* ``"torchvision"`` -- the official archive, downloaded by torchvision (the default where the network allows);
+* a folder or ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive laid out as ``train/<class>/*`` and
+  ``test/<class>/*`` (optionally inside one top-level folder), e.g. ``../shared/datasets/cifar10-jpeg.tar.gz``;
+* ``"synthetic"`` -- a small learnable 10-class 32x32 set made on the fly, for unit tests only.
+
+Whatever the source, images are decoded once into ``(N, 3, 32, 32)`` uint8 tensors and cached on disk keyed by
+the source, so later runs load 60,000 images in well under a second. Augmentation (random crop with padding,
+horizontal flip, normalisation) runs on whole batches on the training device; under CUDA the dataset lives on
+the GPU and the loader never touches a PIL image.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training images, as in the presentation (SPEC 1.8)
+STD = (0.2023, 0.1994, 0.2010)   # the presentation's normalisation constants (SPEC 1.8)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+LAYOUT_HELP = ("expected a folder or archive containing train/<class>/<image> and test/<class>/<image> "
+               f"with the ten classes {', '.join(CLASSES)}")
+
+
+class DataError(RuntimeError):
+    """The data source is missing, unreadable or not laid out as expected."""
+
+
+@dataclass
+class Cifar10:
+    """Decoded CIFAR-10: images ``(N, 3, 32, 32)`` uint8, labels int64, and where they came from."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str
+    classes: tuple = CLASSES
+
+    def describe(self) -> str:
+        return f"{self.source} ({len(self.train_y):,} train / {len(self.test_y):,} test images)"
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def default_cache_dir() -> Path:
+    """Where decoded datasets are cached: ``$CIFAR_REPORT_CACHE``, else ``~/.cache/cifar10-report``."""
+    if os.environ.get("CIFAR_REPORT_CACHE"):
+        return Path(os.environ["CIFAR_REPORT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cifar10-report"
+
+
+def resolve_source(data: str | os.PathLike = "auto") -> str:
+    """``auto`` -> ``$CIFAR10_ROOT`` if set, else ``torchvision``. Paths are made absolute."""
+    data = str(data)
+    if data == "auto":
+        data = os.environ.get("CIFAR10_ROOT") or "torchvision"
+    if data in ("torchvision", "synthetic"):
+        return data
+    return str(Path(data).expanduser().resolve())
+
+
+def load_cifar10(data: str | os.PathLike = "auto", *, cache_dir: str | os.PathLike | None = None,
+                 download_root: str | os.PathLike | None = None) -> Cifar10:
+    """Load CIFAR-10 from ``data`` (see module docstring), decoding once and caching the tensors."""
+    source = resolve_source(data)
+    if source == "synthetic":
+        return make_synthetic()
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if source == "torchvision":
+        key, label = "torchvision-official", "torchvision official CIFAR-10"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"CIFAR-10 source {path} does not exist; {LAYOUT_HELP}. "
+                            "Set data= in the params file, --data for run_all.sh, or CIFAR10_ROOT.")
+        stat = path.stat()
+        key = hashlib.sha256(f"{path}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+        label = f"local {path.name} ({'JPEG' if _is_jpeg_source(path) else 'images'})"
+    cached = cache_dir / f"cifar10-{key}.pt"
+    if cached.is_file():
+        blob = torch.load(cached, mmap=True, weights_only=True)
+        return Cifar10(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"], source=blob["source"])
+    if source == "torchvision":
+        arrays = _load_torchvision(Path(download_root) if download_root else cache_dir / "torchvision")
+    else:
+        arrays = _load_image_tree(Path(source))
+    ds = Cifar10(*arrays, source=label)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save({"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x,
+                        "test_y": ds.test_y, "source": ds.source}, cached)
+    return ds
+
+
+def _is_jpeg_source(path: Path) -> bool:
+    return "jpeg" in path.name.lower() or "jpg" in path.name.lower()
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load_torchvision(root: Path):
+    from torchvision.datasets import CIFAR10
+
+    try:
+        splits = [CIFAR10(str(root), train=train, download=True) for train in (True, False)]
+    except Exception as err:  # network errors come in many types; all mean the same to the user
+        raise DataError(
+            f"could not download CIFAR-10 with torchvision into {root} ({type(err).__name__}: {err}). "
+            f"Offline? Point data= / --data / CIFAR10_ROOT at a local copy; {LAYOUT_HELP}.") from None
+    out = []
+    for ds in splits:
+        out.append(torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))))
+        out.append(torch.tensor(ds.targets, dtype=torch.int64))
+    return out
+
+
+def _load_image_tree(path: Path):
+    """Decode ``train/<class>/*`` and ``test/<class>/*`` from a folder or archive into tensors."""
+    entries = _list_entries(path)  # {(split, class): [(name, reader)]}
+    out = []
+    for split in ("train", "test"):
+        missing = [c for c in CLASSES if not entries.get((split, c))]
+        if missing:
+            found = sorted({f"{s}/{c}" for s, c in entries})[:12]
+            raise DataError(f"{path}: no images for {split}/{', '.join(missing)}; {LAYOUT_HELP}. "
+                            f"Found: {found or 'nothing in that layout'}")
+        xs, ys = [], []
+        for label, cls in enumerate(CLASSES):
+            for name, read in sorted(entries[(split, cls)], key=lambda e: e[0]):
+                xs.append(_decode(read(), f"{path}:{name}"))
+                ys.append(label)
+        out.append(torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous())
+        out.append(torch.tensor(ys, dtype=torch.int64))
+    return out
+
+
+def _list_entries(path: Path) -> dict:
+    entries: dict = {}
+
+    def add(name: str, reader) -> None:
+        parts = Path(name).parts
+        if len(parts) < 3 or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            return
+        split, cls = parts[-3], parts[-2]
+        if split in ("train", "test") and cls in CLASSES:
+            entries.setdefault((split, cls), []).append((name, reader))
+
+    name = path.name.lower()
+    if path.is_dir():
+        for p in path.rglob("*"):
+            if p.is_file():
+                add(str(p.relative_to(path)), p.read_bytes)
+    elif name.endswith((".tar.gz", ".tgz", ".tar")):
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    if member.isfile():
+                        data = tar.extractfile(member).read()
+                        add(member.name, lambda data=data: data)
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise DataError(f"{path} is not a readable tar archive ({err}); {LAYOUT_HELP}") from None
+    elif name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir():
+                        data = zf.read(info)
+                        add(info.filename, lambda data=data: data)
+        except (zipfile.BadZipFile, OSError) as err:
+            raise DataError(f"{path} is not a readable zip archive ({err}); {LAYOUT_HELP}") from None
+    else:
+        raise DataError(f"{path} is neither a folder nor a .tar.gz/.tgz/.tar/.zip archive; {LAYOUT_HELP}")
+    return entries
+
+
+def _decode(blob: bytes, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            im = im.convert("RGB")
+            if im.size != (32, 32):
+                im = im.resize((32, 32), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"cannot decode image {where}: {err}") from None
+
+
+def make_synthetic(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> Cifar10:
+    """A learnable stand-in for CIFAR-10: each class is a fixed smooth colour pattern plus noise and a shift.
+
+    For unit tests only: it exercises every code path in seconds, and a small network separates the
+    classes within a few epochs, so "loss goes down" and "accuracy above chance" are meaningful checks.
+    """
+    g = torch.Generator().manual_seed(seed)
+    protos = F.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=32, mode="bilinear", align_corners=False)
+
+    def draw(n):
+        y = torch.arange(n) % 10
+        y = y[torch.randperm(n, generator=g)]
+        x = protos[y] * 0.7 + 0.3 * torch.rand(n, 3, 32, 32, generator=g)
+        shift = torch.randint(-2, 3, (2,), generator=g).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        return (x * 255).round().clamp(0, 255).to(torch.uint8), y
+
+    tx, ty = draw(n_train)
+    vx, vy = draw(n_test)
+    return Cifar10(tx, ty, vx, vy, source="synthetic (unit-test stand-in, not CIFAR-10)")
+
+
+# ---------------------------------------------------------------------------------------------- splits
+def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *, seed: int) -> dict[str, torch.Tensor]:
+    """Split indices of ``labels`` into disjoint, class-balanced parts, e.g. ``{"val": 5000, "train": -1}``.
+
+    A size of ``-1`` takes everything left over (at most one part may use it). Each part gets
+    ``size // num_classes`` images of every class, so a 5,000-image validation split holds 500 per class.
+    """
+    classes = labels.unique()
+    g = torch.Generator().manual_seed(seed)
+    pools = {int(c): (labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g)]
+             for c in classes}
+    taken = {int(c): 0 for c in classes}
+    out = {}
+    for name, size in sizes.items():
+        if size == -1:
+            continue
+        per_class, rest = divmod(size, len(classes))
+        if rest:
+            raise ValueError(f"split {name!r}: size {size} is not a multiple of {len(classes)} classes")
+        parts = []
+        for c, pool in pools.items():
+            if taken[c] + per_class > len(pool):
+                raise ValueError(f"split {name!r}: class {c} has only {len(pool) - taken[c]} images left, "
+                                 f"{per_class} needed (sizes {sizes}, {len(labels)} images)")
+            parts.append(pool[taken[c]:taken[c] + per_class])
+            taken[c] += per_class
+        out[name] = torch.cat(parts).sort().values
+    for name, size in sizes.items():
+        if size == -1:
+            out[name] = torch.cat([pool[taken[c]:] for c, pool in pools.items()]).sort().values
+    return {name: out[name] for name in sizes}
+
+
+def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int):
+    """A class-balanced subset of ``n`` items (all of them when ``n`` is None, 0 or >= len)."""
+    if not n or n >= len(y):
+        return x, y
+    idx = stratified_split(y, {"keep": n}, seed=seed)["keep"]
+    return x[idx], y[idx]
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def normalize(x: torch.Tensor, *, mean=MEAN, std=STD) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` -> float32 normalised with the presentation's constants."""
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - m) / s
+
+
+def denormalize(x: torch.Tensor, *, mean=MEAN, std=STD) -> torch.Tensor:
+    """Inverse of :func:`normalize`, to floats in [0, 1] for display."""
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x * s + m).clamp(0, 1)
+
+
+def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, *, padding: int = 4) -> torch.Tensor:
+    """Batched ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` on a ``(B, C, H, W)`` tensor.
+
+    ``offsets`` is ``(B, 2)`` integers in ``[0, 2 * padding]`` (row, column of the crop in the zero-padded
+    image) and ``flips`` is ``(B,)`` booleans; drawing them is the caller's job so the result is reproducible.
+    """
+    b, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = offsets[:, 0:1].to(x.device) + torch.arange(h, device=x.device)          # (B, H)
+    cols = offsets[:, 1:2].to(x.device) + torch.arange(w, device=x.device)          # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]      # (B, H, W, C)
+    out = out.permute(0, 3, 1, 2)
+    flips = flips.to(x.device).view(b, 1, 1, 1)
+    return torch.where(flips, out.flip(3), out).contiguous()
+
+
+class BatchLoader:
+    """Deterministic batches from uint8 tensors held on ``device``, augmented there.
+
+    The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a run resumed at any step
+    sees exactly the batches an uninterrupted run would have seen. Yields ``(images, labels)`` with images
+    as normalised float32 (``channels_last`` when asked).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, device: torch.device | str = "cpu",
+                 train: bool = True, augment: bool = True, padding: int = 4, seed: int = 0,
+                 channels_last: bool = False, normalize_fn=normalize):
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} images but {len(y)} labels")
+        if train and batch_size > len(y):
+            raise ValueError(f"batch_size {batch_size} is larger than the {len(y)} training images")
+        self.device = torch.device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        self.batch_size, self.train, self.augment = batch_size, train, augment and train
+        self.padding, self.seed, self.channels_last = padding, seed, channels_last
+        self.normalize_fn = normalize_fn
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y)
+
+    def _finish(self, xb: torch.Tensor) -> torch.Tensor:
+        xb = self.normalize_fn(xb)
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``epoch``, starting at batch index ``start`` (for resuming mid-epoch)."""
+        n, bs = len(self.y), self.batch_size
+        if not self.train:
+            for i in range(start * bs, n, bs):
+                yield self._finish(self.x[i:i + bs]), self.y[i:i + bs]
+            return
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=g)
+        flips = torch.rand(n, generator=g) < 0.5
+        perm_d = perm.to(self.device)
+        for i in range(start, len(self)):
+            sl = slice(i * bs, (i + 1) * bs)
+            idx = perm_d[sl]
+            xb = self.x[idx]
+            if self.augment:
+                xb = random_crop_flip(xb, offsets[sl], flips[sl], padding=self.padding)
+            yield self._finish(xb), self.y[idx]
+
+    def forever(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An endless stream of training batches; step ``s`` is batch ``s % len`` of epoch ``s // len``."""
+        epoch, start = divmod(start_step, len(self))
+        while True:
+            yield from self.epoch(epoch, start)
+            epoch, start = epoch + 1, 0

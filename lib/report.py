@@ -1,0 +1,263 @@
+"""Saving tables and figures with provenance, the per-profile manifest, and the HTML index page.
+
+A chapter notebook opens a :class:`Report`, saves every table (CSV + Markdown) and figure (PNG) through it
+under the SPEC item it regenerates, and calls :meth:`Report.finish` as its last cell. Until then everything
+is written to a staging folder; ``finish`` moves it into ``outputs/<profile>/<chapter>/`` in one rename and
+records it in ``outputs/<profile>/manifest.json``. A chapter that fails half-way therefore never clobbers the
+previous good outputs. Every saved file gets a provenance sidecar: git commit, parameters hash, seed, library
+versions, device, data source and wall time.
+
+Checkpoints and TensorBoard logs live outside the chapter folder (``outputs/<profile>/checkpoints`` and
+``.../tensorboard``), so re-running a chapter resumes or reuses training instead of repeating it.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .params import params_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = {
+    "01_supervised": "1. Supervised learning",
+    "02_generative": "2. Generative models",
+    "03_semi_supervised": "3. Semi-supervised learning",
+    "04_extras": "4. Extras: similarity search",
+}
+SPEC_ITEMS = {
+    "1.1": "Model descriptions (ResNet, DRN, EfficientNet)",
+    "1.2": "DRN activation maps",
+    "1.3": "Class activation maps (CAM)",
+    "1.4": "Accuracy table (presented vs reproduced)",
+    "1.5": "Reference table (kuangliu/pytorch-cifar)",
+    "1.6": "Training and validation accuracy per epoch",
+    "1.7": "Batch size x learning rate AUC table",
+    "1.8": "Hyperparameter table",
+    "1.9": "Confusion matrix",
+    "1.10": "Classification report",
+    "2.1": "Generative model descriptions and comparison",
+    "2.2": "VAE as augmentation",
+    "2.3": "FID definition",
+    "2.4": "FID results and sample grids",
+    "3.1": "SSL methods table (MPL paper)",
+    "3.2": "TwoMoon decision boundaries",
+    "3.3": "MPL algorithm",
+    "3.4": "Data split",
+    "3.5": "Hyperparameter table",
+    "3.6": "Results table",
+    "3.7": "Attempts and training logs",
+    "3.8": "TensorBoard curves",
+    "4.1": "Cosine vs Euclidean",
+    "4.2": "Query by image",
+}
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "pytorch-fid", "grad-cam",
+                "diffusers", "papermill"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def default_out_root() -> Path:
+    return Path(os.environ.get("CIFAR_REPORT_OUTPUTS", ROOT / "outputs"))
+
+
+class Report:
+    """Collects one chapter's outputs for one profile; see the module docstring."""
+
+    def __init__(self, chapter: str, params: dict, *, out_root: str | Path | None = None,
+                 data_source: str | None = None, device: str | None = None):
+        if chapter not in CHAPTERS:
+            raise ValueError(f"unknown chapter {chapter!r}; expected one of {list(CHAPTERS)}")
+        self.chapter, self.params = chapter, dict(params)
+        self.profile = params.get("profile", "custom")
+        self.profile_dir = Path(out_root or default_out_root()) / self.profile
+        self.final_dir = self.profile_dir / chapter
+        self.staging = self.profile_dir / ".staging" / chapter
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        self.data_source, self.device = data_source, device
+        self.items: dict[str, list[dict]] = {}
+        self.skipped: dict[str, str] = {}
+        self.t0 = time.perf_counter()
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    # -- places for work that outlives one run
+    def work_dir(self, kind: str, *names: str) -> Path:
+        """``outputs/<profile>/<kind>/<chapter>/<names...>``, e.g. checkpoints or tensorboard runs."""
+        path = self.profile_dir / kind / self.chapter / Path(*names) if names else self.profile_dir / kind / self.chapter
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def provenance(self) -> dict:
+        return {
+            "chapter": self.chapter, "profile": self.profile, "git_commit": git_commit(),
+            "params_hash": params_hash(self.params), "seed": self.params.get("seed"),
+            "device": self.device, "data_source": self.data_source, "libraries": library_versions(),
+            "started_utc": self.started, "wall_time_s": round(time.perf_counter() - self.t0, 1),
+            "host": platform.node(),
+        }
+
+    def _record(self, item: str, entry: dict) -> None:
+        if item not in SPEC_ITEMS:
+            raise ValueError(f"unknown SPEC item {item!r}; known: {', '.join(SPEC_ITEMS)}")
+        self.items.setdefault(item, []).append(entry)
+
+    def _sidecar(self, name: str, extra: dict) -> None:
+        side = {**self.provenance(), **extra}
+        write_text_atomic(self.staging / f"{name}.provenance.json", json.dumps(side, indent=2, default=str))
+
+    def table(self, df: pd.DataFrame, name: str, *, item: str, title: str, notes: str = "") -> pd.DataFrame:
+        """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` for display."""
+        df.to_csv(self.staging / f"{name}.csv", index=False)
+        md = f"**{title}**\n\n{df.to_markdown(index=False)}\n"
+        if notes:
+            md += f"\n{notes}\n"
+        write_text_atomic(self.staging / f"{name}.md", md)
+        self._sidecar(name, {"item": item, "title": title, "rows": len(df), "notes": notes})
+        self._record(item, {"kind": "table", "path": f"{self.chapter}/{name}.csv", "title": title})
+        return df
+
+    def figure(self, fig, name: str, *, item: str, title: str, dpi: int = 120):
+        """Save a matplotlib figure as ``<name>.png`` for SPEC ``item``; returns the figure for display."""
+        fig.savefig(self.staging / f"{name}.png", dpi=dpi, bbox_inches="tight")
+        self._sidecar(name, {"item": item, "title": title})
+        self._record(item, {"kind": "figure", "path": f"{self.chapter}/{name}.png", "title": title})
+        return fig
+
+    def text(self, item: str, title: str) -> None:
+        """Record that ``item`` is regenerated as explanatory text in the notebook itself."""
+        self._record(item, {"kind": "text", "path": None, "title": title})
+
+    def skip(self, item: str, reason: str) -> None:
+        """Record that ``item`` was not regenerated in this run, and why (shown on the index page)."""
+        if item not in SPEC_ITEMS:
+            raise ValueError(f"unknown SPEC item {item!r}")
+        self.skipped[item] = reason
+
+    def finish(self) -> Path:
+        """Move the staged outputs into place in one step and record them in the manifest."""
+        prov = self.provenance()
+        write_text_atomic(self.staging / "provenance.json", json.dumps(prov, indent=2, default=str))
+        write_text_atomic(self.staging / "params.json", json.dumps(self.params, indent=2, default=str))
+        old = self.profile_dir / ".staging" / f"{self.chapter}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if self.final_dir.exists():
+            os.replace(self.final_dir, old)
+        os.replace(self.staging, self.final_dir)
+        if old.exists():
+            shutil.rmtree(old)
+        update_manifest(self.profile_dir, self.chapter, prov, self.items, self.skipped)
+        return self.final_dir
+
+
+def read_manifest(profile_dir: Path) -> dict:
+    path = Path(profile_dir) / "manifest.json"
+    if not path.is_file():
+        return {"profile": Path(profile_dir).name, "chapters": {}, "items": {}, "skipped": {}}
+    return json.loads(path.read_text())
+
+
+def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict, skipped: dict) -> None:
+    man = read_manifest(profile_dir)
+    man["chapters"][chapter] = prov
+    man["items"] = {k: [e for e in v if not (e.get("path") or "").startswith(f"{chapter}/")
+                        and e.get("chapter") != chapter] for k, v in man["items"].items()}
+    man["skipped"] = {k: v for k, v in man.get("skipped", {}).items() if v.get("chapter") != chapter}
+    for item, entries in items.items():
+        man["items"].setdefault(item, []).extend({**e, "chapter": chapter} for e in entries)
+    for item, reason in skipped.items():
+        man["skipped"][item] = {"chapter": chapter, "reason": reason}
+    man["items"] = {k: v for k, v in man["items"].items() if v}
+    man["updated_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_text_atomic(Path(profile_dir) / "manifest.json", json.dumps(man, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------- index page
+def build_index(profile_dir: str | Path) -> Path:
+    """Write ``<profile_dir>/html/index.html``: chapters, SPEC coverage and provenance, from the manifest."""
+    profile_dir = Path(profile_dir)
+    man = read_manifest(profile_dir)
+    esc = html.escape
+    parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(man['profile'])}</code></h1>"]
+    parts.append("<h2>Chapters</h2><ul>")
+    for ch, title in CHAPTERS.items():
+        if (profile_dir / "html" / f"{ch}.html").is_file():
+            parts.append(f'<li><a href="{ch}.html">{esc(title)}</a> (<a href="{ch}-code.html">with code</a>)</li>')
+        else:
+            parts.append(f"<li>{esc(title)}: not built in this profile</li>")
+    parts.append("</ul><h2>Coverage of the presentation (SPEC items)</h2>")
+    parts.append("<table><tr><th>item</th><th>what</th><th>regenerated as</th></tr>")
+    for item, what in SPEC_ITEMS.items():
+        entries = man["items"].get(item, [])
+        if entries:
+            cells = "<br>".join(
+                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a>' if e.get("path")
+                else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>' for e in entries)
+        elif item in man.get("skipped", {}):
+            cells = f"not regenerated: {esc(man['skipped'][item]['reason'])}"
+        else:
+            cells = "not run in this profile"
+        parts.append(f"<tr><td>{item}</td><td>{esc(what)}</td><td>{cells}</td></tr>")
+    parts.append("</table><h2>Provenance</h2>")
+    parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th><th>params hash</th>"
+                 "<th>wall time (s)</th><th>finished (UTC)</th></tr>")
+    for ch, prov in man["chapters"].items():
+        parts.append("<tr>" + "".join(f"<td>{esc(str(prov.get(k)))}</td>" for k in (
+            "chapter", "git_commit", "device", "data_source", "params_hash", "wall_time_s", "started_utc")) + "</tr>")
+    parts.append("</table>")
+    if man["chapters"]:
+        libs = next(iter(man["chapters"].values())).get("libraries", {})
+        parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items()) + "</p>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:left;vertical-align:top}th{background:#f3f3f3}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>CIFAR-10 report ({esc(man['profile'])})"
+            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    out = profile_dir / "html" / "index.html"
+    write_text_atomic(out, page)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "index":
+        sys.exit("usage: python -m lib.report index outputs/<profile>")
+    print(build_index(sys.argv[2]))

@@ -1,0 +1,50 @@
+"""The presentation's numbers as data (SPEC.md), so tables put "presented" beside "reproduced" without typing.
+
+``PRESENTED`` holds the class's own results; ``REFERENCE`` holds third-party numbers the presentation quotes
+(kuangliu/pytorch-cifar, the Meta Pseudo Labels paper), which are cited, never compared as ours.
+Accuracies are in percent, AUCs in [0, 1], FIDs as printed.
+"""
+from __future__ import annotations
+
+PRESENTED = {
+    # 1.4 -- CIFAR-10 test accuracy (%)
+    "accuracy": {"resnet18": 93.79, "resnet50": 94.39, "resnet101": 94.5, "drn_c_26": 89.62, "drn_d_22": 89.62,
+                 "efficientnet_b0": 86.84},
+    # 1.7 -- test AUC with SGD, by (batch size, learning rate)
+    "batch_lr_auc": {(16, 1e-4): 0.9555, (16, 1e-3): 0.9461, (32, 1e-4): 0.9570, (32, 1e-3): 0.9521,
+                     (64, 1e-4): 0.9512, (64, 1e-3): 0.9545, (128, 1e-4): 0.9302, (128, 1e-3): 0.9567,
+                     (256, 1e-4): 0.9077, (256, 1e-3): 0.9579},
+    # 1.8 -- hyperparameters
+    "hyperparameters": {"learning rate": 0.001, "batch size": 128, "scheduler": "StepLR",
+                        "optimizer": "SGD + momentum",
+                        "transforms": "RandomCrop(32, padding=4), RandomHorizontalFlip, "
+                                      "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"},
+    # 1.10 -- classification report of the best model: (precision, recall, f1), support 1,000 each
+    "class_report": {"airplane": (0.94, 0.95, 0.95), "automobile": (0.97, 0.97, 0.97), "bird": (0.93, 0.91, 0.92),
+                     "cat": (0.89, 0.88, 0.88), "deer": (0.93, 0.96, 0.94), "dog": (0.93, 0.91, 0.92),
+                     "frog": (0.96, 0.96, 0.96), "horse": (0.96, 0.96, 0.96), "ship": (0.97, 0.97, 0.97),
+                     "truck": (0.96, 0.96, 0.96)},
+    "class_report_accuracy": 0.94,
+    "all_but_cat_average": 0.95,
+    # 2.4 -- FID on 5,000 generated images, with the setting that produced it
+    "fid": {"dcgan": 189.13, "ddpm": 35.33},
+    "fid_setting": {"dcgan": {"lr": 1e-4, "batch_size": 128, "epochs": 200},
+                    "ddpm": {"lr": 2e-4, "batch_size": 128, "epochs": 50}},
+    "vae_augmentation_accuracy": (60.0, 70.0),  # 2.2: "60-70%" test accuracy with VAE reconstructions
+    "fid_images": 5000,
+    # 3.6 / 3.7 -- CIFAR-10-4K top-1 (%)
+    "mpl": {"paper (with finetune)": 96.11, "reference code, no finetune": 96.01,
+            "reference code, with finetune": 96.08, "presented 30k steps": 94.49,
+            "presented 30k steps + finetune": 94.61, "presented best": 94.73,
+            "presented 300k steps (stopped at 129k)": 95.03, "presented 300k best": 95.36,
+            "presented 100k steps (at 39k)": 94.31},
+    "ssl_split": {"validation": 5000, "labelled": 4000, "unlabelled": 41000},
+}
+
+REFERENCE = {
+    # 1.5 -- https://github.com/kuangliu/pytorch-cifar README, CIFAR-10 test accuracy (%)
+    "pytorch_cifar": {"VGG16": 92.64, "ResNet18": 93.02, "ResNet50": 93.62, "ResNet101": 93.75,
+                      "RegNetX_200MF": 94.24, "RegNetY_400MF": 94.29, "MobileNetV2": 94.43,
+                      "ResNeXt29(32x4d)": 94.73, "ResNeXt29(2x64d)": 94.82, "SimpleDLA": 94.89,
+                      "DenseNet121": 95.04, "PreActResNet18": 95.11, "DPN92": 95.16, "DLA": 95.47},
+}

@@ -1,0 +1,168 @@
+"""Chapter 1 glue: data splits from params, a classifier trained by the one loop, and its evaluation.
+
+The notebook calls :func:`load_splits` once and :func:`train_classifier` per model; everything a table needs
+(accuracy, parameters, FLOPs, wall time, device, epochs, history, logits) comes back in a :class:`Trained`.
+Training is cached by its checkpoint: re-running the notebook with the same parameters resumes or reuses it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import data as D
+from .models import build_model, count_parameters, flops_per_image
+from .params import params_hash
+from .train import (Classifier, classification_metrics, device_description, fit, load_checkpoint, make_optimizer,
+                    make_scheduler, pick_device, predict)
+
+RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
+               "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta")
+
+
+@dataclass
+class Splits:
+    """Train / validation / test tensors (uint8 images, int64 labels) and a description of their source."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str
+    classes: tuple = D.CLASSES
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_y), "validation": len(self.val_y), "test": len(self.test_y)}
+
+
+def load_splits(params: dict) -> Splits:
+    """CIFAR-10 from ``params['data']``, a seeded class-balanced validation split carved from train, and optional
+    class-balanced subsets (``train_subset``, ``test_subset``) for the small profiles."""
+    ds = D.load_cifar10(params["data"])
+    train_x, train_y = D.subsample(ds.train_x, ds.train_y, params["train_subset"], seed=params["seed"])
+    parts = D.stratified_split(train_y, {"val": params["val_size"], "train": -1}, seed=params["seed"])
+    test_x, test_y = D.subsample(ds.test_x, ds.test_y, params["test_subset"], seed=params["seed"])
+    return Splits(train_x[parts["train"]], train_y[parts["train"]], train_x[parts["val"]], train_y[parts["val"]],
+                  test_x, test_y, source=ds.source)
+
+
+def recipe(params: dict, name: str | None = None) -> dict:
+    """The training recipe ``name`` (default ``params['recipe']``) as plain keys: ``presented_lr`` -> ``lr``."""
+    name = name or params["recipe"]
+    keys = {k: params.get(f"{name}_{k}") for k in RECIPE_KEYS}
+    missing = [f"{name}_{k}" for k, v in keys.items() if v is None]
+    if missing:
+        raise KeyError(f"recipe {name!r} is missing keys {missing} in params/{params.get('chapter')}.yaml")
+    return keys
+
+
+@dataclass
+class Trained:
+    name: str
+    model: torch.nn.Module
+    history: pd.DataFrame
+    recipe: dict
+    epochs: int
+    val_acc: float
+    test_acc: float
+    test_logits: torch.Tensor = field(repr=False)
+    test_labels: torch.Tensor = field(repr=False)
+    parameters: int = 0
+    flops: int = 0
+    wall_time_s: float = 0.0
+    device: str = ""
+    checkpoint: Path | None = None
+
+
+def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
+                     recipe_name: str | None = None, epochs: int | None = None, overrides: dict | None = None,
+                     run_name: str | None = None) -> Trained:
+    """Train registered model ``name`` with a recipe, select the best epoch on validation, report test once.
+
+    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep). The checkpoint
+    folder is keyed by everything that shapes training, so a changed parameter never resumes a stale run.
+    """
+    rec = {**recipe(params, recipe_name), **(overrides or {})}
+    epochs = epochs or params["epochs"]
+    device = pick_device(params["device"])
+    channels_last = device.type == "cuda"
+    key = params_hash({"model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
+                       "seed": params["seed"], "data": splits.source, "sizes": splits.sizes()})
+    run_name = run_name or name
+    ckpt_dir = Path(ckpt_root) / f"{run_name}-{key}"
+    torch.manual_seed(params["seed"])
+    model = build_model(name, width=params["width"])
+    n_params = count_parameters(model)
+    flops = flops_per_image(model)
+
+    train = D.BatchLoader(splits.train_x, splits.train_y, batch_size=rec["batch_size"], device=device,
+                          seed=params["seed"], channels_last=channels_last)
+    val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,
+                        train=False, channels_last=channels_last)
+    steps_per_epoch = len(train)
+    total = epochs * steps_per_epoch
+    opt = make_optimizer(model.parameters(), name=rec["optimizer"], lr=rec["lr"], momentum=rec["momentum"],
+                         weight_decay=rec["weight_decay"], nesterov=rec["nesterov"], fused=False)
+    sched = make_scheduler(opt, name=rec["scheduler"], total_steps=total, steps_per_epoch=steps_per_epoch,
+                           step_size_epochs=rec["step_size_epochs"], gamma=rec["gamma"],
+                           warmup_steps=int(rec["warmup_epochs"] * steps_per_epoch))
+    method = Classifier(model, opt, sched, label_smoothing=rec["label_smoothing"], compile=params["compile"])
+
+    def evaluate():
+        logits, labels = predict(model, val, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
+        m = classification_metrics(logits, labels)
+        return {"val_acc": m["acc"], "val_loss": m["loss"]}
+
+    result = fit(method, train.forever, total_steps=total, evaluate=evaluate, steps_per_epoch=steps_per_epoch,
+                 ckpt_dir=ckpt_dir, tb_dir=(Path(tb_root) / run_name) if tb_root else None,
+                 device=device, amp=params["amp"], seed=params["seed"], desc=run_name,
+                 log_every=max(1, steps_per_epoch // 4),
+                 config={"model": name, "width": params["width"], "epochs": epochs, "recipe": rec})
+    if result.best_checkpoint is not None:  # evaluate the epoch chosen on validation, not the last one
+        model.load_state_dict(load_checkpoint(result.best_checkpoint)["method"]["model"])
+    test = D.BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"], device=device,
+                         train=False, channels_last=channels_last)
+    logits, labels = predict(model, test, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
+    hist = result.history
+    return Trained(name=run_name, model=model, history=hist, recipe=rec, epochs=epochs,
+                   val_acc=float(result.best.get("value", float("nan"))),
+                   test_acc=classification_metrics(logits, labels)["acc"], test_logits=logits, test_labels=labels,
+                   parameters=n_params, flops=flops, wall_time_s=float(hist["elapsed_s"].iloc[-1]),
+                   device=device_description(device), checkpoint=result.best_checkpoint)
+
+
+def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str, source: str,
+                   n_test: int) -> pd.DataFrame:
+    """SPEC 1.4: test accuracy of each model (chosen on validation) beside the presented value."""
+    rows = []
+    for r in results:
+        pres = presented.get(r.name)
+        rows.append({
+            "model": r.name, "presented test acc (%)": pres, "reproduced test acc (%)": round(100 * r.test_acc, 2),
+            "difference (pp)": None if pres is None else round(100 * r.test_acc - pres, 2),
+            "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
+            "parameters": r.parameters, "GFLOPs / image": round(r.flops / 1e9, 3),
+            "wall time (s)": round(r.wall_time_s, 1), "device": r.device,
+            "profile": profile, "data": source, "test images": n_test,
+        })
+    return pd.DataFrame(rows)
+
+
+def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str, epochs: int) -> pd.DataFrame:
+    """SPEC 1.8: the presented hyperparameters beside the ones this run actually used."""
+    sched = {"step": f"StepLR(step={rec['step_size_epochs']} epochs, gamma={rec['gamma']})",
+             "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, linear decay)",
+             "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)", "constant": "constant"}[rec["scheduler"]]
+    opt = f"{rec['optimizer'].upper()} + {'Nesterov ' if rec['nesterov'] else ''}momentum {rec['momentum']}"
+    ran = {"learning rate": rec["lr"], "batch size": rec["batch_size"], "scheduler": sched, "optimizer": opt,
+           "transforms": "batched RandomCrop(32, padding=4) + horizontal flip on the training device, "
+                         "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"}
+    extra = {"weight decay": rec["weight_decay"], "label smoothing": rec["label_smoothing"],
+             "test-time flip": rec["flip_tta"], "epochs": epochs}
+    rows = [{"hyperparameter": k, "presented": presented.get(k), f"this run ({recipe_name})": v}
+            for k, v in {**ran, **extra}.items()]
+    return pd.DataFrame(rows)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Rebuild the report: run every chapter notebook with papermill under one parameter profile, export HTML.
+#   ./run_all.sh [--profile auto|smoke|quick|full] [--only 01,03] [--data PATH]
+# Outputs go to outputs/<profile>/ (or $CIFAR_REPORT_OUTPUTS/<profile>/): tables, figures, notebooks, html/.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+PROFILE=auto ONLY="" DATA=""
+usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
+    --only) ONLY="${2:?--only needs a list like 01,03}"; shift 2 ;;
+    --data) DATA="${2:?--data needs a path}"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+source scripts/bootstrap.sh
+
+if [ "$PROFILE" = auto ]; then
+  PROFILE=$("$PY" -c "import torch; print('full' if torch.cuda.is_available() else 'quick')")
+  echo "[run_all] profile auto -> $PROFILE (CUDA $( [ "$PROFILE" = full ] && echo found || echo not found )); choose another with --profile smoke|quick|full"
+else
+  echo "[run_all] profile $PROFILE"
+fi
+export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
+OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"
+mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"
+export CIFAR_REPORT_PROGRESS=log   # one plain line per evaluation instead of progress-bar frames in the HTML
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning:matplotlib}"
+
+failed=() done_=()
+start_all=$(date +%s)
+for nb in notebooks/[0-9][0-9]_*.ipynb; do
+  ch="$(basename "$nb" .ipynb)"
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",${ch:0:2},"* ]]; then continue; fi
+  echo "[run_all] $ch: running (log: $OUT/logs/$ch.log)"
+  t0=$(date +%s)
+  tmp="$OUT/notebooks/.$ch.running.ipynb"
+  args=(-p profile "$PROFILE")
+  [ -n "$DATA" ] && args+=(-p data "$DATA")
+  if "$PY" -m papermill "$nb" "$tmp" "${args[@]}" --cwd notebooks --no-progress-bar --log-output \
+        >"$OUT/logs/$ch.log" 2>&1; then
+    mv "$tmp" "$OUT/notebooks/$ch.ipynb"
+    html_tmp="$OUT/html/.tmp-$ch"
+    rm -rf "$html_tmp" && mkdir -p "$html_tmp"
+    if "$PY" -m nbconvert --to html --no-input --output "$ch" --output-dir "$html_tmp" "$OUT/notebooks/$ch.ipynb" >>"$OUT/logs/$ch.log" 2>&1 \
+       && "$PY" -m nbconvert --to html --output "$ch-code" --output-dir "$html_tmp" "$OUT/notebooks/$ch.ipynb" >>"$OUT/logs/$ch.log" 2>&1; then
+      mv "$html_tmp/$ch.html" "$html_tmp/$ch-code.html" "$OUT/html/"
+      done_+=("$ch ($(( $(date +%s) - t0 )) s)")
+      echo "[run_all] $ch: done in $(( $(date +%s) - t0 )) s"
+    else
+      failed+=("$ch: HTML export failed, see $OUT/logs/$ch.log")
+    fi
+    rm -rf "$html_tmp"
+  else
+    failed+=("$ch: notebook failed after $(( $(date +%s) - t0 )) s; the partly executed notebook is $tmp, the log $OUT/logs/$ch.log")
+    echo "[run_all] $ch: FAILED (previous outputs left untouched)"
+    tail -n 15 "$OUT/logs/$ch.log" | sed 's/^/    /'
+  fi
+done
+"$PY" -m lib.report index "$OUT" >/dev/null || failed+=("index page: python -m lib.report index $OUT failed")
+echo "[run_all] report: $OUT/html/index.html ($(( $(date +%s) - start_all )) s)"
+for d in "${done_[@]}"; do echo "  ok      $d"; done
+if [ ${#failed[@]} -gt 0 ]; then
+  for f in "${failed[@]}"; do echo "  FAILED  $f"; done
+  exit 1
+fi

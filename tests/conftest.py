@@ -1,0 +1,36 @@
+"""Shared fixtures: the repository root, ../shared when present, and tiny data sets made on the fly."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+SHARED_ARCHIVE = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
+SHARED_WEIGHTS = SHARED / "weights" / "pt_inception-2015-12-05-6726825d.pth"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def shared_archive() -> Path:
+    if not SHARED_ARCHIVE.is_file():
+        pytest.skip("../shared/datasets/cifar10-jpeg.tar.gz not present")
+    return SHARED_ARCHIVE
+
+
+@pytest.fixture
+def shared_weights() -> Path:
+    if not SHARED_WEIGHTS.is_file():
+        pytest.skip("../shared/weights (FID Inception) not present")
+    return SHARED_WEIGHTS
+
+
+def smoke_data_arg() -> str:
+    """The data the end-to-end smoke report uses: $CIFAR10_ROOT, else ../shared's archive, else synthetic."""
+    if os.environ.get("CIFAR10_ROOT"):
+        return os.environ["CIFAR10_ROOT"]
+    return str(SHARED_ARCHIVE) if SHARED_ARCHIVE.is_file() else "synthetic"

@@ -1,0 +1,77 @@
+"""End to end: ./run_all.sh --profile smoke builds the report; a failing chapter keeps earlier good outputs."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, smoke_data_arg
+
+
+def run_all(out, *args, env_extra=None):
+    env = {**os.environ, "CIFAR_REPORT_OUTPUTS": str(out), "CIFAR_REPORT_PYTHON": sys.executable,
+           **(env_extra or {})}
+    return subprocess.run([str(ROOT / "run_all.sh"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs")
+    proc = run_all(out, "--profile", "smoke", "--data", smoke_data_arg())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "smoke", proc
+
+
+def test_smoke_report_builds_index_manifest_and_html(smoke_report):
+    prof, proc = smoke_report
+    assert "[run_all] profile smoke" in proc.stdout
+    index = (prof / "html" / "index.html").read_text()
+    man = json.loads((prof / "manifest.json").read_text())
+    for ch in ("01_supervised",):
+        assert (prof / "html" / f"{ch}.html").is_file() and (prof / "html" / f"{ch}-code.html").is_file()
+        assert (prof / "notebooks" / f"{ch}.ipynb").is_file()
+        assert f'href="{ch}.html"' in index
+        assert man["chapters"][ch]["profile"] == "smoke"
+    assert {"1.4", "1.6", "1.8"} <= set(man["items"])
+    for entries in man["items"].values():
+        for e in entries:
+            assert e["path"] is None or (prof / e["path"]).is_file(), e
+
+
+def test_class_html_has_no_code_and_no_progress_frames(smoke_report):
+    prof, _ = smoke_report
+    page = (prof / "html" / "01_supervised.html").read_text()
+    code_cells = re.findall(r'class="jp-Cell jp-CodeCell[^"]*"', page)
+    assert code_cells and all("jp-mod-noInput" in c for c in code_cells) and "\r" not in page
+    full = (prof / "html" / "01_supervised-code.html").read_text()
+    assert not any("jp-mod-noInput" in c for c in re.findall(r'class="jp-Cell jp-CodeCell[^"]*"', full))
+
+
+def test_failing_chapter_keeps_good_outputs_and_exits_nonzero(smoke_report, tmp_path):
+    prof, _ = smoke_report
+    good = (prof / "01_supervised" / "accuracy.csv").read_text()
+    proc = run_all(prof.parent, "--profile", "smoke", "--only", "01", "--data", str(tmp_path / "missing"))
+    assert proc.returncode == 1
+    assert "FAILED  01_supervised: notebook failed" in proc.stdout and "01_supervised.log" in proc.stdout
+    assert "does not exist" in proc.stdout  # the tail of the log shows the actionable data error
+    assert (prof / "01_supervised" / "accuracy.csv").read_text() == good
+    assert (prof / "html" / "01_supervised.html").is_file()
+
+
+def test_notebooks_are_paired_and_output_free():
+    import jupytext
+    import nbformat
+
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        ipynb = py.with_suffix(".ipynb")
+        assert ipynb.is_file(), f"{py.name} has no paired .ipynb"
+        nb = nbformat.read(ipynb, as_version=4)
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{ipynb.name} has outputs"
+        from_py = jupytext.read(py)
+        src = lambda n: [(c.cell_type, c.source.strip()) for c in n.cells]  # noqa: E731
+        assert src(from_py) == src(nb), f"{py.name} and {ipynb.name} have drifted: run jupytext --sync {py}"
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, f"{ipynb.name} needs exactly one cell tagged 'parameters'"

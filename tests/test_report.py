@@ -1,0 +1,71 @@
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from lib import report as R
+
+
+def make_report(tmp_path, value=1):
+    rep = R.Report("01_supervised", {"profile": "smoke", "seed": 0, "lr": 0.1}, out_root=tmp_path,
+                   data_source="synthetic", device="cpu")
+    rep.table(pd.DataFrame({"model": ["m"], "acc": [value]}), "accuracy", item="1.4", title="Accuracy")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, value])
+    rep.figure(fig, "curve", item="1.6", title="Curve")
+    plt.close(fig)
+    return rep
+
+
+def test_finish_moves_outputs_and_writes_provenance_and_manifest(tmp_path):
+    rep = make_report(tmp_path)
+    assert not (tmp_path / "smoke" / "01_supervised").exists()  # staged until finish
+    final = rep.finish()
+    assert (final / "accuracy.csv").is_file() and (final / "accuracy.md").is_file() and (final / "curve.png").is_file()
+    prov = json.loads((final / "accuracy.provenance.json").read_text())
+    for key in ("git_commit", "params_hash", "seed", "libraries", "device", "data_source", "wall_time_s"):
+        assert key in prov, key
+    assert prov["item"] == "1.4" and prov["libraries"]["torch"]
+    man = json.loads((tmp_path / "smoke" / "manifest.json").read_text())
+    assert man["items"]["1.4"][0]["path"] == "01_supervised/accuracy.csv"
+    assert man["chapters"]["01_supervised"]["data_source"] == "synthetic"
+    assert json.loads((final / "params.json").read_text())["lr"] == 0.1
+
+
+def test_unfinished_run_leaves_previous_outputs_untouched(tmp_path):
+    make_report(tmp_path, value=1).finish()
+    make_report(tmp_path, value=2)  # fails before finish()
+    df = pd.read_csv(tmp_path / "smoke" / "01_supervised" / "accuracy.csv")
+    assert df["acc"].tolist() == [1]
+    make_report(tmp_path, value=3).finish()
+    assert pd.read_csv(tmp_path / "smoke" / "01_supervised" / "accuracy.csv")["acc"].tolist() == [3]
+
+
+def test_rerun_replaces_a_chapter_in_the_manifest_and_records_skips(tmp_path):
+    make_report(tmp_path).finish()
+    rep = R.Report("01_supervised", {"profile": "smoke"}, out_root=tmp_path)
+    rep.skip("1.2", "needs the DRN models")
+    rep.finish()
+    man = json.loads((tmp_path / "smoke" / "manifest.json").read_text())
+    assert "1.4" not in man["items"] and man["skipped"]["1.2"]["reason"] == "needs the DRN models"
+
+
+def test_unknown_item_and_chapter_are_rejected(tmp_path):
+    rep = R.Report("01_supervised", {"profile": "smoke"}, out_root=tmp_path)
+    with pytest.raises(ValueError, match="unknown SPEC item '9.9'"):
+        rep.table(pd.DataFrame({"a": [1]}), "x", item="9.9", title="x")
+    with pytest.raises(ValueError, match="unknown chapter"):
+        R.Report("05_bonus", {"profile": "smoke"}, out_root=tmp_path)
+
+
+def test_index_links_chapters_and_lists_coverage(tmp_path):
+    make_report(tmp_path).finish()
+    (tmp_path / "smoke" / "html").mkdir()
+    (tmp_path / "smoke" / "html" / "01_supervised.html").write_text("<html></html>")
+    page = R.build_index(tmp_path / "smoke").read_text()
+    assert 'href="01_supervised.html"' in page and 'href="../01_supervised/accuracy.csv"' in page
+    assert "not run in this profile" in page and "synthetic" in page

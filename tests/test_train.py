@@ -1,0 +1,121 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from lib import data as D
+from lib.models import MODELS, build_model, count_parameters
+from lib.train import Classifier, fit, make_optimizer, make_scheduler, predict, classification_metrics
+
+
+def tiny_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                         nn.Dropout(0.1), nn.Linear(128, 10))
+
+
+def setup(init_seed=0):
+    torch.manual_seed(init_seed)
+    ds = D.make_synthetic(160, 40)
+    train = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
+    val = D.BatchLoader(ds.test_x, ds.test_y, batch_size=40, train=False)
+    model = tiny_net()
+    opt = make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True)
+    sched = make_scheduler(opt, name="onecycle", total_steps=20)
+    method = Classifier(model, opt, sched, label_smoothing=0.1)
+
+    def evaluate():
+        m = classification_metrics(*predict(model, val))
+        return {"val_acc": m["acc"], "val_loss": m["loss"]}
+
+    return method, train, evaluate
+
+
+def test_loss_decreases_on_a_tiny_batch():
+    torch.manual_seed(0)
+    ds = D.make_synthetic(64, 10)
+    model = tiny_net()
+    method = Classifier(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
+    batch = (D.normalize(ds.train_x[:32]), ds.train_y[:32])
+    losses = [method.train_step(batch)["loss"].item() for _ in range(40)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_resume_gives_exactly_the_uninterrupted_result(tmp_path):
+    method, train, evaluate = setup()
+    full = fit(method, train.forever, total_steps=20, evaluate=evaluate, steps_per_epoch=5,
+               ckpt_dir=tmp_path / "a", device="cpu", seed=0)
+    reference = {k: v.clone() for k, v in method.model.state_dict().items()}
+
+    method, train, evaluate = setup()
+    part = fit(method, train.forever, total_steps=20, evaluate=evaluate, steps_per_epoch=5,
+               ckpt_dir=tmp_path / "b", ckpt_every=3, stop_after=7, device="cpu", seed=0)
+    assert not part.finished and len(part.history) == 1
+    method, train, evaluate = setup(init_seed=123)  # fresh objects, different initial weights: all must come from disk
+    resumed = fit(method, train.forever, total_steps=20, evaluate=evaluate, steps_per_epoch=5,
+                  ckpt_dir=tmp_path / "b", device="cpu", seed=0)
+    assert resumed.finished
+    for k, v in method.model.state_dict().items():
+        assert torch.equal(v, reference[k]), k
+    cols = ["step", "train_loss", "train_acc", "val_acc", "val_loss", "lr"]
+    assert resumed.history[cols].equals(full.history[cols])
+    assert resumed.best == full.best
+
+
+def test_best_checkpoint_tracks_validation_metric(tmp_path):
+    method, train, evaluate = setup()
+    res = fit(method, train.forever, total_steps=20, evaluate=evaluate, steps_per_epoch=5,
+              ckpt_dir=tmp_path, device="cpu")
+    assert len(res.history) == 4 and res.best_checkpoint.is_file()
+    assert res.best["value"] == res.history["val_acc"].max()
+    assert res.history["val_acc"].iloc[-1] > 0.2  # learnable synthetic data: above chance (0.1)
+    again = fit(method, train.forever, total_steps=20, evaluate=evaluate, steps_per_epoch=5,
+                ckpt_dir=tmp_path, device="cpu")
+    assert again.history.equals(res.history)  # a finished run is reused, not retrained
+
+
+def test_tensorboard_scalars_are_written(tmp_path):
+    method, train, evaluate = setup()
+    fit(method, train.forever, total_steps=10, evaluate=evaluate, steps_per_epoch=5, tb_dir=tmp_path, log_every=2,
+        device="cpu")
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_schedulers_shapes():
+    p = [nn.Parameter(torch.zeros(1))]
+    lrs = {}
+    for name in ("constant", "step", "cosine", "onecycle"):
+        opt = torch.optim.SGD(p, lr=1.0)
+        s = make_scheduler(opt, name=name, total_steps=100, steps_per_epoch=10, step_size_epochs=3, warmup_steps=10)
+        out = []
+        for _ in range(100):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            s.step()
+        lrs[name] = out
+    assert set(lrs["constant"]) == {1.0}
+    assert lrs["step"][29] == 1.0 and lrs["step"][30] == pytest.approx(0.1)
+    assert lrs["onecycle"][9] == pytest.approx(1.0) and lrs["onecycle"][0] < 0.2 and lrs["onecycle"][-1] < 0.02
+    assert max(lrs["cosine"]) == pytest.approx(1.0) and lrs["cosine"][-1] < 0.01
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        make_scheduler(torch.optim.SGD(p, lr=1.0), name="warm", total_steps=1)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_runs_forward_and_backward(name):
+    torch.manual_seed(0)
+    model = build_model(name, width=0.125)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    feats = model.features(x)
+    assert feats.ndim == 4 and feats.shape[1] == model.classifier.in_features
+
+
+def test_resnet18_has_the_cifar_parameter_count():
+    assert count_parameters(build_model("resnet18")) == 11_173_962
+
+
+def test_unknown_model_lists_registered_names():
+    with pytest.raises(KeyError, match="registered models: .*resnet18"):
+        build_model("resnet19")
