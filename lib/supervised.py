@@ -128,11 +128,54 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
                          train=False, channels_last=channels_last)
     logits, labels = predict(model, test, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
     hist = result.history
+    test_acc = classification_metrics(logits, labels)["acc"]
+    _record_checkpoint(Path(ckpt_root), run_name, {
+        "model": name, "width": params["width"], "checkpoint": str(result.best_checkpoint.relative_to(ckpt_root))
+        if result.best_checkpoint else None, "val_acc": result.best.get("value"), "test_acc": test_acc,
+        "data": splits.source, "profile": params["profile"], "epochs": epochs})
     return Trained(name=run_name, model=model, history=hist, recipe=rec, epochs=epochs,
                    val_acc=float(result.best.get("value", float("nan"))),
-                   test_acc=classification_metrics(logits, labels)["acc"], test_logits=logits, test_labels=labels,
+                   test_acc=test_acc, test_logits=logits, test_labels=labels,
                    parameters=n_params, flops=flops, wall_time_s=float(hist["elapsed_s"].iloc[-1]),
                    device=device_description(device), checkpoint=result.best_checkpoint)
+
+
+def _record_checkpoint(ckpt_root: Path, run_name: str, info: dict) -> None:
+    """Keep ``<ckpt_root>/index.json``: run name -> best checkpoint and what built it (read by chapters 2 and 4)."""
+    import json
+
+    from .report import write_text_atomic
+
+    index_path = ckpt_root / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    index[run_name] = info
+    write_text_atomic(index_path, json.dumps(index, indent=2, default=str))
+
+
+def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *, device: str = "cpu") -> tuple:
+    """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as ``(model in eval mode, info)``.
+
+    Fails with the command to run first when chapter 1 has not produced it.
+    """
+    import json
+
+    profile_dir = Path(profile_dir)
+    index_path = profile_dir / "checkpoints" / "01_supervised" / "index.json"
+    hint = (f"run chapter 1 first: ./run_all.sh --profile {profile_dir.name} --only 01 "
+            f"(or open notebooks/01_supervised with profile = {profile_dir.name!r})")
+    if not index_path.is_file():
+        raise FileNotFoundError(f"no chapter-1 checkpoints under {index_path.parent}; {hint}")
+    index = json.loads(index_path.read_text())
+    if run_name not in index or not index[run_name].get("checkpoint"):
+        raise FileNotFoundError(f"chapter 1 has no checkpoint for {run_name!r} in {index_path} "
+                                f"(it has {sorted(index)}); add it to `models` in params/01_supervised.yaml and {hint}")
+    info = index[run_name]
+    path = index_path.parent / info["checkpoint"]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} listed in {index_path} is missing; {hint}")
+    model = build_model(info["model"], width=info["width"])
+    model.load_state_dict(load_checkpoint(path)["method"]["model"])
+    return model.to(device).eval(), info
 
 
 def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str, source: str,

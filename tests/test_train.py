@@ -119,3 +119,20 @@ def test_resnet18_has_the_cifar_parameter_count():
 def test_unknown_model_lists_registered_names():
     with pytest.raises(KeyError, match="registered models: .*resnet18"):
         build_model("resnet19")
+
+
+def test_trained_classifier_is_recorded_and_reloadable(tmp_path):
+    from lib import params as P, supervised as S
+
+    params = P.load("01_supervised", "smoke", {"data": "synthetic", "epochs": 1})
+    splits = S.load_splits(params)
+    ckpt_root = tmp_path / "smoke" / "checkpoints" / "01_supervised"
+    trained = S.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root)
+    model, info = S.load_classifier(tmp_path / "smoke", "resnet18")
+    assert info["test_acc"] == trained.test_acc and info["width"] == params["width"]
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(model(x), trained.model.eval()(x))
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint for 'drn_c_26'.*--profile smoke --only 01"):
+        S.load_classifier(tmp_path / "smoke", "drn_c_26")
+    with pytest.raises(FileNotFoundError, match=r"run chapter 1 first: ./run_all.sh --profile quick --only 01"):
+        S.load_classifier(tmp_path / "quick", "resnet18")
