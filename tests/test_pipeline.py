@@ -30,7 +30,8 @@ def test_smoke_report_builds_index_manifest_and_html(smoke_report):
     assert "[run_all] profile smoke" in proc.stdout
     index = (prof / "html" / "index.html").read_text()
     man = json.loads((prof / "manifest.json").read_text())
-    for ch in ("01_supervised",):
+    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    for ch in chapters:
         assert (prof / "html" / f"{ch}.html").is_file() and (prof / "html" / f"{ch}-code.html").is_file()
         assert (prof / "notebooks" / f"{ch}.ipynb").is_file()
         assert f'href="{ch}.html"' in index
