@@ -43,24 +43,20 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   if "$PY" -m papermill "$nb" "$tmp" "${args[@]}" --cwd notebooks --no-progress-bar --log-output \
         >"$OUT/logs/$ch.log" 2>&1; then
     mv "$tmp" "$OUT/notebooks/$ch.ipynb"
-    html_tmp="$OUT/html/.tmp-$ch"
-    rm -rf "$html_tmp" && mkdir -p "$html_tmp"
-    if "$PY" -m nbconvert --to html --no-input --output "$ch" --output-dir "$html_tmp" "$OUT/notebooks/$ch.ipynb" >>"$OUT/logs/$ch.log" 2>&1 \
-       && "$PY" -m nbconvert --to html --output "$ch-code" --output-dir "$html_tmp" "$OUT/notebooks/$ch.ipynb" >>"$OUT/logs/$ch.log" 2>&1; then
-      mv "$html_tmp/$ch.html" "$html_tmp/$ch-code.html" "$OUT/html/"
+    if "$PY" -m lib.export chapter "$OUT/notebooks/$ch.ipynb" "$OUT/html" >>"$OUT/logs/$ch.log" 2>&1; then
       done_+=("$ch ($(( $(date +%s) - t0 )) s)")
       echo "[run_all] $ch: done in $(( $(date +%s) - t0 )) s"
     else
       failed+=("$ch: HTML export failed, see $OUT/logs/$ch.log")
     fi
-    rm -rf "$html_tmp"
   else
     failed+=("$ch: notebook failed after $(( $(date +%s) - t0 )) s; the partly executed notebook is $tmp, the log $OUT/logs/$ch.log")
     echo "[run_all] $ch: FAILED (previous outputs left untouched)"
     tail -n 15 "$OUT/logs/$ch.log" | sed 's/^/    /'
   fi
 done
-"$PY" -m lib.report index "$OUT" >/dev/null || failed+=("index page: python -m lib.report index $OUT failed")
+"$PY" -m lib.export finish "$OUT" >"$OUT/logs/export.log" 2>&1 \
+  || failed+=("index page / report.html: see $OUT/logs/export.log")
 echo "[run_all] report: $OUT/html/index.html ($(( $(date +%s) - start_all )) s)"
 for d in "${done_[@]}"; do echo "  ok      $d"; done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -24,3 +24,23 @@ def training_curves(histories: dict[str, pd.DataFrame], *, train_col: str = "tra
     if title:
         fig.suptitle(title)
     return fig
+
+
+def confusion_matrix_figure(logits, labels, classes, *, title: str = "") -> plt.Figure:
+    """SPEC 1.9: confusion matrix heatmap (rows true class, columns predicted), counts annotated."""
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(labels.numpy(), logits.argmax(1).numpy(), labels=list(range(len(classes))))
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes, cbar=False, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return fig
+
+
+def sweep_heatmap(df: pd.DataFrame, *, value: str = "test AUC", title: str = "") -> plt.Figure:
+    """SPEC 1.7: batch size x learning rate heatmap of ``value``."""
+    grid = df.pivot(index="batch size", columns="learning rate", values=value)
+    fig, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
+    sns.heatmap(grid, annot=True, fmt=".4f", cmap="viridis", ax=ax)
+    ax.set(title=title or value)
+    return fig

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from .params import params_hash
+from .spec import presented_numbers, status
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = {
@@ -114,6 +115,7 @@ class Report:
         self.data_source, self.device = data_source, device
         self.items: dict[str, list[dict]] = {}
         self.skipped: dict[str, str] = {}
+        self.comparisons: list[dict] = []
         self.t0 = time.perf_counter()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -170,8 +172,27 @@ class Report:
             raise ValueError(f"unknown SPEC item {item!r}")
         self.skipped[item] = reason
 
+    def compare(self, key: str, reproduced: float | None, *, note: str = "") -> None:
+        """Record this run's value for one presented number (a ``key`` of :func:`lib.spec.presented_numbers`).
+
+        The rows are saved as ``comparison.csv`` on :meth:`finish`; the index page's summary table reads them.
+        """
+        known = {r["key"] for r in presented_numbers()}
+        if key not in known:
+            raise ValueError(f"unknown presented number {key!r}; see lib.spec.presented_numbers() for the keys")
+        self.comparisons = [c for c in self.comparisons if c["key"] != key]
+        self.comparisons.append({"key": key, "reproduced": None if reproduced is None else float(reproduced),
+                                 "note": note})
+
+    def comparison_table(self) -> pd.DataFrame:
+        """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will hold)."""
+        return comparison_frame(self.comparisons, profile=self.profile,
+                                items={k.split("/")[0] for k in (c["key"] for c in self.comparisons)})
+
     def finish(self) -> Path:
         """Move the staged outputs into place in one step and record them in the manifest."""
+        if self.comparisons:
+            self.comparison_table().to_csv(self.staging / "comparison.csv", index=False)
         prov = self.provenance()
         write_text_atomic(self.staging / "provenance.json", json.dumps(prov, indent=2, default=str))
         write_text_atomic(self.staging / "params.json", json.dumps(self.params, indent=2, default=str))
@@ -185,6 +206,28 @@ class Report:
             shutil.rmtree(old)
         update_manifest(self.profile_dir, self.chapter, prov, self.items, self.skipped)
         return self.final_dir
+
+
+def comparison_frame(comparisons: list[dict], *, profile: str, items: set | None = None) -> pd.DataFrame:
+    """Presented numbers (all, or those of ``items``) joined with reproduced values, with difference and status."""
+    got = {c["key"]: c for c in comparisons}
+    rows = []
+    for spec_row in presented_numbers():
+        if items is not None and spec_row["item"] not in items:
+            continue
+        c = got.get(spec_row["key"], {})
+        value = c.get("reproduced")
+        pres = spec_row["presented"]
+        diff = None
+        if value is not None and not isinstance(pres, (tuple, list)):
+            diff = round(value - pres, 4)
+        rows.append({"item": spec_row["item"], "quantity": spec_row["quantity"],
+                     "presented": f"{pres[0]:g}-{pres[1]:g}" if isinstance(pres, (tuple, list)) else pres,
+                     "reproduced": None if value is None else round(value, 4), "difference": diff,
+                     "unit": spec_row["unit"],
+                     "status": status(pres, value, unit=spec_row["unit"], higher_is_better=spec_row["higher_is_better"]),
+                     "profile": profile, "note": c.get("note", ""), "key": spec_row["key"]})
+    return pd.DataFrame(rows)
 
 
 def read_manifest(profile_dir: Path) -> dict:
@@ -210,47 +253,104 @@ def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict, sk
 
 
 # ---------------------------------------------------------------------------------------------- index page
+def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
+    """Every presented number beside this profile's value, read from the chapters' saved ``comparison.csv``."""
+    profile_dir = Path(profile_dir)
+    rows = []
+    for ch in CHAPTERS:
+        path = profile_dir / ch / "comparison.csv"
+        if path.is_file():
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            rows += [{"key": r["key"], "reproduced": None if pd.isna(r["reproduced"]) else float(r["reproduced"]),
+                      "note": r.get("note") or "", "chapter": ch} for r in df.to_dict("records")]
+    found = {r["key"]: r for r in rows if r["reproduced"] is not None}
+    out = comparison_frame(list(found.values()), profile=profile_dir.name)
+    out["chapter"] = [found.get(k, {}).get("chapter", "") for k in out["key"]]
+    return out
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
+          "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
+          "text-align:left;vertical-align:top}th{background:#f3f3f3}.better{background:#e3f6e3}"
+          ".worse{background:#fbe9e7}.reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px;"
+          "border:1px solid #ddd}.note{color:#555}")
+
+
 def build_index(profile_dir: str | Path) -> Path:
-    """Write ``<profile_dir>/html/index.html``: chapters, SPEC coverage and provenance, from the manifest."""
+    """Write ``<profile_dir>/html/index.html``: the presented-vs-reproduced summary, SPEC coverage, provenance and
+    thumbnails of the key figures, all read from the manifest and the chapters' saved tables."""
     profile_dir = Path(profile_dir)
     man = read_manifest(profile_dir)
     esc = html.escape
-    parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(man['profile'])}</code></h1>"]
-    parts.append("<h2>Chapters</h2><ul>")
-    for ch, title in CHAPTERS.items():
-        if (profile_dir / "html" / f"{ch}.html").is_file():
-            parts.append(f'<li><a href="{ch}.html">{esc(title)}</a> (<a href="{ch}-code.html">with code</a>)</li>')
-        else:
-            parts.append(f"<li>{esc(title)}: not built in this profile</li>")
-    parts.append("</ul><h2>Coverage of the presentation (SPEC items)</h2>")
+    profile = man["profile"]
+    html_dir = profile_dir / "html"
+    built = [ch for ch in CHAPTERS if (html_dir / f"{ch}.html").is_file()]
+    parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(profile)}</code></h1>"]
+    if profile != "full":
+        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on reduced data to prove "
+                     "every step quickly; its numbers are not comparable with the presentation's. Run the "
+                     "<code>full</code> profile on a GPU for the real comparison.</p>")
+    links = [f'<a href="{ch}.html">{esc(CHAPTERS[ch])}</a> (<a href="{ch}-code.html">with code</a>)' for ch in built]
+    if (html_dir / "report.html").is_file():
+        links.insert(0, '<a href="report.html"><b>All chapters in one file (report.html)</b></a>')
+    parts.append("<h2>Chapters</h2><ul>" + "".join(f"<li>{x}</li>" for x in links) +
+                 "".join(f"<li>{esc(CHAPTERS[ch])}: not built in this profile</li>" for ch in CHAPTERS if ch not in built)
+                 + "</ul>")
+
+    summary = summary_frame(profile_dir)
+    parts.append("<h2>Presented vs reproduced</h2><p class='note'>Every number the presentation gives. "
+                 "<i>reproduced</i>: within 0.5 percentage points (0.005 AUC, 0.01 precision/recall/f1, 5% FID) "
+                 "or inside a presented range. Values come from each chapter's <code>comparison.csv</code>.</p>")
+    parts.append("<table><tr><th>item</th><th>quantity</th><th>presented</th><th>this run</th><th>difference</th>"
+                 "<th>status</th></tr>")
+    for r in summary.to_dict("records"):
+        fmt = lambda v: "" if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        cls = r["status"] if r["status"] in ("better", "worse", "reproduced") else ""
+        link = f'<a href="{r["chapter"]}.html">{esc(r["item"])}</a>' if r["chapter"] in built else esc(r["item"])
+        parts.append(f"<tr class='{cls}'><td>{link}</td><td>{esc(r['quantity'])}</td><td>{esc(fmt(r['presented']))}"
+                     f"</td><td>{esc(fmt(r['reproduced']))}</td><td>{esc(fmt(r['difference']))}</td>"
+                     f"<td>{esc(r['status'])}</td></tr>")
+    parts.append("</table>")
+
+    parts.append("<h2>Coverage of the presentation (SPEC items)</h2>")
     parts.append("<table><tr><th>item</th><th>what</th><th>regenerated as</th></tr>")
     for item, what in SPEC_ITEMS.items():
         entries = man["items"].get(item, [])
         if entries:
             cells = "<br>".join(
-                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a>' if e.get("path")
-                else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>' for e in entries)
+                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a> (<a href="{esc(e["chapter"])}.html">chapter</a>)'
+                if e.get("path") else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>' for e in entries)
         elif item in man.get("skipped", {}):
             cells = f"not regenerated: {esc(man['skipped'][item]['reason'])}"
         else:
             cells = "not run in this profile"
+        if entries and item in man.get("skipped", {}):
+            cells += f"<br><span class='note'>partly skipped: {esc(man['skipped'][item]['reason'])}</span>"
         parts.append(f"<tr><td>{item}</td><td>{esc(what)}</td><td>{cells}</td></tr>")
-    parts.append("</table><h2>Provenance</h2>")
+    parts.append("</table>")
+
+    thumbs = [e for entries in man["items"].values() for e in entries if e.get("kind") == "figure"]
+    if thumbs:
+        parts.append("<h2>Key figures</h2><div class='thumbs'>")
+        for e in thumbs:
+            parts.append(f'<a href="{esc(e["chapter"])}.html" title="{esc(e["title"])}">'
+                         f'<img src="../{esc(e["path"])}" alt="{esc(e["title"])}"></a>')
+        parts.append("</div>")
+
+    parts.append("<h2>Provenance</h2>")
     parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th><th>params hash</th>"
-                 "<th>wall time (s)</th><th>finished (UTC)</th></tr>")
+                 "<th>seed</th><th>wall time (s)</th><th>started (UTC)</th></tr>")
     for ch, prov in man["chapters"].items():
         parts.append("<tr>" + "".join(f"<td>{esc(str(prov.get(k)))}</td>" for k in (
-            "chapter", "git_commit", "device", "data_source", "params_hash", "wall_time_s", "started_utc")) + "</tr>")
+            "chapter", "git_commit", "device", "data_source", "params_hash", "seed", "wall_time_s", "started_utc"))
+            + "</tr>")
     parts.append("</table>")
     if man["chapters"]:
         libs = next(iter(man["chapters"].values())).get("libraries", {})
         parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items()) + "</p>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:left;vertical-align:top}th{background:#f3f3f3}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>CIFAR-10 report ({esc(man['profile'])})"
-            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
-    out = profile_dir / "html" / "index.html"
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>CIFAR-10 report ({esc(profile)})"
+            f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    out = html_dir / "index.html"
     write_text_atomic(out, page)
     return out
 

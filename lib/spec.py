@@ -48,3 +48,53 @@ REFERENCE = {
                       "ResNeXt29(32x4d)": 94.73, "ResNeXt29(2x64d)": 94.82, "SimpleDLA": 94.89,
                       "DenseNet121": 95.04, "PreActResNet18": 95.11, "DPN92": 95.16, "DLA": 95.47},
 }
+
+
+def presented_numbers() -> list[dict]:
+    """Every number the presentation gives, one row each, keyed so chapters can report the reproduced value.
+
+    A row: ``key`` (what a chapter passes to ``Report.compare``), ``item`` (SPEC number), ``quantity``,
+    ``presented`` (a number, or a ``(low, high)`` range), ``unit`` and ``higher_is_better``.
+    """
+    rows = []
+
+    def add(key, item, quantity, presented, unit, higher=True):
+        rows.append({"key": key, "item": item, "quantity": quantity, "presented": presented, "unit": unit,
+                     "higher_is_better": higher})
+
+    for model, acc in PRESENTED["accuracy"].items():
+        add(f"1.4/{model}", "1.4", f"{model} test accuracy", acc, "%")
+    for (bs, lr), auc in PRESENTED["batch_lr_auc"].items():
+        add(f"1.7/b{bs}/lr{lr:g}", "1.7", f"test AUC, batch {bs}, lr {lr:g}", auc, "AUC")
+    for cls, values in PRESENTED["class_report"].items():
+        for name, v in zip(("precision", "recall", "f1"), values):
+            add(f"1.10/{cls}/{name}", "1.10", f"{cls} {name}", v, "")
+    add("1.10/accuracy", "1.10", "best model accuracy (classification report)", PRESENTED["class_report_accuracy"], "")
+    add("1.10/all_but_cat", "1.10", "mean f1 of the 9 classes other than cat", PRESENTED["all_but_cat_average"], "")
+    add("2.2/vae_reconstructions", "2.2", "test accuracy of a classifier trained on VAE reconstructions",
+        PRESENTED["vae_augmentation_accuracy"], "%")
+    for model, fid in PRESENTED["fid"].items():
+        add(f"2.4/{model}", "2.4", f"{model.upper()} FID (5,000 samples)", fid, "FID", higher=False)
+    mpl = PRESENTED["mpl"]
+    add("3.6/mpl", "3.6", "MPL top-1, 30k steps, no finetune", mpl["presented 30k steps"], "%")
+    add("3.6/mpl_finetune", "3.6", "MPL top-1, 30k steps + finetune", mpl["presented 30k steps + finetune"], "%")
+    add("3.7/mpl_best", "3.7", "MPL best top-1 during training", mpl["presented best"], "%")
+    return rows
+
+
+TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}  # |difference| within this counts as reproduced (FID: relative)
+
+
+def status(presented, reproduced, *, unit: str, higher_is_better: bool) -> str:
+    """``reproduced`` (within tolerance or inside a presented range), ``better``, ``worse`` or ``not run``."""
+    if reproduced is None or reproduced != reproduced:  # None or NaN
+        return "not run in this profile"
+    if isinstance(presented, (tuple, list)):
+        lo, hi = presented
+        if lo <= reproduced <= hi:
+            return "reproduced"
+        return "better" if (reproduced > hi) == higher_is_better else "worse"
+    tol = TOLERANCE.get(unit, 0.01) * (abs(presented) if unit == "FID" else 1)
+    if abs(reproduced - presented) <= tol:
+        return "reproduced"
+    return "better" if (reproduced > presented) == higher_is_better else "worse"

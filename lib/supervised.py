@@ -209,3 +209,69 @@ def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str, epochs
     rows = [{"hyperparameter": k, "presented": presented.get(k), f"this run ({recipe_name})": v}
             for k, v in {**ran, **extra}.items()]
     return pd.DataFrame(rows)
+
+
+def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Macro-averaged one-vs-rest ROC AUC of softmax scores (scikit-learn), the presentation's "test AUC"."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = torch.softmax(logits.float(), dim=1).numpy()
+    return float(roc_auc_score(labels.numpy(), probs, multi_class="ovr", average="macro",
+                               labels=list(range(probs.shape[1]))))
+
+
+def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataFrame:
+    """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning rate) cell.
+
+    Returns one row per cell with validation and test macro AUC; the best cell is chosen on validation AUC.
+    """
+    if params["sweep_train_subset"]:
+        tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"], seed=params["seed"])
+        splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y, source=splits.source)
+    rows = []
+    for bs in params["sweep_batch_sizes"]:
+        for lr in params["sweep_lrs"]:
+            t = train_classifier(params["sweep_model"], splits, params, ckpt_root=ckpt_root, recipe_name="presented",
+                                 epochs=params["sweep_epochs"], overrides={"batch_size": bs, "lr": lr},
+                                 run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")
+            val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+                                device=next(t.model.parameters()).device, train=False)
+            val_logits, val_labels = predict(t.model, val)
+            rows.append({"batch size": bs, "learning rate": lr, "val AUC": round(macro_auc(val_logits, val_labels), 4),
+                         "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
+                         "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
+                         "wall time (s)": round(t.wall_time_s, 1)})
+    df = pd.DataFrame(rows)
+    df["best on validation"] = df["val AUC"] == df["val AUC"].max()
+    return df
+
+
+def sweep_with_presented(df: pd.DataFrame, presented: dict) -> pd.DataFrame:
+    """The sweep table with the presented test AUC of each cell beside ours."""
+    out = df.copy()
+    out.insert(2, "presented test AUC", [presented.get((b, lr)) for b, lr in zip(df["batch size"], df["learning rate"])])
+    return out
+
+
+def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, classes, presented: dict) -> pd.DataFrame:
+    """SPEC 1.10: per-class precision / recall / f1 / support (scikit-learn) beside the presented values."""
+    from sklearn.metrics import classification_report
+
+    rep = classification_report(labels.numpy(), logits.argmax(1).numpy(), labels=list(range(len(classes))),
+                                target_names=list(classes), output_dict=True, zero_division=0)
+    rows = []
+    for cls in classes:
+        r, p = rep[cls], presented.get(cls, (None, None, None))
+        rows.append({"class": cls, "precision": round(r["precision"], 3), "recall": round(r["recall"], 3),
+                     "f1": round(r["f1-score"], 3), "support": int(r["support"]),
+                     "presented precision": p[0], "presented recall": p[1], "presented f1": p[2]})
+    df = pd.DataFrame(rows)
+    summary = pd.DataFrame([
+        {"class": "accuracy", "f1": round(rep["accuracy"], 3), "support": int(len(labels))},
+        {"class": "macro avg", "precision": round(rep["macro avg"]["precision"], 3),
+         "recall": round(rep["macro avg"]["recall"], 3), "f1": round(rep["macro avg"]["f1-score"], 3),
+         "support": int(len(labels))},
+        {"class": "all classes but cat (mean f1)", "f1": round(df.loc[df["class"] != "cat", "f1"].mean(), 3),
+         "support": int(df.loc[df["class"] != "cat", "support"].sum())},
+    ])
+    return pd.concat([df, summary], ignore_index=True)

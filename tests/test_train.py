@@ -136,3 +136,29 @@ def test_trained_classifier_is_recorded_and_reloadable(tmp_path):
         S.load_classifier(tmp_path / "smoke", "drn_c_26")
     with pytest.raises(FileNotFoundError, match=r"run chapter 1 first: ./run_all.sh --profile quick --only 01"):
         S.load_classifier(tmp_path / "quick", "resnet18")
+
+
+def test_macro_auc_matches_a_hand_computed_example():
+    from lib.supervised import macro_auc
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1, 0.3, 0.6]])
+    labels = torch.tensor([0, 1, 2, 2])
+    # one-vs-rest, counting (positive, negative) pairs ranked correctly:
+    # class 0: 0.7 vs (0.2, 0.6, 0.1) -> 3/3; class 1: 0.5 vs (0.2, 0.2, 0.3) -> 3/3;
+    # class 2: (0.2, 0.6) vs (0.1, 0.3) -> 3/4 (0.2 < 0.3)
+    assert macro_auc(torch.log(probs), labels) == pytest.approx((1 + 1 + 0.75) / 3)
+
+
+def test_classification_report_table_has_all_but_cat_average():
+    from lib.supervised import classification_report_table
+
+    classes = ("a", "cat", "b")
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1, 2, 1]), 3).float()
+    df = classification_report_table(logits, labels, classes, {"a": (0.9, 0.9, 0.9)})
+    a = df[df["class"] == "a"].iloc[0]
+    assert a["precision"] == pytest.approx(2 / 3, abs=1e-3) and a["recall"] == 1.0 and a["presented f1"] == 0.9
+    f1 = {c: df[df["class"] == c]["f1"].iloc[0] for c in classes}
+    but_cat = df[df["class"] == "all classes but cat (mean f1)"]["f1"].iloc[0]
+    assert but_cat == pytest.approx(round((f1["a"] + f1["b"]) / 2, 3))
+    assert df[df["class"] == "accuracy"]["f1"].iloc[0] == pytest.approx(4 / 6, abs=1e-3)

@@ -1,0 +1,126 @@
+"""HTML export of executed chapter notebooks: a class version (no code) and a full version, plus one combined file.
+
+Each page stands alone (figures are embedded as data URIs) and opens with a table of contents built from the
+notebook's headings. The class version also drops stream output (progress lines, warnings), so students see
+the tables and figures, not the machinery. Called by ``run_all.sh``::
+
+    python -m lib.export chapter outputs/<profile>/notebooks/01_supervised.ipynb outputs/<profile>/html
+    python -m lib.export finish outputs/<profile>     # index.html and the combined report.html
+"""
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .report import CHAPTERS, build_index, write_text_atomic
+
+
+def _anchor(text: str) -> str:
+    """The id nbconvert gives a heading: its text with spaces replaced by hyphens."""
+    return re.sub(r"\s", "-", text.strip())
+
+
+def headings(nb) -> list[tuple[int, str]]:
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            m = re.match(r"^(#{1,3})\s+(.*?)\s*$", line)
+            if m:
+                out.append((len(m.group(1)), m.group(2)))
+    return out
+
+
+def toc_cell(nb, *, title: str = "Contents", levels: tuple[int, int] = (2, 3)):
+    lines = [f"**{title}**", ""]
+    for level, text in headings(nb):
+        if not levels[0] <= level <= levels[1]:
+            continue
+        plain = re.sub(r"[*_`]", "", text)
+        lines.append(f"{'  ' * (level - levels[0])}- [{plain}](#{_anchor(text)})")
+    return nbformat.v4.new_markdown_cell("\n".join(lines))
+
+
+def class_version(nb):
+    """Drop stream output (progress lines, warnings) and empty code cells; inputs are hidden by the exporter."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "stream"]
+            if not cell.outputs:
+                continue
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def _insert_toc(nb):
+    nb = copy.deepcopy(nb)
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, toc_cell(nb))
+    return nb
+
+
+def _html(nb, *, with_code: bool) -> str:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=not with_code, exclude_input_prompt=not with_code,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def export_chapter(notebook: str | Path, html_dir: str | Path) -> list[Path]:
+    """Write ``<chapter>.html`` (class version) and ``<chapter>-code.html`` next to each other in ``html_dir``."""
+    notebook, html_dir = Path(notebook), Path(html_dir)
+    nb = nbformat.read(notebook, as_version=4)
+    chapter = notebook.stem
+    class_page = html_dir / f"{chapter}.html"
+    code_page = html_dir / f"{chapter}-code.html"
+    write_text_atomic(class_page, _html(_insert_toc(class_version(nb)), with_code=False))
+    write_text_atomic(code_page, _html(_insert_toc(nb), with_code=True))
+    return [class_page, code_page]
+
+
+def export_combined(profile_dir: str | Path) -> Path | None:
+    """One ``report.html`` with every executed chapter (class version) and one table of contents."""
+    profile_dir = Path(profile_dir)
+    parts = [profile_dir / "notebooks" / f"{ch}.ipynb" for ch in CHAPTERS]
+    parts = [p for p in parts if p.is_file()]
+    if not parts:
+        return None
+    combined = nbformat.v4.new_notebook()
+    combined.metadata = nbformat.read(parts[0], as_version=4).metadata
+    combined.cells.append(nbformat.v4.new_markdown_cell(
+        f"# CIFAR-10 deep learning report (profile `{profile_dir.name}`)\n\n"
+        "All chapters in one file; the start page `index.html` has the presented-vs-reproduced summary "
+        "and the provenance of every number."))
+    for p in parts:
+        combined.cells.extend(class_version(nbformat.read(p, as_version=4)).cells)
+    combined.cells.insert(1, toc_cell(combined, levels=(1, 2)))
+    out = profile_dir / "html" / "report.html"
+    write_text_atomic(out, _html(combined, with_code=False))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "chapter":
+        for p in export_chapter(argv[1], argv[2]):
+            print(p)
+        return 0
+    if len(argv) == 2 and argv[0] == "finish":
+        print(export_combined(argv[1]))
+        print(build_index(argv[1]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
