@@ -23,6 +23,28 @@
 # the classification report and class activation maps. Models are selected on a validation split carved from
 # the training set; the test set is reported once, at the end.
 
+# %%
+# Google Colab only (outside Colab this cell does nothing): fetch the project if lib/ is not beside this
+# notebook, install the packages Colab lacks (never torch), and keep outputs on Google Drive so a
+# disconnected session resumes. REPO_URL is the repository to fetch: point it at your copy.
+REPO_URL = "https://github.com/your-org/cifar10-report.git"
+KEEP_ON_DRIVE = True
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if not any((p / "lib" / "report.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
+        target = os.environ.get("COLAB_REPO_DIR", "/content/cifar10-report")
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
+        os.chdir(Path(target) / "notebooks")
+    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())))
+    from lib.colab import setup_colab
+
+    print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
+
 # %% tags=["parameters"]
 profile = "auto"   # smoke | quick | full | auto (full on a GPU, otherwise quick)
 data = "auto"      # auto ($CIFAR10_ROOT, else torchvision download) | torchvision | path to a folder or archive
@@ -32,7 +54,7 @@ out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's output
 import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib").is_dir())
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd

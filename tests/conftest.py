@@ -34,3 +34,22 @@ def smoke_data_arg() -> str:
     if os.environ.get("CIFAR10_ROOT"):
         return os.environ["CIFAR10_ROOT"]
     return str(SHARED_ARCHIVE) if SHARED_ARCHIVE.is_file() else "synthetic"
+
+
+def run_all(out, *args, env_extra=None):
+    """Run ./run_all.sh with outputs under ``out`` and this interpreter's packages."""
+    import subprocess
+
+    env = {**os.environ, "CIFAR_REPORT_OUTPUTS": str(out), "CIFAR_REPORT_PYTHON": sys.executable,
+           **(env_extra or {})}
+    return subprocess.run([str(ROOT / "run_all.sh"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=3600)
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+    """The whole smoke report, built once per test session: (outputs/smoke folder, completed process)."""
+    out = tmp_path_factory.mktemp("outputs")
+    proc = run_all(out, "--profile", "smoke", "--data", smoke_data_arg())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "smoke", proc

@@ -1,28 +1,8 @@
 """End to end: ./run_all.sh --profile smoke builds the report; a failing chapter keeps earlier good outputs."""
 import json
-import os
 import re
-import subprocess
-import sys
 
-import pytest
-
-from conftest import ROOT, smoke_data_arg
-
-
-def run_all(out, *args, env_extra=None):
-    env = {**os.environ, "CIFAR_REPORT_OUTPUTS": str(out), "CIFAR_REPORT_PYTHON": sys.executable,
-           **(env_extra or {})}
-    return subprocess.run([str(ROOT / "run_all.sh"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1800)
-
-
-@pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs")
-    proc = run_all(out, "--profile", "smoke", "--data", smoke_data_arg())
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "smoke", proc
+from conftest import ROOT, run_all
 
 
 def test_smoke_report_builds_index_manifest_and_html(smoke_report):

@@ -1,0 +1,118 @@
+"""Chapter-1 training speed on the current device: images/s, seconds per epoch and peak memory for each model.
+
+    python bench/train_speed.py [--models resnet18,drn_c_26] [--width 1.0] [--batch-size 128] [--steps 20]
+    python bench/train_speed.py --time-to-94     # CUDA: wall time until ResNet-18 (strong recipe) reaches 94% validation accuracy
+
+Each model runs in its own process so its peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
+Batches come from the project's BatchLoader (data on the device, batched augmentation), as in training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def one(model_name: str, *, width: float, batch_size: int, steps: int, device_name: str) -> dict:
+    import torch
+
+    from lib import data as D
+    from lib.models import build_model, count_parameters
+    from lib.train import Classifier, amp_dtype, make_optimizer, pick_device
+
+    device = pick_device(device_name)
+    ds = D.load_cifar10("auto") if os.environ.get("CIFAR10_ROOT") else D.make_synthetic(2048, 10)
+    loader = D.BatchLoader(ds.train_x[:8192], ds.train_y[:8192], batch_size=batch_size, device=device,
+                           channels_last=device.type == "cuda")
+    model = build_model(model_name, width=width)
+    method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True))
+    method.setup(device, amp_dtype(device))
+    stream = loader.forever()
+    warmup = max(2, steps // 5)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        method.train_step(next(stream))
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        method.train_step(next(stream))
+    sync()
+    dt = time.perf_counter() - t0
+    ips = steps * batch_size / dt
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"model": model_name, "width": width, "batch": batch_size, "device": device.type,
+            "params_M": round(count_parameters(model) / 1e6, 2), "images_per_s": round(ips, 1),
+            "s_per_epoch_45k": round(45000 / ips, 1), "peak_mem_MiB": round(peak / 2**20)}
+
+
+def time_to_94(epochs: int = 12) -> dict:
+    """ResNet-18, strong recipe, full width, on the full profile's data: the wall time at which validation
+    accuracy (evaluated every epoch) first reaches 94%, and the test accuracy of the best epoch at the end."""
+    from lib import params as P, supervised as S
+
+    params = P.load("01_supervised", "full", {"epochs": epochs, "compile": False})
+    splits = S.load_splits(params)
+    t0 = time.perf_counter()
+    trained = S.train_classifier("resnet18", splits, params,
+                                 ckpt_root=Path(os.environ.get("BENCH_DIR", "/tmp")) / "time_to_94")
+    hist = trained.history
+    reached = hist[hist["val_acc"] >= 0.94]
+    return {"epochs": epochs, "test_acc_best_epoch": round(100 * trained.test_acc, 2),
+            "val_acc_by_epoch": [round(100 * v, 2) for v in hist["val_acc"]],
+            "seconds_to_94_val": None if reached.empty else round(float(reached["elapsed_s"].iloc[0]), 1),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="", help="comma-separated registered names (default: all)")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--one", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--time-to-94", action="store_true")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, width=args.width, batch_size=args.batch_size, steps=args.steps,
+                             device_name=args.device)))
+        return 0
+    if args.time_to_94:
+        print(json.dumps(time_to_94(), indent=1))
+        return 0
+    from lib.models import MODELS
+
+    names = args.models.split(",") if args.models else sorted(MODELS)
+    rows = []
+    for name in names:
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--width", str(args.width), "--batch-size",
+                               str(args.batch_size), "--steps", str(args.steps), "--device", args.device],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1]})
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
