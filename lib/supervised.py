@@ -275,3 +275,8 @@ def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, clas
          "support": int(df.loc[df["class"] != "cat", "support"].sum())},
     ])
     return pd.concat([df, summary], ignore_index=True)
+
+
+def first_of_each(labels: torch.Tensor, class_ids) -> torch.Tensor:
+    """Index of the first item of each class in ``class_ids`` (for reproducible example figures)."""
+    return torch.stack([(labels == c).nonzero()[0, 0] for c in class_ids])

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import params as P, plots, report as R, supervised as S
+from lib import cam, data as D, params as P, plots, report as R, supervised as S
 from lib.spec import PRESENTED, REFERENCE
 from lib.train import device_description, pick_device
 
@@ -70,6 +70,23 @@ report = R.Report("01_supervised", params, out_root=out_dir or None, data_source
                   device=device_description(pick_device(params["device"])))
 display(Markdown(f"**Profile `{params['profile']}`** on {report.device}; data: {splits.source}; "
                  f"split sizes {splits.sizes()}."))
+
+# %% [markdown]
+# ## 1.1 The models
+# * **ResNet** (He et al. 2016): skip connections let very deep networks train, because each block only learns a
+#   residual on top of the identity. ResNet-18/34 stack *BasicBlocks* (two 3x3 convolutions); ResNet-50/101 use
+#   *Bottleneck* blocks that squeeze channels with a 1x1 convolution (e.g. 256 -> 64), convolve at 3x3, and expand
+#   back (64 -> 256). Here: torchvision's builders with the CIFAR stem (3x3 stride-1 first convolution, no max-pool).
+# * **DRN** (Yu, Koltun & Funkhouser 2017): dilated 3x3 convolutions replace the last strides, so the receptive
+#   field grows without shrinking the feature map. DRN-C removes the resulting "gridding" artefacts with
+#   non-residual blocks at the end; DRN-D also replaces the first residual blocks with plain convolutions.
+#   Here DRN-C-26 and DRN-D-22 (`lib/drn.py`), with strides adapted so a 32x32 image ends on an 8x8 map.
+# * **EfficientNet** (Tan & Le 2019): compound scaling of depth, width and resolution from a small searched
+#   base network (B0) of mobile inverted-bottleneck blocks. Here timm's EfficientNet-B0 trained from scratch with a
+#   stride-1 stem, so a 32x32 image ends on a 2x2 map instead of 1x1.
+
+# %%
+report.text("1.1", "Model descriptions (markdown above) and the parameter / FLOP columns of the accuracy table")
 
 # %% [markdown]
 # ## 1.4 Accuracy table — presented vs reproduced
@@ -113,6 +130,38 @@ report.figure(fig, "training_curves", item="1.6", title="Training and validation
 report.table(S.hyperparameter_table(results[0].recipe, PRESENTED["hyperparameters"], recipe_name=params["recipe"],
                                     epochs=params["epochs"]),
              "hyperparameters", item="1.8", title="Hyperparameters, presented vs this run")
+
+# %% [markdown]
+# ## 1.2 Activation maps: ResNet-18 vs DRN
+# The presentation compares activation maps of ResNet-18 and DRNs: dilation keeps an 8x8 last feature map
+# where ResNet-18 has 4x4, so the maps follow the object more closely. Shown: the channel mean of each model's
+# last feature map, upsampled to the image.
+
+# %%
+by_name = {r.name: r for r in results}
+examples = S.first_of_each(splits.test_y, [5, 3, 7, 9])  # a dog (class 5, as presented), a cat, a horse, a truck
+images = splits.test_x[examples]
+x = D.normalize(images)
+drns = [n for n in ("drn_c_26", "drn_d_22") if n in by_name]
+if "resnet18" in by_name and drns:
+    maps = {n: cam.activation_map(by_name[n].model.cpu(), x) for n in ["resnet18", *drns]}
+    report.figure(cam.cam_figure(images, maps, [splits.classes[int(c)] for c in splits.test_y[examples]]),
+                  "activation_maps", item="1.2", title="Activation maps, ResNet-18 vs DRN");
+else:
+    report.skip("1.2", "needs resnet18 and a DRN in `models` of params/01_supervised.yaml")
+
+# %% [markdown]
+# ## 1.3 Class activation maps (CAM)
+# Presented: for a dog image, the CAM of the predicted class covers the dog; the CAM of a wrong class
+# (airplane) "does not capture the shape at all". CAM (Zhou et al. 2016) weights the last feature map by the
+# linear layer's weights of one class (`lib/cam.py`); Grad-CAM (the `grad-cam` package) is shown beside it.
+
+# %%
+for name in [n for n in ("resnet18", "drn_c_26") if n in by_name]:
+    rows, titles = cam.cam_rows(by_name[name].model.cpu(), x, labels=splits.test_y[examples], wrong_class=0)
+    fig = cam.cam_figure(images, rows, titles)
+    fig.suptitle(f"{name}: CAM of the predicted class, of a wrong class (airplane), and Grad-CAM")
+    report.figure(fig, f"cam_{name}", item="1.3", title=f"Class activation maps, {name}")
 
 # %% [markdown]
 # ## 1.7 Batch size x learning rate

@@ -1,0 +1,144 @@
+"""Chapter-1 model registry: DRN-C-26 / DRN-D-22 structure and sizes, EfficientNet-B0 adaptations, feature maps."""
+import pytest
+import torch
+import torch.nn as nn
+
+from lib import data as D
+from lib import drn
+from lib.models import MODELS, EfficientNetB0, build_model, count_parameters
+
+CHAPTER1 = ("resnet18", "resnet34", "resnet50", "resnet101", "drn_c_26", "drn_d_22", "efficientnet_b0")
+
+
+@pytest.mark.parametrize("name", CHAPTER1)
+def test_chapter1_models_are_registered_and_train(name):
+    assert name in MODELS
+    torch.manual_seed(0)
+    model = build_model(name, width=0.125)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # cam_layer is the module whose output is features(x): Grad-CAM hooks it
+    seen = []
+    handle = model.cam_layer.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    model.eval()
+    with torch.no_grad():
+        feats = model.features(x)
+    handle.remove()
+    assert torch.equal(seen[-1], feats)
+    assert feats.shape[1] == model.classifier.in_features and model.classifier.out_features == 10
+
+
+@pytest.mark.parametrize("name,size", [("resnet18", 4), ("resnet34", 4), ("resnet50", 4), ("resnet101", 4),
+                                       ("drn_c_26", 8), ("drn_d_22", 8), ("efficientnet_b0", 2)])
+def test_last_feature_map_size_for_32x32_inputs(name, size):
+    model = build_model(name, width=0.125).eval()
+    with torch.no_grad():
+        feats = model.features(torch.randn(1, 3, 32, 32))
+    assert feats.shape[-2:] == (size, size)
+
+
+def test_drn_imagenet_configurations_have_the_papers_parameter_counts():
+    c26 = count_parameters(drn.drn_c_26(num_classes=1000, imagenet=True))
+    d22 = count_parameters(drn.drn_d_22(num_classes=1000, imagenet=True))
+    assert c26 == pytest.approx(21.1e6, rel=0.01) and d22 == pytest.approx(16.4e6, rel=0.01)
+    assert (c26, d22) == (21_126_584, 16_393_752)
+    # the CIFAR adaptation changes strides only: same weights apart from the 10-way classifier
+    assert count_parameters(build_model("drn_c_26")) == c26 - 1000 * 513 + 10 * 513
+
+
+def test_drn_imagenet_strides_give_output_stride_8():
+    model = drn.drn_c_26(num_classes=1000, width=0.125, imagenet=True).eval()
+    with torch.no_grad():
+        assert model.features(torch.randn(1, 3, 224, 224)).shape[-2:] == (28, 28)
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+
+def test_drn_structure_follows_the_paper():
+    c, d = build_model("drn_c_26"), build_model("drn_d_22")
+    for model in (c, d):
+        assert model.layer0[0].kernel_size == (7, 7) and model.layer0[0].out_channels == 16
+        outs = [_convs(getattr(model, f"layer{i}"))[-1].out_channels for i in range(1, 9)]
+        assert outs == list(drn.CHANNELS)
+        assert {m.dilation for m in _convs(model.layer5)} == {(2, 2)}
+        assert {m.dilation for m in _convs(model.layer6)} == {(4, 4)}
+        assert {m.dilation for m in _convs(model.layer7)} == {(2, 2)}
+        assert {m.dilation for m in _convs(model.layer8)} == {(1, 1)}
+        for i in (3, 4, 5, 6):
+            blocks = getattr(model, f"layer{i}")
+            assert len(blocks) == 2 and all(isinstance(b, drn.BasicBlock) and b.residual for b in blocks)
+    # DRN-C: residual BasicBlocks in levels 1-2, non-residual blocks in levels 7-8 (degridding)
+    for level in (c.layer1, c.layer2):
+        assert len(level) == 1 and isinstance(level[0], drn.BasicBlock) and level[0].residual
+    assert not c.layer7[0].residual and not c.layer8[0].residual
+    # DRN-D: plain conv-BN-ReLU layers (no blocks) in levels 1-2 and 7-8
+    for i in (1, 2, 7, 8):
+        level = getattr(d, f"layer{i}")
+        assert [type(m) for m in level] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert isinstance(c.classifier, nn.Conv2d) and c.classifier.kernel_size == (1, 1)
+
+
+def test_drn_non_residual_block_really_has_no_skip():
+    torch.manual_seed(0)
+    block = drn.BasicBlock(8, 8, residual=False).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        expected = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))))
+        assert torch.equal(block(x), expected)
+
+
+def test_drn_width_scales_channels_and_bad_arch_fails():
+    assert build_model("drn_d_22", width=0.25).classifier.in_features == 128
+    with pytest.raises(ValueError, match="expected 'C' or 'D'"):
+        drn.DRN(arch="A")
+
+
+def test_efficientnet_b0_is_timms_with_a_stride_1_stem():
+    model = build_model("efficientnet_b0")
+    assert count_parameters(model) == 4_020_358
+    assert model.net.conv_stem.stride == (1, 1) and model.input_size is None
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 1280
+
+
+def test_efficientnet_pretrained_route_resizes_and_renormalises():
+    model = build_model("efficientnet_b0", resize_to=224).eval()  # the fine-tuning architecture, random weights
+    assert isinstance(model, EfficientNetB0) and model.net.conv_stem.stride == (2, 2)
+    raw = torch.rand(2, 3, 32, 32)
+    x = D.normalize((raw * 255).round().to(torch.uint8))
+    prepared = model._prepare(x)
+    imnet = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = (nn.functional.interpolate((raw * 255).round() / 255, size=224, mode="bilinear") - imnet[0]) / imnet[1]
+    assert prepared.shape == (2, 3, 224, 224)
+    assert torch.allclose(prepared, expected, atol=1e-4)
+    with torch.no_grad():
+        assert model.features(x).shape[-2:] == (7, 7) and model(x).shape == (2, 10)
+
+
+def test_efficientnet_pretrained_without_hub_access_fails_clearly(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # read at import time; patch the live value too
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to find offline
+    with pytest.raises(RuntimeError, match=r"(?s)timm/efficientnet_b0\.ra_in1k.*huggingface\.co.*pretrained: false"):
+        build_model("efficientnet_b0", pretrained=True)
+    with pytest.raises(ValueError, match="only at width 1.0"):
+        build_model("efficientnet_b0", width=0.5, pretrained=True)
+
+
+@pytest.mark.parametrize("name", ("drn_c_26", "drn_d_22"))
+def test_drns_fit_a_tiny_batch(name):
+    from lib.train import Classifier, make_optimizer
+
+    torch.manual_seed(0)
+    ds = D.make_synthetic(16, 10)
+    model = build_model(name, width=0.125)
+    method = Classifier(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
+    batch = (D.normalize(ds.train_x[:16]), ds.train_y[:16])
+    losses = [method.train_step(batch)["loss"].item() for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0]
