@@ -76,6 +76,7 @@ class Trained:
     wall_time_s: float = 0.0
     device: str = ""
     checkpoint: Path | None = None
+    recipe_name: str = ""
 
 
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
@@ -137,7 +138,8 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
                    val_acc=float(result.best.get("value", float("nan"))),
                    test_acc=test_acc, test_logits=logits, test_labels=labels,
                    parameters=n_params, flops=flops, wall_time_s=float(hist["elapsed_s"].iloc[-1]),
-                   device=device_description(device), checkpoint=result.best_checkpoint)
+                   device=device_description(device), checkpoint=result.best_checkpoint,
+                   recipe_name=recipe_name or params["recipe"])
 
 
 def _record_checkpoint(ckpt_root: Path, run_name: str, info: dict) -> None:
@@ -185,7 +187,7 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     for r in results:
         pres = presented.get(r.name)
         rows.append({
-            "model": r.name, "presented test acc (%)": pres, "reproduced test acc (%)": round(100 * r.test_acc, 2),
+            "model": r.name, "recipe": r.recipe_name, "presented test acc (%)": pres, "reproduced test acc (%)": round(100 * r.test_acc, 2),
             "difference (pp)": None if pres is None else round(100 * r.test_acc - pres, 2),
             "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
             "parameters": r.parameters, "GFLOPs / image": round(r.flops / 1e9, 3),

@@ -1,0 +1,252 @@
+"""Device check for the full profile: measures the rates that decide its wall time, then projects it.
+
+    bench/gpu_check.sh [--data ARCHIVE] [--fid-weights PTH]     (logs under $BENCH_DIR, default outputs/bench/)
+
+Measures on the current device (CUDA: real sizes; CPU: the same models at small batches and few steps, so the
+script proves every path and its per-image rates still project something): ResNet-18 with the strong recipe
+(images/s, seconds per epoch, test accuracy after a few epochs), every other chapter-1 model (images/s),
+DDPM training steps/s at batch 128 and DDIM sampling time, DCGAN steps/s, MPL seconds per step at the presented
+batch sizes, and Inception feature throughput for FID. From those rates and the full profile's parameters it
+projects the wall time of each chapter and of the whole report, and prints a short table last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from lib import data as D, params as P  # noqa: E402
+from lib.train import amp_dtype, device_description, pick_device  # noqa: E402
+
+TRAIN_IMAGES = 45_000  # the full profile's training split after the 5,000-image validation split
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _rate(step, n_steps: int, device, warmup: int = 2) -> float:
+    """Seconds per call of ``step()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - t0) / n_steps
+
+
+def resnet18_strong(device, *, gpu: bool, out: Path) -> dict:
+    from lib import supervised as S
+
+    epochs = 5 if gpu else 1
+    over = {"epochs": epochs, "compile": False}
+    if not gpu:
+        over.update(train_subset=1200, val_size=200, test_subset=500, width=0.25, strong_batch_size=128)
+    params = P.load("01_supervised", "full", over)
+    splits = S.load_splits(params)
+    t = S.train_classifier("resnet18", splits, params, ckpt_root=out / "resnet18_strong", run_name="resnet18")
+    ips = t.history["images_per_s"].iloc[-1]
+    return {"images_per_s": round(float(ips), 1), "s_per_epoch": round(len(splits.train_y) / ips, 1),
+            "epochs": epochs, "test_acc": round(100 * t.test_acc, 2), "width": params["width"],
+            "train_images": len(splits.train_y)}
+
+
+def classifier_rates(device, *, gpu: bool) -> dict:
+    from train_speed import one
+
+    from lib.models import MODELS
+
+    out = {}
+    for name in sorted(MODELS):
+        if name == "wrn28_2":
+            continue
+        r = one(name, width=1.0, batch_size=512 if gpu else 16, steps=20 if gpu else 1, device_name=str(device))
+        out[name] = r["images_per_s"]
+    return out
+
+
+def ddpm_rates(device, *, gpu: bool) -> dict:
+    from lib import generative as G
+
+    params = P.load("02_generative", "full")
+    s = G.generator_settings("ddpm", params)
+    batch = s["batch_size"] if gpu else 4
+    method, n_params = G.build_method("ddpm", s, total_steps=1000, seed=0)
+    method.setup(device, amp_dtype(device))
+    x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    sec = _rate(lambda: method.train_step((x, y)), 20 if gpu else 1, device, warmup=3 if gpu else 1)
+    n_sample = 500 if gpu else 2
+    steps = s["ddim_steps"] if gpu else 2
+    _, t_ddim = method.sample(n_sample, sampler="ddim", steps=steps, batch_size=n_sample, seed=0)
+    per_image_step = t_ddim / (n_sample * steps)  # seconds per image per denoising step
+    return {"params": n_params, "batch": batch, "steps_per_s": round(1 / sec, 2),
+            "images_per_s": round(batch / sec, 1), "ddim_steps": s["ddim_steps"],
+            "s_per_image_step": per_image_step,
+            "ddim_5000_s": round(per_image_step * 5000 * s["ddim_steps"], 1),
+            "ancestral_5000_s": round(per_image_step * 5000 * s["ancestral_steps"], 1)}
+
+
+def dcgan_rates(device, *, gpu: bool) -> dict:
+    from lib import generative as G
+
+    params = P.load("02_generative", "full")
+    s = G.generator_settings("dcgan", params)
+    batch = s["batch_size"] if gpu else 32
+    method, _ = G.build_method("dcgan", s, total_steps=1000, seed=0)
+    method.setup(device, amp_dtype(device))
+    x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    sec = _rate(lambda: method.train_step((x, y)), 30 if gpu else 2, device)
+    return {"batch": batch, "steps_per_s": round(1 / sec, 2), "images_per_s": round(batch / sec, 1)}
+
+
+def mpl_rates(device, *, gpu: bool) -> dict:
+    from lib import ssl as SSL
+
+    over = {} if gpu else {"batch_size": 2, "mu": 2}
+    params = P.load("03_semi_supervised", "full", over)
+    ds = D.make_synthetic(2000, 10)
+    batches = SSL.SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
+                             unlabelled_batch=params["batch_size"] * params["mu"], device=device, seed=0,
+                             randaug_ops=params["randaug_ops"], randaug_magnitude=params["randaug_magnitude"],
+                             cutout_size=params["cutout_size"], channels_last=device.type == "cuda")
+    out = {"labelled_batch": params["batch_size"], "unlabelled_batch": params["batch_size"] * params["mu"]}
+    for kind in ("mpl", "uda", "supervised"):
+        method = SSL.build_method(kind, params, total_steps=1000)
+        method.setup(device, amp_dtype(device))
+        stream = batches.forever() if kind != "supervised" else SSL.SSLBatches(
+            ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
+            unlabelled_batch=0, device=device, seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=16).forever()
+        sec = _rate(lambda: method.train_step(next(stream)), 10 if gpu else 1, device, warmup=2 if gpu else 1)
+        out[f"{kind}_s_per_step"] = round(sec, 4)
+    return out
+
+
+def inception_rate(device, *, gpu: bool) -> dict:
+    from lib import fid
+
+    ok, msg = fid.inception_status(download=False)
+    if not ok:
+        return {"error": msg}
+    n = 2000 if gpu else 8
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+    fid.inception_features(images[: min(n, 200)], batch_size=200, device=device)  # load + warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    fid.inception_features(images, batch_size=500 if gpu else 8, device=device)
+    _sync(device)
+    return {"images": n, "images_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
+def project(r: dict) -> dict:
+    """Projected seconds of each chapter of the full profile from the measured rates (training dominates)."""
+    p1, p2, p3 = (P.load(c, "full") for c in ("01_supervised", "02_generative", "03_semi_supervised"))
+    proj = {}
+    cls = r.get("classifiers", {})
+    if cls:
+        per_model = {m: p1["epochs"] * TRAIN_IMAGES / cls[m] for m in p1["models"] if m in cls}
+        sweep = len(p1["sweep_batch_sizes"]) * len(p1["sweep_lrs"]) * p1["sweep_epochs"] * TRAIN_IMAGES / cls["resnet18"]
+        proj["01_supervised"] = sum(per_model.values()) + sweep
+    if "ddpm" in r and "dcgan" in r and "inception" in r and "images_per_s" in r["inception"]:
+        ddpm, dcgan = r["ddpm"], r["dcgan"]
+        steps_per_epoch = TRAIN_IMAGES / p2["ddpm_batch_size"]
+        t = p2["ddpm_epochs"] * steps_per_epoch / ddpm["steps_per_s"] + ddpm["ddim_5000_s"] + ddpm["ancestral_5000_s"]
+        t += p2["dcgan_epochs"] * (TRAIN_IMAGES / p2["dcgan_batch_size"]) / dcgan["steps_per_s"]
+        t += 3 * p2["classifier_epochs"] * TRAIN_IMAGES / cls.get("resnet18", float("inf"))  # 2.2 classifiers
+        fid_images = 50_000 + 6 * p2["fid_images"]  # reference + floors + VAE, DCGAN, DDPM (DDIM, ancestral)
+        proj["02_generative"] = t + fid_images / r["inception"]["images_per_s"]
+    if "mpl" in r:
+        m = r["mpl"]
+        steps = p3["total_steps"]
+        finetune = p3["finetune_epochs"] * 4000 / p3["finetune_batch_size"] * m["supervised_s_per_step"]
+        proj["03_semi_supervised"] = steps * (m["mpl_s_per_step"] + m["uda_s_per_step"] + m["supervised_s_per_step"]) + finetune
+    if cls:
+        proj["04_extras"] = 60_000 / (3 * cls["resnet18"]) + 30  # embedding (forward only ~3x a training step) + ranking
+    proj["total"] = sum(proj.values())
+    return {k: round(v) for k, v in proj.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="", help="CIFAR-10 folder or archive (default: $CIFAR10_ROOT, else synthetic)")
+    ap.add_argument("--out", default=os.environ.get("BENCH_DIR", str(ROOT / "outputs" / "bench")))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data or os.environ.get("CIFAR10_ROOT", "")
+    if not data:
+        print("NOTE: no CIFAR-10 given (--data or CIFAR10_ROOT): using the synthetic stand-in; "
+              "accuracies below are NOT CIFAR-10 accuracies.", flush=True)
+        data = "synthetic"
+    os.environ["CIFAR10_ROOT"] = data
+    device = pick_device("auto")
+    gpu = device.type == "cuda"
+    results: dict = {"device": device_description(device), "data": data, "torch": torch.__version__}
+    sections = [("resnet18_strong", lambda: resnet18_strong(device, gpu=gpu, out=out)),
+                ("classifiers", lambda: classifier_rates(device, gpu=gpu)),
+                ("ddpm", lambda: ddpm_rates(device, gpu=gpu)),
+                ("dcgan", lambda: dcgan_rates(device, gpu=gpu)),
+                ("mpl", lambda: mpl_rates(device, gpu=gpu)),
+                ("inception", lambda: inception_rate(device, gpu=gpu))]
+    for name, fn in sections:
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn()
+        except Exception as err:  # one broken section must not hide the others' numbers
+            results[name] = {"error": f"{type(err).__name__}: {err}"}
+            traceback.print_exc()
+        print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {json.dumps(results[name])}", flush=True)
+    results["projection_s"] = project(results)
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+
+    r18 = results["resnet18_strong"]
+    rows = [("device", results["device"]), ("data", results["data"])]
+    if "error" not in r18:
+        rows.append(("ResNet-18 strong: images/s, s/epoch",
+                     f"{r18['images_per_s']}, {r18['s_per_epoch']} (width {r18['width']}, {r18['train_images']} images)"))
+        rows.append((f"ResNet-18 strong: test acc after {r18['epochs']} epoch(s)", f"{r18['test_acc']}%"))
+    for name, ips in results.get("classifiers", {}).items():
+        if name != "error":
+            rows.append((f"{name} train images/s (width 1)", ips))
+    for key, label in (("ddpm", "DDPM"), ("dcgan", "DCGAN")):
+        v = results.get(key, {})
+        if "steps_per_s" in v:
+            rows.append((f"{label} steps/s at batch {v['batch']}", v["steps_per_s"]))
+    if "ddim_5000_s" in results.get("ddpm", {}):
+        rows.append((f"DDPM 5,000 images: DDIM {results['ddpm']['ddim_steps']} steps / ancestral 1000 (s)",
+                     f"{results['ddpm']['ddim_5000_s']} / {results['ddpm']['ancestral_5000_s']}"))
+    if "mpl_s_per_step" in results.get("mpl", {}):
+        m = results["mpl"]
+        rows.append((f"MPL s/step (labelled {m['labelled_batch']} + unlabelled {m['unlabelled_batch']})",
+                     m["mpl_s_per_step"]))
+    if "images_per_s" in results.get("inception", {}):
+        rows.append(("Inception (FID) images/s", results["inception"]["images_per_s"]))
+    for ch, sec in results["projection_s"].items():
+        rows.append((f"projected full profile: {ch}", f"{sec} s = {sec / 3600:.2f} h"))
+    for name, v in results.items():
+        if isinstance(v, dict) and "error" in v:
+            rows.append((f"{name}: FAILED", v["error"][:120]))
+    if not gpu:
+        rows.append(("note", "CPU run: reduced batches and steps; projections from CPU rates, not a GPU budget"))
+    width = max(len(k) for k, _ in rows)
+    print("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    print(f"\nfull log: {out / 'gpu_check.json'}")
+    return 1 if any(isinstance(v, dict) and "error" in v for v in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
