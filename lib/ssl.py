@@ -328,9 +328,17 @@ class _SSLMethod(Method):
                 "batch_time": torch.tensor(batch.data_time + time.perf_counter() - t0)}
 
 
-def _clip(params, max_norm: float) -> None:
-    if max_norm and max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+def _optimise(loss: torch.Tensor, model: nn.Module, optimizer, scheduler, *, grad_clip: float, ema=None) -> None:
+    """One optimiser update of ``model`` from ``loss``: backward, optional norm clip, step, schedule, EMA."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip and grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    if ema is not None:
+        ema.update(model)
 
 
 class MetaPseudoLabels(_SSLMethod):
@@ -383,14 +391,7 @@ class MetaPseudoLabels(_SSLMethod):
             s_logits = self.student(torch.cat([x_l, x_us]))
             s_loss_l_old = F.cross_entropy(s_logits[:n_l].detach().float(), y_l)
             s_loss = F.cross_entropy(s_logits[n_l:].float(), pseudo, label_smoothing=self.ls)
-        self.s_opt.zero_grad(set_to_none=True)
-        s_loss.backward()
-        _clip(self.student.parameters(), self.grad_clip)
-        self.s_opt.step()
-        if self.s_sched is not None:
-            self.s_sched.step()
-        if self.ema is not None:
-            self.ema.update(self.student)
+        _optimise(s_loss, self.student, self.s_opt, self.s_sched, grad_clip=self.grad_clip, ema=self.ema)
 
         # 1) feedback: how the student's labelled loss changed, applied to the teacher's own hard labels
         with self.autocast():
@@ -400,12 +401,7 @@ class MetaPseudoLabels(_SSLMethod):
                                          t_logits_us.detach().argmax(-1))
             # 2) + 3) labelled CE and UDA consistency
             t_loss = t_loss_uda + t_loss_mpl
-        self.t_opt.zero_grad(set_to_none=True)
-        t_loss.backward()
-        _clip(self.teacher.parameters(), self.grad_clip)
-        self.t_opt.step()
-        if self.t_sched is not None:
-            self.t_sched.step()
+        _optimise(t_loss, self.teacher, self.t_opt, self.t_sched, grad_clip=self.grad_clip)
         self.counter.value += 1
         return {"student_loss": s_loss.detach(), "teacher_loss": t_loss.detach(), "t_loss_l": t_loss_l.detach(),
                 "t_loss_uda": t_loss_u.detach(), "t_loss_mpl": t_loss_mpl.detach(), "mpl_h": h,
@@ -446,14 +442,7 @@ class UDA(_SSLMethod):
                                               threshold=self.threshold)
             weight_u = self.lambda_u * min(1.0, (self.counter.value + 1) / max(1, self.uda_steps))
             loss = loss_l + weight_u * loss_u
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _clip(self.model.parameters(), self.grad_clip)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
+        _optimise(loss, self.model, self.opt, self.sched, grad_clip=self.grad_clip, ema=self.ema)
         self.counter.value += 1
         return {"teacher_loss": loss.detach(), "t_loss_l": loss_l.detach(), "t_loss_uda": loss_u.detach(),
                 "mask_ratio": mask.mean().detach(), "uda_weight": torch.tensor(weight_u),
@@ -481,14 +470,7 @@ class Supervised(_SSLMethod):
         with self.autocast():
             logits = self.model(batch.x_l)
             loss = F.cross_entropy(logits.float(), batch.y_l, label_smoothing=self.ls)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _clip(self.model.parameters(), self.grad_clip)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
+        _optimise(loss, self.model, self.opt, self.sched, grad_clip=self.grad_clip, ema=self.ema)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y_l).float().mean().detach(),
                 "lr": torch.tensor(self.opt.param_groups[0]["lr"]), **self._timing(batch, t0)}
 

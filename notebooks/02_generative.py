@@ -120,6 +120,8 @@ pd.DataFrame([{"model": t.name, "parameters": t.parameters, "epochs": t.settings
 # %%
 aug_table, aug_runs = G.augmentation_experiment(trained["vae"].method, splits, params, ckpt_root=ckpt_root, tb_root=tb_root,
                                                 presented=PRESENTED["vae_augmentation_accuracy"])
+report.compare("2.2/vae_reconstructions", 100 * aug_runs["VAE reconstructions"].test_acc,
+               note=f"{params['classifier_model']}, {aug_runs['VAE reconstructions'].epochs} epochs")
 report.table(aug_table, "vae_augmentation", item="2.2", title="Test accuracy with VAE reconstructions as training data")
 
 # %%
@@ -160,6 +162,10 @@ if fid_ok:
     fid = G.fid_table(samples, trained, real_stats, params, presented=PRESENTED["fid"], device=device)
     display(report.table(fid, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
                          notes="Smoke/quick FIDs use far fewer than 5,000 images and are not comparable with the presented values."))
+    fid_by_label = dict(zip(fid["model"], fid["FID"]))
+    for label, smp in samples.items():  # the ancestral sampler's row, when scored, is the one compared for DDPM
+        if smp.model in ("dcgan", "ddpm") and label in fid_by_label:
+            report.compare(f"2.4/{smp.model}", fid_by_label[label], note=f"{smp.sampler}, {params['fid_images']:,} images")
 else:
     print(fid_message)
     report.skip("2.4", f"FID table not computed: {fid_message}")
