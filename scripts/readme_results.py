@@ -18,7 +18,7 @@ from lib.report import CHAPTERS, read_manifest, summary_frame  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 HEADLINE_TABLES = {"01_supervised": ["accuracy"], "02_generative": ["fid"], "03_semi_supervised": ["results"],
-                   "04_extras": ["retrieval_metrics"]}
+                   "04_extras": ["retrieval_quality"]}
 SHOWN_COLUMNS = 9
 
 

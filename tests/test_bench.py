@@ -1,0 +1,31 @@
+"""bench/gpu_check.sh runs end to end on a CPU (shrunk), without network or data, and prints its table last."""
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, SHARED_WEIGHTS
+
+
+def test_gpu_check_runs_on_cpu_and_projects_every_chapter(tmp_path):
+    args = [str(ROOT / "bench" / "gpu_check.sh")]
+    if SHARED_WEIGHTS.is_file():
+        args += ["--fid-weights", str(SHARED_WEIGHTS)]
+    env = {**os.environ, "BENCH_DIR": str(tmp_path), "CIFAR_REPORT_PYTHON": sys.executable}
+    env.pop("CIFAR10_ROOT", None)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout
+    assert "using the synthetic stand-in" in out  # no data given: it says so
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("full log:")  # the short table comes last
+    assert any(line.startswith("projected full profile: total") for line in lines[-15:])
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    for section in ("resnet18_strong", "classifiers", "ddpm", "dcgan", "mpl"):
+        assert "error" not in result[section], result[section]
+    assert result["ddpm"]["params"] == 35_746_307
+    assert set(result["projection_s"]) >= {"01_supervised", "02_generative", "03_semi_supervised", "04_extras", "total"}
+    if SHARED_WEIGHTS.is_file():
+        assert proc.returncode == 0, out[-2000:] + proc.stderr[-2000:]
+        assert result["inception"]["images_per_s"] > 0
+    else:
+        assert "FAILED" in out and "inception" in out
