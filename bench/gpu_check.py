@@ -78,17 +78,23 @@ def classifier_rates(device, *, gpu: bool) -> dict:
     return out
 
 
-def ddpm_rates(device, *, gpu: bool) -> dict:
+def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2):
+    """Full-profile ``kind`` ("ddpm" or "dcgan") method, its settings, parameter count, batch and seconds per
+    training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored)."""
     from lib import generative as G
 
-    params = P.load("02_generative", "full")
-    s = G.generator_settings("ddpm", params)
-    batch = s["batch_size"] if gpu else 4
-    method, n_params = G.build_method("ddpm", s, total_steps=1000, seed=0)
+    s = G.generator_settings(kind, P.load("02_generative", "full"))
+    method, n_params = G.build_method(kind, s, total_steps=1000, seed=0)
     method.setup(device, amp_dtype(device))
+    batch = batch or s["batch_size"]
     x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
     y = torch.zeros(batch, dtype=torch.long, device=device)
-    sec = _rate(lambda: method.train_step((x, y)), 20 if gpu else 1, device, warmup=3 if gpu else 1)
+    return method, s, n_params, batch, _rate(lambda: method.train_step((x, y)), steps, device, warmup=warmup)
+
+
+def ddpm_rates(device, *, gpu: bool) -> dict:
+    method, s, n_params, batch, sec = generator_rate("ddpm", device, batch=None if gpu else 4,
+                                                     steps=20 if gpu else 1, warmup=3 if gpu else 1)
     n_sample = 500 if gpu else 2
     steps = s["ddim_steps"] if gpu else 2
     _, t_ddim = method.sample(n_sample, sampler="ddim", steps=steps, batch_size=n_sample, seed=0)
@@ -101,16 +107,7 @@ def ddpm_rates(device, *, gpu: bool) -> dict:
 
 
 def dcgan_rates(device, *, gpu: bool) -> dict:
-    from lib import generative as G
-
-    params = P.load("02_generative", "full")
-    s = G.generator_settings("dcgan", params)
-    batch = s["batch_size"] if gpu else 32
-    method, _ = G.build_method("dcgan", s, total_steps=1000, seed=0)
-    method.setup(device, amp_dtype(device))
-    x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
-    y = torch.zeros(batch, dtype=torch.long, device=device)
-    sec = _rate(lambda: method.train_step((x, y)), 30 if gpu else 2, device)
+    _, _, _, batch, sec = generator_rate("dcgan", device, batch=None if gpu else 32, steps=30 if gpu else 2)
     return {"batch": batch, "steps_per_s": round(1 / sec, 2), "images_per_s": round(batch / sec, 1)}
 
 
@@ -120,17 +117,15 @@ def mpl_rates(device, *, gpu: bool) -> dict:
     over = {} if gpu else {"batch_size": 2, "mu": 2}
     params = P.load("03_semi_supervised", "full", over)
     ds = D.make_synthetic(2000, 10)
-    batches = SSL.SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
-                             unlabelled_batch=params["batch_size"] * params["mu"], device=device, seed=0,
-                             randaug_ops=params["randaug_ops"], randaug_magnitude=params["randaug_magnitude"],
-                             cutout_size=params["cutout_size"], channels_last=device.type == "cuda")
-    out = {"labelled_batch": params["batch_size"], "unlabelled_batch": params["batch_size"] * params["mu"]}
+    unlabelled = params["batch_size"] * params["mu"]
+    out = {"labelled_batch": params["batch_size"], "unlabelled_batch": unlabelled}
     for kind in ("mpl", "uda", "supervised"):
         method = SSL.build_method(kind, params, total_steps=1000)
         method.setup(device, amp_dtype(device))
-        stream = batches.forever() if kind != "supervised" else SSL.SSLBatches(
-            ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
-            unlabelled_batch=0, device=device, seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=16).forever()
+        stream = SSL.SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
+                                unlabelled_batch=unlabelled if kind != "supervised" else 0, device=device, seed=0,
+                                randaug_ops=params["randaug_ops"], randaug_magnitude=params["randaug_magnitude"],
+                                cutout_size=params["cutout_size"], channels_last=device.type == "cuda").forever()
         sec = _rate(lambda: method.train_step(next(stream)), 10 if gpu else 1, device, warmup=2 if gpu else 1)
         out[f"{kind}_s_per_step"] = round(sec, 4)
     return out

@@ -99,7 +99,7 @@ def load_cifar10(data: str | os.PathLike = "auto", *, cache_dir: str | os.PathLi
         arrays = _load_image_tree(Path(source))
     ds = Cifar10(*arrays, source=label)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save({"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x,
+    save_atomic({"train_x": ds.train_x, "train_y": ds.train_y, "test_x": ds.test_x,
                         "test_y": ds.test_y, "source": ds.source}, cached)
     return ds
 
@@ -108,7 +108,9 @@ def _is_jpeg_source(path: Path) -> bool:
     return "jpeg" in path.name.lower() or "jpg" in path.name.lower()
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -103,10 +103,7 @@ class Embedder:
         if path.is_file():
             return torch.load(path, weights_only=True)["features"], True
         feats = self.embed(images, batch_size=batch_size)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"features": feats, "checkpoint": str(self.checkpoint), "source": source, "n": len(images)}, tmp)
-        os.replace(tmp, path)
+        D.save_atomic({"features": feats, "checkpoint": str(self.checkpoint), "source": source, "n": len(images)}, path)
         return feats, False
 
 

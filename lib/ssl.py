@@ -167,20 +167,6 @@ def cutout(x: torch.Tensor, *, size: int, generator: torch.Generator, fill: int 
     return torch.where(mask, torch.full_like(x, fill), x)
 
 
-@contextlib.contextmanager
-def _single_thread(device: torch.device):
-    """One intra-op thread for the many small augmentation ops on the CPU (restored afterwards)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass
 class SSLBatch:
     """One training step's data: labelled images and labels, and two views of the unlabelled images."""
@@ -235,7 +221,7 @@ class SSLBatches:
         weak = D.random_crop_flip(xb, offsets[0, sl], flips[0, sl])
         strong = D.random_crop_flip(xb, offsets[1, sl], flips[1, sl])
         gs = torch.Generator().manual_seed(self.seed * 7_777_777 + step)
-        with _single_thread(self.device):
+        with cpu_threads(1 if self.device.type == "cpu" else 0):  # many small ops: one thread is fastest
             strong = rand_augment(strong, num_ops=self.randaug_ops, magnitude=self.randaug_magnitude, generator=gs)
         strong = cutout(strong, size=self.cutout_size, generator=gs)
         return weak, strong

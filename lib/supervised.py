@@ -6,6 +6,7 @@ Training is cached by its checkpoint: re-running the notebook with the same para
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,8 +145,6 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
 
 def _record_checkpoint(ckpt_root: Path, run_name: str, info: dict) -> None:
     """Keep ``<ckpt_root>/index.json``: run name -> best checkpoint and what built it (read by chapters 2 and 4)."""
-    import json
-
     from .report import write_text_atomic
 
     index_path = ckpt_root / "index.json"
@@ -159,8 +158,6 @@ def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *, devi
 
     Fails with the command to run first when chapter 1 has not produced it.
     """
-    import json
-
     profile_dir = Path(profile_dir)
     index_path = profile_dir / "checkpoints" / "01_supervised" / "index.json"
     hint = (f"run chapter 1 first: ./run_all.sh --profile {profile_dir.name} --only 01 "

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import save_atomic
+
 
 # ---------------------------------------------------------------------------------------------- device
 def pick_device(name: str = "auto") -> torch.device:
@@ -268,12 +270,7 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def save_checkpoint(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+save_checkpoint = save_atomic  # checkpoints are written atomically: a crash never leaves a half-written one
 
 
 def load_checkpoint(path: Path | str, *, what: str = "checkpoint") -> dict:

@@ -16,6 +16,15 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for tests of many small ops (far faster than two on a shared, busy CPU); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def shared_archive() -> Path:
     if not SHARED_ARCHIVE.is_file():
         pytest.skip("../shared/datasets/cifar10-jpeg.tar.gz not present")

@@ -7,13 +7,7 @@ from scipy import linalg
 from lib import fid as FID
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Inception on a handful of images runs fastest on one thread on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_stats(mu, sigma, n=1000):
