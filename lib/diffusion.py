@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .train import EMA, Method
+from .train import EMA, Method, maybe_compile, resolve_compile
 
 
 def linear_betas(num_steps: int = 1000, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
@@ -60,9 +60,10 @@ class DDPM(Method):
 
     def __init__(self, unet: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler=None, *,
                  num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 ema_decay: float = 0.9999, grad_clip: float = 1.0):
+                 ema_decay: float = 0.9999, grad_clip: float = 1.0, compile: bool | str = False):
         super().__init__()
         self.unet, self.optimizer, self.lr_scheduler = unet, optimizer, lr_scheduler
+        self.compile, self.net = compile, unet  # ``net`` is the (possibly compiled) U-Net the loss runs
         self.ema, self.ema_decay = EMA(unet, ema_decay), ema_decay
         self.num_timesteps, self.beta_start, self.beta_end = num_timesteps, beta_start, beta_end
         self.abar = alphas_cumprod(linear_betas(num_timesteps, beta_start, beta_end)).float()
@@ -76,8 +77,12 @@ class DDPM(Method):
         t = torch.randint(0, self.num_timesteps, (len(x0),), device=x0.device)
         noise = torch.randn_like(x0)
         with self.autocast():
-            eps = self.unet(q_sample(x0, t, noise, self.abar), t).sample
+            eps = self.net(q_sample(x0, t, noise, self.abar), t).sample
         return F.mse_loss(eps.float(), noise)
+
+    def setup(self, device, autocast_dtype):
+        super().setup(device, autocast_dtype)
+        self.net = maybe_compile(self.unet, resolve_compile(self.compile, device))
 
     def train_step(self, batch):
         x, _ = batch

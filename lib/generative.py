@@ -277,28 +277,30 @@ def generator_settings(kind: str, params: dict) -> dict:
     return {k[len(kind) + 1:]: v for k, v in params.items() if k.startswith(kind + "_")}
 
 
-def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Method, int]:
-    """The method for ``kind`` with settings ``s`` (see :func:`generator_settings`), and its parameter count."""
+def build_method(kind: str, s: dict, *, total_steps: int, seed: int, compile: bool | str = False) -> tuple[Method, int]:
+    """The method for ``kind`` with settings ``s`` (see :func:`generator_settings`), and its parameter count.
+    ``compile`` (the chapter's param: auto / true / false) applies to the DDPM U-Net, the costly one."""
     torch.manual_seed(seed)
     if kind == "vae":
         model = ConvVAE(latent=s["latent"], width=s["width"], conditional=s["conditional"])
-        opt = make_optimizer(model.parameters(), name="adam", lr=s["lr"], fused=False)
+        opt = make_optimizer(model.parameters(), name="adam", lr=s["lr"])
         return VAE(model, opt, beta=s["beta"]), count_parameters(model)
     if kind == "dcgan":
         G, Dn = DCGANGenerator(nz=s["nz"], width=s["width"]), DCGANDiscriminator(width=s["width"])
         dcgan_init(G)
         dcgan_init(Dn)
         betas = (s["beta1"], 0.999)
-        opt_g = make_optimizer(G.parameters(), name="adam", lr=s["lr"], betas=betas, fused=False)
-        opt_d = make_optimizer(Dn.parameters(), name="adam", lr=s["lr"], betas=betas, fused=False)
+        opt_g = make_optimizer(G.parameters(), name="adam", lr=s["lr"], betas=betas)
+        opt_d = make_optimizer(Dn.parameters(), name="adam", lr=s["lr"], betas=betas)
         return DCGAN(G, Dn, opt_g, opt_d), count_parameters(G) + count_parameters(Dn)
     unet = build_unet(channels=s["channels"], multipliers=tuple(s["multipliers"]),
                       layers_per_block=s["layers_per_block"], attention_resolutions=tuple(s["attention_resolutions"]),
                       dropout=s["dropout"])
-    opt = make_optimizer(unet.parameters(), name="adam", lr=s["lr"], fused=False)
+    opt = make_optimizer(unet.parameters(), name="adam", lr=s["lr"])
     warmup = max(1, min(s["warmup_steps"], total_steps // 10))  # Ho et al.: linear warm-up (5,000 steps), then constant
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
-    return DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"]), count_parameters(unet)
+    return (DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"], compile=compile),
+            count_parameters(unet))
 
 
 def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None) -> TrainedGenerator:
@@ -318,7 +320,8 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path, tb_root
     key = params_hash({"kind": kind, "settings": s, "seed": params["seed"], "data": splits.source,
                        "sizes": splits.sizes(), "total": total})
     ckpt_dir = Path(ckpt_root) / f"{kind}-{key}"
-    method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
+    method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"],
+                                    compile=params["compile"])
     evaluate, select, mode = None, "val_loss", "min"
     if kind == "vae":
         val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,

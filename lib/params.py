@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "full", "full-long")
 
 
 class ParamError(ValueError):
@@ -56,8 +56,13 @@ def _read(path: Path) -> dict:
     return doc
 
 
-def _compatible(default: Any, value: Any) -> bool:
+AUTO_OR_BOOL = ("amp", "compile")  # keys whose default ``auto`` may also be set to true/false (YAML reads off as false)
+
+
+def _compatible(default: Any, value: Any, key: str = "") -> bool:
     if default is None or value is None:
+        return True
+    if key in AUTO_OR_BOOL and isinstance(value, (bool, str)) and isinstance(default, (bool, str)):
         return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
@@ -74,7 +79,7 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, wh
     for key, value in overrides.items():
         if key not in base:
             raise ParamError(f"{where}: unknown key {key!r}. Valid keys: {', '.join(sorted(base))}")
-        if not _compatible(base[key], value):
+        if not _compatible(base[key], value, key):
             raise ParamError(
                 f"{where}: key {key!r} expects {type(base[key]).__name__} (default {base[key]!r}), "
                 f"got {type(value).__name__} {value!r}"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -46,8 +45,8 @@ import torch.nn.functional as F
 from . import data as D
 from .models import build_model, count_parameters
 from .params import params_hash
-from .train import (EMA, Method, device_description, fit, load_checkpoint, make_optimizer, pick_device,
-                    predict)
+from .train import (EMA, Method, device_description, fit, load_checkpoint, make_optimizer, maybe_compile,
+                    pick_device, predict, resolve_compile)
 
 # ---------------------------------------------------------------------------------------------- split
 
@@ -175,7 +174,6 @@ class SSLBatch:
     y_l: torch.Tensor
     x_uw: torch.Tensor | None  # weak view: crop + flip
     x_us: torch.Tensor | None  # strong view: crop + flip + RandAugment + Cutout
-    data_time: float = 0.0     # seconds spent producing this batch
 
 
 class SSLBatches:
@@ -230,15 +228,12 @@ class SSLBatches:
         labelled = self.labelled.forever(start_step)
         step = start_step
         while True:
-            t0 = time.perf_counter()
             x_l, y_l = next(labelled)
             x_uw = x_us = None
             if self.ub:
                 weak, strong = self.unlabelled_views(step)
                 x_uw, x_us = self._finish(weak), self._finish(strong)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            yield SSLBatch(x_l, y_l, x_uw, x_us, data_time=time.perf_counter() - t0)
+            yield SSLBatch(x_l, y_l, x_uw, x_us)
             step += 1
 
 
@@ -307,11 +302,18 @@ class _SSLMethod(Method):
         ema = self.state.get("ema")
         return ema.module if ema is not None else self.state[self.eval_name]
 
-    def _timing(self, batch: SSLBatch, t0: float) -> dict:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return {"data_time": torch.tensor(batch.data_time),
-                "batch_time": torch.tensor(batch.data_time + time.perf_counter() - t0)}
+    compile: bool | str = False
+
+    def setup(self, device, autocast_dtype):
+        super().setup(device, autocast_dtype)
+        on = resolve_compile(self.compile, device)
+        self._compiled = {name: maybe_compile(obj, on) for name, obj in self.state.items()
+                          if isinstance(obj, nn.Module) and not isinstance(obj, EMA)}
+
+    def net(self, name: str) -> nn.Module:
+        """The network ``name`` as training calls it: compiled after :meth:`setup` when ``compile`` is on."""
+        compiled = getattr(self, "_compiled", {}).get(name)
+        return compiled if compiled is not None else self.state[name]
 
 
 def _optimise(loss: torch.Tensor, model: nn.Module, optimizer, scheduler, *, grad_clip: float, ema=None) -> None:
@@ -357,14 +359,13 @@ class MetaPseudoLabels(_SSLMethod):
         return self.t_opt.param_groups[0]["lr"]
 
     def train_step(self, batch: SSLBatch):
-        t0 = time.perf_counter()
         x_l, y_l, x_uw, x_us = batch.x_l, batch.y_l, batch.x_uw, batch.x_us
         n_l = len(y_l)
         self.teacher.train()
         self.student.train()
         with self.autocast():
             # teacher on labelled, weak and strong views at once (one BN pass, as in the reference)
-            t_logits = self.teacher(torch.cat([x_l, x_uw, x_us]))
+            t_logits = self.net("teacher")(torch.cat([x_l, x_uw, x_us]))
             t_logits_l = t_logits[:n_l]
             t_logits_uw, t_logits_us = t_logits[n_l:].chunk(2)
             t_loss_l = F.cross_entropy(t_logits_l.float(), y_l, label_smoothing=self.ls)
@@ -374,7 +375,7 @@ class MetaPseudoLabels(_SSLMethod):
             t_loss_uda = t_loss_l + weight_u * t_loss_u
 
             # 0) the student learns the teacher's hard pseudo labels on the strong view
-            s_logits = self.student(torch.cat([x_l, x_us]))
+            s_logits = self.net("student")(torch.cat([x_l, x_us]))
             s_loss_l_old = F.cross_entropy(s_logits[:n_l].detach().float(), y_l)
             s_loss = F.cross_entropy(s_logits[n_l:].float(), pseudo, label_smoothing=self.ls)
         _optimise(s_loss, self.student, self.s_opt, self.s_sched, grad_clip=self.grad_clip, ema=self.ema)
@@ -382,7 +383,7 @@ class MetaPseudoLabels(_SSLMethod):
         # 1) feedback: how the student's labelled loss changed, applied to the teacher's own hard labels
         with self.autocast():
             with torch.no_grad():
-                s_loss_l_new = F.cross_entropy(self.student(x_l).float(), y_l)
+                s_loss_l_new = F.cross_entropy(self.net("student")(x_l).float(), y_l)
             t_loss_mpl, h = mpl_feedback(s_loss_l_old, s_loss_l_new, t_logits_us,
                                          t_logits_us.detach().argmax(-1))
             # 2) + 3) labelled CE and UDA consistency
@@ -393,7 +394,7 @@ class MetaPseudoLabels(_SSLMethod):
                 "t_loss_uda": t_loss_u.detach(), "t_loss_mpl": t_loss_mpl.detach(), "mpl_h": h,
                 "mask_ratio": mask.mean().detach(), "uda_weight": torch.tensor(weight_u),
                 "lr_teacher": torch.tensor(self.t_opt.param_groups[0]["lr"]),
-                "lr_student": torch.tensor(self.s_opt.param_groups[0]["lr"]), **self._timing(batch, t0)}
+                "lr_student": torch.tensor(self.s_opt.param_groups[0]["lr"])}
 
 
 class UDA(_SSLMethod):
@@ -417,11 +418,10 @@ class UDA(_SSLMethod):
         self.lambda_u, self.uda_steps, self.grad_clip = lambda_u, uda_steps, grad_clip
 
     def train_step(self, batch: SSLBatch):
-        t0 = time.perf_counter()
         n_l = len(batch.y_l)
         self.model.train()
         with self.autocast():
-            logits = self.model(torch.cat([batch.x_l, batch.x_uw, batch.x_us]))
+            logits = self.net("teacher")(torch.cat([batch.x_l, batch.x_uw, batch.x_us]))
             loss_l = F.cross_entropy(logits[:n_l].float(), batch.y_l, label_smoothing=self.ls)
             logits_uw, logits_us = logits[n_l:].chunk(2)
             loss_u, mask, _ = uda_consistency(logits_uw, logits_us, temperature=self.temperature,
@@ -432,7 +432,7 @@ class UDA(_SSLMethod):
         self.counter.value += 1
         return {"teacher_loss": loss.detach(), "t_loss_l": loss_l.detach(), "t_loss_uda": loss_u.detach(),
                 "mask_ratio": mask.mean().detach(), "uda_weight": torch.tensor(weight_u),
-                "lr_teacher": torch.tensor(self.opt.param_groups[0]["lr"]), **self._timing(batch, t0)}
+                "lr_teacher": torch.tensor(self.opt.param_groups[0]["lr"])}
 
 
 class Supervised(_SSLMethod):
@@ -451,14 +451,13 @@ class Supervised(_SSLMethod):
         self.ls, self.grad_clip = label_smoothing, grad_clip
 
     def train_step(self, batch: SSLBatch):
-        t0 = time.perf_counter()
         self.model.train()
         with self.autocast():
-            logits = self.model(batch.x_l)
+            logits = self.net("model")(batch.x_l)
             loss = F.cross_entropy(logits.float(), batch.y_l, label_smoothing=self.ls)
         _optimise(loss, self.model, self.opt, self.sched, grad_clip=self.grad_clip, ema=self.ema)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y_l).float().mean().detach(),
-                "lr": torch.tensor(self.opt.param_groups[0]["lr"]), **self._timing(batch, t0)}
+                "lr": torch.tensor(self.opt.param_groups[0]["lr"])}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -527,7 +526,7 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
 
     def opt(model, lr):
         return make_optimizer(_decay_groups(model, p["weight_decay"]), name="sgd", lr=lr, momentum=p["momentum"],
-                              nesterov=p["nesterov"], fused=False)
+                              nesterov=p["nesterov"])
 
     torch.manual_seed(p["seed"])
     common = {"label_smoothing": p["label_smoothing"], "grad_clip": p["grad_clip"]}
@@ -536,18 +535,22 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
     if kind == "mpl":
         teacher, student = net(p["teacher_dropout"]), net(p["student_dropout"])
         t_opt, s_opt = opt(teacher, p["teacher_lr"]), opt(student, p["student_lr"])
-        return MetaPseudoLabels(
+        method = MetaPseudoLabels(
             teacher, student, teacher_optimizer=t_opt, student_optimizer=s_opt,
             teacher_scheduler=warmup_cosine(t_opt, total_steps=total, warmup_steps=p["warmup_steps"]),
             student_scheduler=warmup_cosine(s_opt, total_steps=total, warmup_steps=p["warmup_steps"],
                                             wait_steps=p["student_wait_steps"]),
             ema_decay=p["ema"], **common, **uda)
-    model = net(p["teacher_dropout"])
-    o = opt(model, p["teacher_lr"])
-    sched = warmup_cosine(o, total_steps=total, warmup_steps=p["warmup_steps"])
-    if kind == "uda":
-        return UDA(model, optimizer=o, scheduler=sched, ema_decay=p["ema"], **common, **uda)
-    return Supervised(model, optimizer=o, scheduler=sched, ema_decay=p["ema"], **common)
+    else:
+        model = net(p["teacher_dropout"])
+        o = opt(model, p["teacher_lr"])
+        sched = warmup_cosine(o, total_steps=total, warmup_steps=p["warmup_steps"])
+        if kind == "uda":
+            method = UDA(model, optimizer=o, scheduler=sched, ema_decay=p["ema"], **common, **uda)
+        else:
+            method = Supervised(model, optimizer=o, scheduler=sched, ema_decay=p["ema"], **common)
+    method.compile = p["compile"]
+    return method
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -633,8 +636,9 @@ def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path, t
                         bn_momentum=params["bn_momentum"])
     model.load_state_dict(run.model.state_dict())
     o = make_optimizer(model.parameters(), name="sgd", lr=params["finetune_lr"], momentum=params["finetune_momentum"],
-                       weight_decay=params["finetune_weight_decay"], nesterov=True, fused=False)
+                       weight_decay=params["finetune_weight_decay"], nesterov=True)
     method = _Finetune(model, optimizer=o, scheduler=None, ema_decay=0.0, label_smoothing=0.0)
+    method.compile = params["compile"]
     batches, val, test = _loaders(splits, params, device, unlabelled=False, labelled_batch=bs)
     key = params_hash({"from": str(run.checkpoint), "best_step": run.best_step,
                        **{k: params[k] for k in params if k.startswith("finetune_")}})

@@ -108,7 +108,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     steps_per_epoch = len(train)
     total = epochs * steps_per_epoch
     opt = make_optimizer(model.parameters(), name=rec["optimizer"], lr=rec["lr"], momentum=rec["momentum"],
-                         weight_decay=rec["weight_decay"], nesterov=rec["nesterov"], fused=False)
+                         weight_decay=rec["weight_decay"], nesterov=rec["nesterov"])
     sched = make_scheduler(opt, name=rec["scheduler"], total_steps=total, steps_per_epoch=steps_per_epoch,
                            step_size_epochs=rec["step_size_epochs"], gamma=rec["gamma"],
                            warmup_steps=int(rec["warmup_epochs"] * steps_per_epoch))

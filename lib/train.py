@@ -44,7 +44,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+def amp_dtype(device: torch.device, amp: str | bool = "auto") -> torch.dtype | None:
     """Autocast dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is unsupported) and off elsewhere."""
     if amp in ("off", "none", False):
         return None
@@ -52,6 +52,10 @@ def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp is True:
+        amp = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"amp must be auto, bf16, fp16, off, true or false, got {amp!r}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
@@ -84,19 +88,17 @@ class Method:
         self.state: dict[str, object] = {}
 
     def setup(self, device: torch.device, autocast_dtype: torch.dtype | None) -> None:
-        """Called by the loop before training: move modules to ``device`` and remember the autocast dtype."""
+        """Called by the loop before training: move modules to ``device`` (channels_last on CUDA), move optimizer
+        state after them and switch optimizers to torch's fused kernels on CUDA, remember the autocast dtype."""
         self.device, self.autocast_dtype = device, autocast_dtype
         for obj in self.state.values():
             if isinstance(obj, nn.Module):
                 obj.to(device)
                 if device.type == "cuda":
                     obj.to(memory_format=torch.channels_last)
-        for obj in self.state.values():  # optimizer state created before .to() must follow the parameters
+        for obj in self.state.values():
             if isinstance(obj, torch.optim.Optimizer):
-                for st in obj.state.values():
-                    for k, v in st.items():
-                        if torch.is_tensor(v) and k != "step":
-                            st[k] = v.to(device)
+                move_optimizer(obj, fused=device.type == "cuda")
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -154,7 +156,7 @@ class Classifier(Method):
     """Supervised classification with cross-entropy (optional label smoothing)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler=None, *,
-                 label_smoothing: float = 0.0, compile: bool = False):
+                 label_smoothing: float = 0.0, compile: bool | str = False):
         super().__init__()
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.label_smoothing = label_smoothing
@@ -166,7 +168,7 @@ class Classifier(Method):
 
     def setup(self, device, autocast_dtype):
         super().setup(device, autocast_dtype)
-        self.forward = torch.compile(self.model) if self._compile else self.model
+        self.forward = maybe_compile(self.model, resolve_compile(self._compile, device))
 
     def train_step(self, batch):
         x, y = batch
@@ -183,19 +185,52 @@ class Classifier(Method):
 
 
 def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                   nesterov: bool = False, betas=(0.9, 0.999), fused: bool | None = None) -> torch.optim.Optimizer:
-    """SGD (optionally Nesterov) or Adam/AdamW; ``fused`` kernels are used on CUDA where torch has them."""
-    params = list(params)
-    if fused is None:
-        fused = bool(params) and torch.cuda.is_available() and all(
-            p.is_cuda for p in (params if isinstance(params[0], torch.Tensor) else [q for g in params for q in g["params"]]))
-    kw = {"fused": True} if fused else {}
+                   nesterov: bool = False, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+    """SGD (optionally Nesterov) or Adam/AdamW. :meth:`Method.setup` switches them to fused kernels on CUDA."""
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **kw)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **kw)
+        return cls(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; expected 'sgd', 'adam' or 'adamw'")
+
+
+def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
+    """Move ``optimizer``'s state (momenta, moments, step) to its parameters' device and, with ``fused``, switch
+    it to torch's fused implementation (one kernel updates every parameter) where torch has one for its class
+    and the parameters are floating point. Goes through ``load_state_dict``, so no state is lost and an
+    optimizer created on the CPU before its model moved to the GPU still runs fused there."""
+    sd = optimizer.state_dict()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if fused and "fused" in optimizer.defaults and params and all(p.is_floating_point() for p in params):
+        for group in sd["param_groups"]:
+            group["fused"], group["foreach"] = True, False
+    optimizer.load_state_dict(sd)
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    return all(g.get("fused") for g in optimizer.param_groups)
+
+
+def resolve_compile(value, device: torch.device) -> bool:
+    """The ``compile`` parameter: ``auto`` compiles on CUDA (where bench/gpu_check.sh measures the gain) and
+    nowhere else; ``true``/``false`` force it."""
+    if value == "auto":
+        return device.type == "cuda"
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"compile must be auto, true or false, got {value!r}")
+
+
+def maybe_compile(module: nn.Module, enabled: bool):
+    """``torch.compile(module)`` when ``enabled``, else ``module``. A graph torch cannot compile falls back to
+    eager execution with a warning instead of ending a long run."""
+    if not enabled:
+        return module
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(module)
 
 
 def make_scheduler(optimizer, *, name: str, total_steps: int, steps_per_epoch: int = 1,
@@ -268,6 +303,39 @@ def _set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+class StepTimer:
+    """Seconds each step spent getting its batch (``data_time``) and in total (``batch_time``).
+
+    On CUDA it records events on the stream and reads them only in :meth:`collect` (at logging and evaluation
+    points), so timing never makes the host wait for the device inside a step; elsewhere it reads the clock.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.pending: list[tuple] = []
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def add(self, start, fetched, done) -> None:
+        self.pending.append((start, fetched, done))
+
+    def collect(self) -> tuple[float, float, int]:
+        """Summed data seconds, summed step seconds and the number of steps since the last call."""
+        marks, self.pending = self.pending, []
+        if not marks:
+            return 0.0, 0.0, 0
+        if self.cuda:
+            marks[-1][2].synchronize()
+            return (sum(a.elapsed_time(b) for a, b, _ in marks) / 1e3,
+                    sum(a.elapsed_time(c) for a, _, c in marks) / 1e3, len(marks))
+        return sum(b - a for a, b, _ in marks), sum(c - a for a, _, c in marks), len(marks)
 
 
 save_checkpoint = save_atomic  # checkpoints are written atomically: a crash never leaves a half-written one
@@ -347,24 +415,37 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    timer = StepTimer(device)
+
+    def collect_times() -> dict[str, float]:
+        data_s, batch_s, n = timer.collect()
+        for k, v in (("data_time", data_s), ("batch_time", batch_s)):
+            sums[k] = sums.get(k, 0) + torch.tensor(v, dtype=torch.float64)
+        return {"data_time": data_s / max(n, 1), "batch_time": batch_s / max(n, 1)}
+
     while step < end:
+        t_start_step = timer.mark()
         batch = next(stream)
+        t_fetched = timer.mark()
         logs = method.train_step(batch)
+        timer.add(t_start_step, t_fetched, timer.mark())
         step += 1
         seen += method.batch_size(batch)
         count += 1
         for k, v in logs.items():
             sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v) else torch.tensor(float(v)))
-        if writer is not None and step % log_every == 0:
-            for k, v in logs.items():
-                writer.add_scalar(f"train/{k}", float(v), step)
-            if method.lr() is not None:
-                writer.add_scalar("train/lr", method.lr(), step)
+        at_eval = step % eval_every == 0 or step == total_steps
+        if step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000:
+            times = collect_times()  # the only place the host waits for the device, besides logging below
+            if writer is not None and step % log_every == 0:
+                for k, v in {**logs, **times}.items():
+                    writer.add_scalar(f"train/{k}", float(v), step)
+                if method.lr() is not None:
+                    writer.add_scalar("train/lr", method.lr(), step)
         if bar is not None and (step % max(1, log_every // 5) == 0 or step == end):
             bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
             bar.update(1)
-        at_eval = step % eval_every == 0 or step == total_steps
         if at_eval:
             sync()
             now = time.perf_counter()

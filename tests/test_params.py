@@ -79,3 +79,13 @@ def test_params_hash_is_stable_and_sensitive():
     a = {"lr": 0.1, "epochs": 3}
     assert P.params_hash(a) == P.params_hash(dict(reversed(list(a.items()))))
     assert P.params_hash(a) != P.params_hash({**a, "lr": 0.2})
+
+
+def test_auto_keys_also_take_true_or_false(tmp_path):
+    text = BASIC.replace("  flag: false  # a bool\n", "  flag: false  # a bool\n  compile: auto  # c\n  amp: auto  # a\n"
+                         "  device: auto  # d\n").replace("full: {lr: 0.2}", "full: {compile: true, amp: off}")
+    d = write(tmp_path, text)
+    p = P.load("ch", "full", params_dir=d)
+    assert p["compile"] is True and p["amp"] is False  # YAML reads a bare `off` as false
+    with pytest.raises(P.ParamError, match=r"'device' expects str"):
+        P.load("ch", "quick", {"device": True}, params_dir=d)

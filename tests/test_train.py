@@ -162,3 +162,54 @@ def test_classification_report_table_has_all_but_cat_average():
     but_cat = df[df["class"] == "all classes but cat (mean f1)"]["f1"].iloc[0]
     assert but_cat == pytest.approx(round((f1["a"] + f1["b"]) / 2, 3))
     assert df[df["class"] == "accuracy"]["f1"].iloc[0] == pytest.approx(4 / 6, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_switching_to_fused_keeps_the_state_and_the_updates(name):
+    # Method.setup does this on CUDA; torch also has fused SGD/Adam kernels on the CPU, so the switch is testable here
+    from lib.train import is_fused, move_optimizer
+
+    torch.manual_seed(0)
+    a = tiny_net()
+    b = tiny_net()
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()  # no dropout: both networks must see identical computations
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    opts = [make_optimizer(m.parameters(), name=name, lr=0.01, nesterov=name == "sgd", weight_decay=5e-4) for m in (a, b)]
+
+    def step(m, o):
+        o.zero_grad()
+        nn.functional.cross_entropy(m(x), y).backward()
+        o.step()
+
+    for m, o in zip((a, b), opts):
+        step(m, o)
+    move_optimizer(opts[1], fused=True)  # mid-run: momenta / Adam moments and step count must carry over
+    assert is_fused(opts[1]) and not is_fused(opts[0])
+    for _ in range(3):
+        for m, o in zip((a, b), opts):
+            step(m, o)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_fit_reports_data_and_step_time():
+    method, train, evaluate = setup()
+    res = fit(method, train.forever, total_steps=10, evaluate=evaluate, eval_every=5, device="cpu", log_every=3)
+    hist = res.history
+    assert (hist["train_data_time"] > 0).all() and (hist["train_batch_time"] > hist["train_data_time"]).all()
+    assert hist["train_batch_time"].max() < 10  # seconds per step of a tiny net, not a sum over steps
+
+
+def test_compile_and_amp_settings():
+    from lib.train import amp_dtype, resolve_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile("auto", cuda) and not resolve_compile("auto", cpu)
+    assert resolve_compile(True, cpu) and not resolve_compile(False, cuda)
+    with pytest.raises(ValueError, match="compile must be auto, true or false"):
+        resolve_compile("yes", cpu)
+    assert amp_dtype(cpu, "auto") is None and amp_dtype(cpu, False) is None and amp_dtype(cpu, "off") is None
+    assert amp_dtype(cpu, True) is torch.bfloat16 and amp_dtype(cpu, "fp16") is torch.float16
+    with pytest.raises(ValueError, match="amp must be"):
+        amp_dtype(cpu, "half")
