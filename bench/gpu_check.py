@@ -6,8 +6,10 @@ Measures on the current device (CUDA: real sizes; CPU: the same models at small 
 script proves every path and its per-image rates still project something): ResNet-18 with the strong recipe
 (images/s, seconds per epoch, test accuracy after a few epochs), every other chapter-1 model (images/s),
 DDPM training steps/s at batch 128 and DDIM sampling time, DCGAN steps/s, MPL seconds per step at the presented
-batch sizes, and Inception feature throughput for FID. From those rates and the full profile's parameters it
-projects the wall time of each chapter and of the whole report, and prints a short table last.
+batch sizes, Inception feature throughput for FID, and on CUDA what ``torch.compile`` buys for ResNet-18 and the
+DDPM U-Net. From those rates and the full profile's parameters (bench/budget.py) it projects the wall time of each
+chapter and of the whole report against the 3-hour budget; it also counts each workload's FLOPs, which gives the
+achieved TFLOP/s on a GPU and, on a CPU, a FLOP-based estimate under stated assumptions. The short table is last.
 """
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import budget  # noqa: E402
 from lib import data as D, params as P  # noqa: E402
 from lib.train import amp_dtype, device_description, pick_device  # noqa: E402
 
-TRAIN_IMAGES = 45_000  # the full profile's training split after the 5,000-image validation split
+LIMIT_S = 480          # the whole check must end within 8 minutes on one GPU
+OPTIONAL_NEEDS_S = 150  # the compile comparison (compilation takes a minute or two) runs only with this much time left
 
 
 def _sync(device):
@@ -78,13 +82,13 @@ def classifier_rates(device, *, gpu: bool) -> dict:
     return out
 
 
-def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2):
-    """Full-profile ``kind`` ("ddpm" or "dcgan") method, its settings, parameter count, batch and seconds per
-    training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored)."""
+def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2, compile: bool = False):
+    """Full-profile ``kind`` ("vae", "dcgan" or "ddpm") method, its settings, parameter count, batch and seconds
+    per training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored)."""
     from lib import generative as G
 
     s = G.generator_settings(kind, P.load("02_generative", "full"))
-    method, n_params = G.build_method(kind, s, total_steps=1000, seed=0)
+    method, n_params = G.build_method(kind, s, total_steps=1000, seed=0, compile=compile)
     method.setup(device, amp_dtype(device))
     batch = batch or s["batch_size"]
     x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
@@ -106,15 +110,30 @@ def ddpm_rates(device, *, gpu: bool) -> dict:
             "ancestral_5000_s": round(per_image_step * 5000 * s["ancestral_steps"], 1)}
 
 
-def dcgan_rates(device, *, gpu: bool) -> dict:
-    _, _, _, batch, sec = generator_rate("dcgan", device, batch=None if gpu else 32, steps=30 if gpu else 2)
+def small_generator_rates(kind: str, device, *, gpu: bool) -> dict:
+    _, _, _, batch, sec = generator_rate(kind, device, batch=None if gpu else 32, steps=30 if gpu else 2)
     return {"batch": batch, "steps_per_s": round(1 / sec, 2), "images_per_s": round(batch / sec, 1)}
+
+
+def compile_gain(device) -> dict:
+    """CUDA only: ResNet-18 (batch 512) and DDPM (batch 128) training rates eager and compiled."""
+    from train_speed import one
+
+    out = {}
+    for compiled in (False, True):
+        r = one("resnet18", width=1.0, batch_size=512, steps=30, device_name=str(device), compile=compiled)
+        out[f"resnet18_{'compiled' if compiled else 'eager'}_images_per_s"] = r["images_per_s"]
+        *_, batch, sec = generator_rate("ddpm", device, batch=None, steps=20, warmup=3, compile=compiled)
+        out[f"ddpm_{'compiled' if compiled else 'eager'}_steps_per_s"] = round(1 / sec, 2)
+    out["resnet18_speedup"] = round(out["resnet18_compiled_images_per_s"] / out["resnet18_eager_images_per_s"], 2)
+    out["ddpm_speedup"] = round(out["ddpm_compiled_steps_per_s"] / out["ddpm_eager_steps_per_s"], 2)
+    return out
 
 
 def mpl_rates(device, *, gpu: bool) -> dict:
     from lib import ssl as SSL
 
-    over = {} if gpu else {"batch_size": 2, "mu": 2}
+    over = {} if gpu else {"batch_size": 2}  # CPU: labelled 2 + unlabelled 2 x 7, scaled up by bench/budget.py
     params = P.load("03_semi_supervised", "full", over)
     ds = D.make_synthetic(2000, 10)
     unlabelled = params["batch_size"] * params["mu"]
@@ -147,35 +166,58 @@ def inception_rate(device, *, gpu: bool) -> dict:
     return {"images": n, "images_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
-def project(r: dict) -> dict:
-    """Projected seconds of each chapter of the full profile from the measured rates (training dominates)."""
-    p1, p2, p3 = (P.load(c, "full") for c in ("01_supervised", "02_generative", "03_semi_supervised"))
-    proj = {}
-    cls = r.get("classifiers", {})
-    if cls:
-        per_model = {m: p1["epochs"] * TRAIN_IMAGES / cls[m] for m in p1["models"] if m in cls}
-        sweep = len(p1["sweep_batch_sizes"]) * len(p1["sweep_lrs"]) * p1["sweep_epochs"] * TRAIN_IMAGES / cls["resnet18"]
-        proj["01_supervised"] = sum(per_model.values()) + sweep
-    if "ddpm" in r and "dcgan" in r and "inception" in r and "images_per_s" in r["inception"]:
-        ddpm, dcgan = r["ddpm"], r["dcgan"]
-        steps_per_epoch = TRAIN_IMAGES / p2["ddpm_batch_size"]
-        t = p2["ddpm_epochs"] * steps_per_epoch / ddpm["steps_per_s"] + ddpm["ddim_5000_s"] + ddpm["ancestral_5000_s"]
-        t += p2["dcgan_epochs"] * (TRAIN_IMAGES / p2["dcgan_batch_size"]) / dcgan["steps_per_s"]
-        t += 3 * p2["classifier_epochs"] * TRAIN_IMAGES / cls.get("resnet18", float("inf"))  # 2.2 classifiers
-        fid_images = 50_000 + 6 * p2["fid_images"]  # reference + floors + VAE, DCGAN, DDPM (DDIM, ancestral)
-        proj["02_generative"] = t + fid_images / r["inception"]["images_per_s"]
-    if "mpl" in r:
-        m = r["mpl"]
-        steps = p3["total_steps"]
-        finetune = p3["finetune_epochs"] * 4000 / p3["finetune_batch_size"] * m["supervised_s_per_step"]
-        proj["03_semi_supervised"] = steps * (m["mpl_s_per_step"] + m["uda_s_per_step"] + m["supervised_s_per_step"]) + finetune
-    if cls:
-        proj["04_extras"] = 60_000 / (3 * cls["resnet18"]) + 30  # embedding (forward only ~3x a training step) + ranking
-    proj["total"] = sum(proj.values())
-    return {k: round(v) for k, v in proj.items()}
+def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
+    """The short table printed last: measured rates, then the projections."""
+    rows: list[tuple[str, object]] = [("device", results["device"]), ("data", results["data"])]
+    r18 = results.get("resnet18_strong", {})
+    if "error" not in r18:
+        rows.append(("ResNet-18 strong: images/s, s/epoch",
+                     f"{r18['images_per_s']}, {r18['s_per_epoch']} (width {r18['width']}, {r18['train_images']} images)"))
+        rows.append((f"ResNet-18 strong: test acc after {r18['epochs']} epoch(s)", f"{r18['test_acc']}%"))
+    for name, ips in results.get("classifiers", {}).items():
+        if name != "error":
+            rows.append((f"{name} train images/s (width 1)", ips))
+    for key, label in (("ddpm", "DDPM"), ("dcgan", "DCGAN"), ("vae", "VAE")):
+        v = results.get(key, {})
+        if "steps_per_s" in v:
+            rows.append((f"{label} steps/s at batch {v['batch']}", v["steps_per_s"]))
+    if "ddim_5000_s" in results.get("ddpm", {}):
+        rows.append((f"DDPM 5,000 images: DDIM {results['ddpm']['ddim_steps']} steps / ancestral 1000 (s)",
+                     f"{results['ddpm']['ddim_5000_s']} / {results['ddpm']['ancestral_5000_s']}"))
+    if "mpl_s_per_step" in results.get("mpl", {}):
+        m = results["mpl"]
+        rows.append((f"MPL s/step (labelled {m['labelled_batch']} + unlabelled {m['unlabelled_batch']})",
+                     m["mpl_s_per_step"]))
+    if "images_per_s" in results.get("inception", {}):
+        rows.append(("Inception (FID) images/s", results["inception"]["images_per_s"]))
+    c = results.get("compile", {})
+    if "resnet18_speedup" in c:
+        rows.append(("torch.compile speed-up: ResNet-18 / DDPM", f"{c['resnet18_speedup']}x / {c['ddpm_speedup']}x"))
+    for name, tf in results.get("achieved_tflops", {}).items():
+        rows.append((f"achieved TFLOP/s: {name}", tf))
+    for ch, sec in results.get("projection_s", {}).items():
+        rows.append((f"projected full profile: {ch}", f"{sec} s = {sec / 3600:.2f} h"))
+    if results.get("projection_missing"):
+        rows.append(("projection lacks rates for", ", ".join(results["projection_missing"])))
+    if gpu and "total" in results.get("projection_s", {}):
+        ok = results["projection_s"]["total"] <= budget.BUDGET_HOURS * 3600
+        rows.append((f"full profile within {budget.BUDGET_HOURS:g} h", "yes" if ok else "NO: lower epochs/steps in params/"))
+    est = results.get("flop_estimate_s", {})
+    if "total" in est:
+        rows.append((f"FLOP-based estimate, full profile (assumes {budget.ASSUMED_TFLOPS:g} TFLOP/s, "
+                     f">= {budget.ASSUMED_STEP_MS:g} ms/step)",
+                     ", ".join(f"{ch[:2]} {est[ch] / 3600:.2f} h" for ch in budget.CHAPTERS)
+                     + f", total {est['total'] / 3600:.2f} h"))
+    for name, v in results.items():
+        if isinstance(v, dict) and "error" in v:
+            rows.append((f"{name}: FAILED", v["error"][:120]))
+    if not gpu:
+        rows.append(("note", "CPU run: reduced batches and steps; the projection is from CPU rates, not a GPU budget"))
+    return rows
 
 
 def main() -> int:
+    t_start = time.perf_counter()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="CIFAR-10 folder or archive (default: $CIFAR10_ROOT, else synthetic)")
     ap.add_argument("--out", default=os.environ.get("BENCH_DIR", str(ROOT / "outputs" / "bench")))
@@ -194,49 +236,46 @@ def main() -> int:
     sections = [("resnet18_strong", lambda: resnet18_strong(device, gpu=gpu, out=out)),
                 ("classifiers", lambda: classifier_rates(device, gpu=gpu)),
                 ("ddpm", lambda: ddpm_rates(device, gpu=gpu)),
-                ("dcgan", lambda: dcgan_rates(device, gpu=gpu)),
+                ("dcgan", lambda: small_generator_rates("dcgan", device, gpu=gpu)),
+                ("vae", lambda: small_generator_rates("vae", device, gpu=gpu)),
                 ("mpl", lambda: mpl_rates(device, gpu=gpu)),
-                ("inception", lambda: inception_rate(device, gpu=gpu))]
+                ("inception", lambda: inception_rate(device, gpu=gpu)),
+                ("flops", budget.count_flops)]
+    if gpu:
+        sections.append(("compile", lambda: compile_gain(device)))
     for name, fn in sections:
         t0 = time.perf_counter()
+        if name == "compile" and LIMIT_S - (t0 - t_start) < OPTIONAL_NEEDS_S:
+            results[name] = {"skipped": f"under {OPTIONAL_NEEDS_S} s of the {LIMIT_S} s limit left"}
+            continue
         try:
             results[name] = fn()
         except Exception as err:  # one broken section must not hide the others' numbers
             results[name] = {"error": f"{type(err).__name__}: {err}"}
             traceback.print_exc()
-        print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {json.dumps(results[name])}", flush=True)
-    results["projection_s"] = project(results)
-    (out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+        shown = "counted" if name == "flops" and "error" not in results[name] else json.dumps(results[name])
+        print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {shown}", flush=True)
 
-    r18 = results["resnet18_strong"]
-    rows = [("device", results["device"]), ("data", results["data"])]
-    if "error" not in r18:
-        rows.append(("ResNet-18 strong: images/s, s/epoch",
-                     f"{r18['images_per_s']}, {r18['s_per_epoch']} (width {r18['width']}, {r18['train_images']} images)"))
-        rows.append((f"ResNet-18 strong: test acc after {r18['epochs']} epoch(s)", f"{r18['test_acc']}%"))
-    for name, ips in results.get("classifiers", {}).items():
-        if name != "error":
-            rows.append((f"{name} train images/s (width 1)", ips))
-    for key, label in (("ddpm", "DDPM"), ("dcgan", "DCGAN")):
-        v = results.get(key, {})
-        if "steps_per_s" in v:
-            rows.append((f"{label} steps/s at batch {v['batch']}", v["steps_per_s"]))
-    if "ddim_5000_s" in results.get("ddpm", {}):
-        rows.append((f"DDPM 5,000 images: DDIM {results['ddpm']['ddim_steps']} steps / ancestral 1000 (s)",
-                     f"{results['ddpm']['ddim_5000_s']} / {results['ddpm']['ancestral_5000_s']}"))
-    if "mpl_s_per_step" in results.get("mpl", {}):
-        m = results["mpl"]
-        rows.append((f"MPL s/step (labelled {m['labelled_batch']} + unlabelled {m['unlabelled_batch']})",
-                     m["mpl_s_per_step"]))
-    if "images_per_s" in results.get("inception", {}):
-        rows.append(("Inception (FID) images/s", results["inception"]["images_per_s"]))
-    for ch, sec in results["projection_s"].items():
-        rows.append((f"projected full profile: {ch}", f"{sec} s = {sec / 3600:.2f} h"))
-    for name, v in results.items():
-        if isinstance(v, dict) and "error" in v:
-            rows.append((f"{name}: FAILED", v["error"][:120]))
-    if not gpu:
-        rows.append(("note", "CPU run: reduced batches and steps; projections from CPU rates, not a GPU budget"))
+    work = budget.profile_work("full")
+    rates = budget.unit_rates(results)
+    proj, missing = budget.project(work, rates)
+    results["projection_s"] = {k: round(v) for k, v in proj.items()}
+    results["projection_missing"] = missing
+    flops = results.get("flops", {})
+    if "error" not in flops:
+        est = budget.flop_estimate(work, flops)
+        results["flop_estimate_s"] = {k: round(v) for k, v in est.items() if not k.endswith("_pflop")}
+        results["full_profile_pflop"] = {k[:-6]: round(v, 1) for k, v in est.items() if k.endswith("_pflop")}
+        if gpu:  # how much of the device each workload uses: FLOPs per unit x units per second
+            names = {"train:resnet18": "ResNet-18", "train:resnet101": "ResNet-101", "train:ddpm": "DDPM",
+                     "ssl:mpl": "MPL", "inception": "Inception"}
+            results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
+                                          for k, label in names.items() if k in rates and k in flops}
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"\n[gpu_check] per-workload projection (python bench/budget.py --rates {out / 'gpu_check.json'}):")
+    print(budget.work_table(work, rates, flops if "error" not in flops else None).to_string(index=False))
+
+    rows = table_rows(results, gpu=gpu)
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     print(f"\nfull log: {out / 'gpu_check.json'}")

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def one(model_name: str, *, width: float, batch_size: int, steps: int, device_name: str) -> dict:
+def one(model_name: str, *, width: float, batch_size: int, steps: int, device_name: str,
+        compile: bool = False) -> dict:
     import torch
 
     from lib import data as D
@@ -33,7 +34,7 @@ def one(model_name: str, *, width: float, batch_size: int, steps: int, device_na
     loader = D.BatchLoader(ds.train_x[:8192], ds.train_y[:8192], batch_size=batch_size, device=device,
                            channels_last=device.type == "cuda")
     model = build_model(model_name, width=width)
-    method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True))
+    method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True), compile=compile)
     method.setup(device, amp_dtype(device))
     stream = loader.forever()
     warmup = max(2, steps // 5)
@@ -55,7 +56,7 @@ def one(model_name: str, *, width: float, batch_size: int, steps: int, device_na
     ips = steps * batch_size / dt
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"model": model_name, "width": width, "batch": batch_size, "device": device.type,
+    return {"model": model_name, "width": width, "batch": batch_size, "device": device.type, "compile": compile,
             "params_M": round(count_parameters(model) / 1e6, 2), "images_per_s": round(ips, 1),
             "s_per_epoch_45k": round(45000 / ips, 1), "peak_mem_MiB": round(peak / 2**20)}
 

@@ -18,12 +18,18 @@ def test_gpu_check_runs_on_cpu_and_projects_every_chapter(tmp_path):
     assert "using the synthetic stand-in" in out  # no data given: it says so
     lines = out.strip().splitlines()
     assert lines[-1].startswith("full log:")  # the short table comes last
-    assert any(line.startswith("projected full profile: total") for line in lines[-15:])
+    tail = lines[-30:]
+    assert any(line.startswith("projected full profile: total") for line in tail)
+    assert any(line.startswith("FLOP-based estimate, full profile") for line in tail)
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    for section in ("resnet18_strong", "classifiers", "ddpm", "dcgan", "mpl"):
+    for section in ("resnet18_strong", "classifiers", "ddpm", "dcgan", "vae", "mpl", "flops"):
         assert "error" not in result[section], result[section]
     assert result["ddpm"]["params"] == 35_746_307
-    assert set(result["projection_s"]) >= {"01_supervised", "02_generative", "03_semi_supervised", "04_extras", "total"}
+    chapters = {"01_supervised", "02_generative", "03_semi_supervised", "04_extras", "total"}
+    assert set(result["projection_s"]) >= chapters and set(result["flop_estimate_s"]) >= chapters
+    assert 2.9e9 < result["flops"]["train:resnet18"] < 3.8e9  # ~3 x the 1.1 GFLOP forward pass of CIFAR ResNet-18
+    assert 30e9 < result["flops"]["train:ddpm"] < 45e9        # ~3 x Ho et al.'s 12 GFLOP U-Net forward
+    assert all(v > 0 for v in result["projection_s"].values())
     if "error" in result["inception"]:  # no FID weights anywhere: the table says so and the exit code is 1
         assert proc.returncode == 1 and "inception: FAILED" in out
     else:

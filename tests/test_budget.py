@@ -1,0 +1,54 @@
+"""bench/budget.py: the work a profile implies, and the wall time it projects to from rates or FLOPs."""
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import budget  # noqa: E402
+
+
+def by_name(work):
+    return {w.name: w for w in work}
+
+
+def test_work_follows_the_params_files():
+    full, long_ = by_name(budget.profile_work("full")), by_name(budget.profile_work("full-long"))
+    assert {w.chapter for w in full.values()} == set(budget.CHAPTERS)
+    r18 = full["train resnet18"]
+    assert r18.units == 40 * 45_000 and r18.steps == pytest.approx(40 * 45_000 / 512)  # epochs x (50,000 - val 5,000)
+    assert long_["train resnet18"].units == 5 * r18.units  # full-long: 200 epochs
+    assert full["train ddpm"].steps == pytest.approx(120 * 45_000 / 128)
+    assert long_["train mpl"].units == 10 * full["train mpl"].units == 300_000
+    sweep = full["batch x lr sweep (10 cells)"]
+    assert sweep.steps == pytest.approx(2 * 10 * 45_000 * sum(1 / b for b in (16, 32, 64, 128, 256)))
+    smoke = by_name(budget.profile_work("smoke"))
+    assert smoke["train resnet18"].units < r18.units / 1000
+
+
+def test_projection_divides_each_workload_by_its_rate():
+    work = [budget.Work("01_supervised", "a", 1000, "images", "train:x", "train:x", 10),
+            budget.Work("02_generative", "b", 50, "steps", "ssl:y", "ssl:y", 50),
+            budget.Work("02_generative", "c", 7, "images", "nope", "nope")]
+    seconds, missing = budget.project(work, {"train:x": 100.0, "ssl:y": 5.0})
+    assert seconds["01_supervised"] == 10 and seconds["02_generative"] == 10 and seconds["total"] == 20
+    assert missing == ["c"]
+    est = budget.flop_estimate(work, {"train:x": 1e12, "ssl:y": 1e9}, tflops=10, step_ms=100)
+    assert est["01_supervised"] == pytest.approx(100)        # 1e15 FLOP at 1e13 FLOP/s
+    assert est["02_generative"] == pytest.approx(5)          # 50 steps x 100 ms beats 5e10 FLOP / 1e13 FLOP/s
+    assert est["01_supervised_pflop"] == pytest.approx(1.0)
+
+
+def test_rates_from_a_cpu_check_are_scaled_to_the_presented_batch():
+    check = {"classifiers": {"resnet18": 50.0}, "ddpm": {"images_per_s": 4.0, "s_per_image_step": 0.1},
+             "mpl": {"labelled_batch": 2, "unlabelled_batch": 14, "mpl_s_per_step": 0.5, "uda_s_per_step": 0.25,
+                     "supervised_s_per_step": 0.05},
+             "inception": {"error": "no weights"}}
+    rates = budget.unit_rates(check)
+    assert rates["embed:resnet18"] == 150 and rates["unet_forward"] == pytest.approx(10)
+    assert rates["ssl:mpl"] == pytest.approx(2 / 128 / 0.5)  # one presented step = 64 measured ones
+    assert rates["train:wrn28_2"] == pytest.approx(40)  # 2 labelled images per 0.05 s
+    assert "inception" not in rates
+    _, missing = budget.project(budget.profile_work("full"), rates)
+    assert "FID Inception features" in missing and "train mpl" not in missing
