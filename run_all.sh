@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the report: run every chapter notebook with papermill under one parameter profile, export HTML.
-#   ./run_all.sh [--profile auto|smoke|quick|full] [--only 01,03] [--data PATH]
+#   ./run_all.sh [--profile auto|smoke|quick|full|full-long] [--only 01,03] [--data PATH]
 # Outputs go to outputs/<profile>/ (or $CIFAR_REPORT_OUTPUTS/<profile>/): tables, figures, notebooks, html/.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +24,12 @@ if [ "$PROFILE" = auto ]; then
 else
   echo "[run_all] profile $PROFILE"
 fi
+# an unknown profile stops here with the profiles the params files define, not in every chapter's notebook
+"$PY" -c "import sys; from lib import params as P
+try:
+    [P.load(p.stem, sys.argv[1]) for p in sorted(P.PARAMS_DIR.glob('[0-9][0-9]_*.yaml'))]
+except P.ParamError as err:
+    sys.exit(f'[run_all] --profile: {err}')" "$PROFILE" || exit 2
 export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
 OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"
 mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"

@@ -286,7 +286,7 @@ def build_index(profile_dir: str | Path) -> Path:
     html_dir = profile_dir / "html"
     built = [ch for ch in CHAPTERS if (html_dir / f"{ch}.html").is_file()]
     parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(profile)}</code></h1>"]
-    if profile != "full":
+    if profile not in ("full", "full-long"):
         parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on reduced data to prove "
                      "every step quickly; its numbers are not comparable with the presentation's. Run the "
                      "<code>full</code> profile on a GPU for the real comparison.</p>")
