@@ -35,3 +35,10 @@ def test_gpu_check_runs_on_cpu_and_projects_every_chapter(tmp_path):
     else:
         assert proc.returncode == 0, out[-2000:] + proc.stderr[-2000:]
         assert result["inception"]["images_per_s"] > 0
+
+
+def test_compile_comparison_is_cut_off_before_the_limit():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_check
+
+    assert gpu_check.compile_gain_in_child(0.5) == {"skipped": "compilation did not finish within the 0 s left"}
