@@ -20,7 +20,7 @@ source scripts/bootstrap.sh
 
 if [ "$PROFILE" = auto ]; then
   PROFILE=$("$PY" -c "import torch; print('full' if torch.cuda.is_available() else 'quick')")
-  echo "[run_all] profile auto -> $PROFILE (CUDA $( [ "$PROFILE" = full ] && echo found || echo not found )); choose another with --profile smoke|quick|full"
+  echo "[run_all] profile auto -> $PROFILE (CUDA $( [ "$PROFILE" = full ] && echo found || echo not found )); choose another with --profile smoke|quick|full|full-long"
 else
   echo "[run_all] profile $PROFILE"
 fi

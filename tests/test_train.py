@@ -213,3 +213,20 @@ def test_compile_and_amp_settings():
     assert amp_dtype(cpu, True) is torch.bfloat16 and amp_dtype(cpu, "fp16") is torch.float16
     with pytest.raises(ValueError, match="amp must be"):
         amp_dtype(cpu, "half")
+
+
+def test_ema_moves_towards_the_model_and_copies_buffers():
+    from lib.train import EMA
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = EMA(model, decay=0.75)
+    start = [p.detach().clone() for p in ema.module.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.fill_(3.0)
+    ema.update(model)
+    for e, s, p in zip(ema.module.parameters(), start, model.parameters()):
+        torch.testing.assert_close(e, 0.75 * s + 0.25 * p)
+    assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
+    assert not any(p.requires_grad for p in ema.module.parameters())
