@@ -49,7 +49,7 @@ if "google.colab" in sys.modules:
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
 
 # %% tags=["parameters"]
-profile = "auto"   # smoke | quick | full | auto (full on a GPU, otherwise quick)
+profile = "auto"   # smoke | quick | full | full-long | auto (full on a GPU, otherwise quick)
 data = "auto"      # auto ($CIFAR10_ROOT, else torchvision download) | torchvision | path to a folder or archive
 out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's outputs/
 query_image = ""   # your own image file (PNG/JPEG, any size) for 4.2; "" = the shipped assets/plane.png
