@@ -112,12 +112,20 @@ class Report:
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
+        if device is None and "device" in params:  # what the chapter trains on: params' device as resolved
+            from .train import device_description, pick_device
+
+            device = device_description(pick_device(params["device"]))
         self.data_source, self.device = data_source, device
         self.items: dict[str, list[dict]] = {}
         self.skipped: dict[str, str] = {}
         self.comparisons: list[dict] = []
         self.t0 = time.perf_counter()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def describe(self, detail: str = "") -> str:
+        """The chapter's opening line (Markdown): profile, device, data source and ``detail``."""
+        return f"**Profile `{self.profile}`** on {self.device}; data: {self.data_source}" + (f"; {detail}." if detail else ".")
 
     # -- places for work that outlives one run
     def work_dir(self, kind: str, *names: str) -> Path:

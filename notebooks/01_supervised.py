@@ -62,14 +62,11 @@ from IPython.display import Markdown, display
 
 from lib import cam, data as D, params as P, plots, report as R, supervised as S
 from lib.spec import PRESENTED, REFERENCE
-from lib.train import device_description, pick_device
 
 params = P.load("01_supervised", profile, {"data": data} if data != "auto" else None)
 splits = S.load_splits(params)
-report = R.Report("01_supervised", params, out_root=out_dir or None, data_source=splits.source,
-                  device=device_description(pick_device(params["device"])))
-display(Markdown(f"**Profile `{params['profile']}`** on {report.device}; data: {splits.source}; "
-                 f"split sizes {splits.sizes()}."))
+report = R.Report("01_supervised", params, out_root=out_dir or None, data_source=splits.source)
+display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 
 # %% [markdown]
 # ## 1.1 The models

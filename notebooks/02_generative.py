@@ -64,17 +64,15 @@ from IPython.display import Markdown, display
 
 from lib import fid as FID, generative as G, params as P, report as R, supervised as S
 from lib.spec import PRESENTED
-from lib.train import device_description, pick_device
+from lib.train import pick_device
 
 params = P.load("02_generative", profile, {"data": data} if data != "auto" else None)
 splits = S.load_splits(params)
 device = pick_device(params["device"])
-report = R.Report("02_generative", params, out_root=out_dir or None, data_source=splits.source,
-                  device=device_description(device))
+report = R.Report("02_generative", params, out_root=out_dir or None, data_source=splits.source)
 fid_ok, fid_message = FID.inception_status()
-display(Markdown(f"**Profile `{params['profile']}`** on {report.device}; data: {splits.source}; "
-                 f"split sizes {splits.sizes()}. FID: {params['fid_images']:,} generated images per model against "
-                 f"{params['fid_reference_images'] or 50000:,} training images. {fid_message}"))
+display(Markdown(report.describe(f"split sizes {splits.sizes()}") + f" FID: {params['fid_images']:,} generated images "
+                 f"per model against {params['fid_reference_images'] or 50000:,} training images. {fid_message}"))
 
 # %% [markdown]
 # ## 2.1 The three models

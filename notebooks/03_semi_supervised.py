@@ -61,14 +61,11 @@ from IPython.display import Markdown, display
 
 from lib import params as P, report as R, ssl as S, twomoon
 from lib.spec import PRESENTED, REFERENCE
-from lib.train import device_description, pick_device
 
 params = P.load("03_semi_supervised", profile, {"data": data} if data != "auto" else None)
 splits = S.load_ssl_splits(params)
-report = R.Report("03_semi_supervised", params, out_root=out_dir or None, data_source=splits.source,
-                  device=device_description(pick_device(params["device"])))
-display(Markdown(f"**Profile `{params['profile']}`** on {report.device}; data: {splits.source}; "
-                 f"split sizes {splits.sizes()}."))
+report = R.Report("03_semi_supervised", params, out_root=out_dir or None, data_source=splits.source)
+display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 
 # %% [markdown]
 # ## 3.1 Semi-supervised methods (reference table from the MPL paper)

@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 from IPython.display import Markdown, display
 
 from lib import data as D, params as P, report as R, retrieval as RT
-from lib.train import device_description, pick_device
+from lib.train import pick_device
 
 overrides = {k: v for k, v in {"data": data, "query_image": query_image}.items() if v not in ("auto", "")}
 params = P.load("04_extras", profile, overrides)
@@ -72,8 +72,7 @@ ds = D.load_cifar10(params["data"])
 gallery_x, gallery_y = D.subsample(ds.train_x, ds.train_y, params["gallery_subset"], seed=params["seed"])
 query_x, query_y = D.subsample(ds.test_x, ds.test_y, params["query_subset"], seed=params["seed"])
 device = pick_device(params["device"])
-report = R.Report("04_extras", params, out_root=out_dir or None, data_source=ds.source,
-                  device=device_description(device))
+report = R.Report("04_extras", params, out_root=out_dir or None, data_source=ds.source)
 context = {"profile": params["profile"], "data": ds.source, "device": report.device}
 
 # %% [markdown]

@@ -69,3 +69,10 @@ def test_index_links_chapters_and_lists_coverage(tmp_path):
     page = R.build_index(tmp_path / "smoke").read_text()
     assert 'href="01_supervised.html"' in page and 'href="../01_supervised/accuracy.csv"' in page
     assert "not run in this profile" in page and "synthetic" in page
+
+
+def test_report_names_the_device_its_params_resolve_to(tmp_path):
+    rep = R.Report("01_supervised", {"profile": "smoke", "device": "cpu"}, out_root=tmp_path, data_source="synthetic")
+    assert rep.device.startswith("cpu (")
+    assert rep.describe("split sizes {}") == f"**Profile `smoke`** on {rep.device}; data: synthetic; split sizes {{}}."
+    assert R.Report("01_supervised", {"profile": "smoke"}, out_root=tmp_path, device="given").device == "given"
