@@ -10,9 +10,12 @@ from lib.models import MODELS, EfficientNetB0, build_model, count_parameters
 CHAPTER1 = ("resnet18", "resnet34", "resnet50", "resnet101", "drn_c_26", "drn_d_22", "efficientnet_b0")
 
 
-@pytest.mark.parametrize("name", CHAPTER1)
-def test_chapter1_models_are_registered_and_train(name):
-    assert name in MODELS
+def test_chapter1_models_are_registered():
+    assert set(CHAPTER1) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_trains_and_exposes_its_features(name):
     torch.manual_seed(0)
     model = build_model(name, width=0.125)
     x = torch.randn(2, 3, 32, 32)

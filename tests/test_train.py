@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from lib import data as D
-from lib.models import MODELS, build_model, count_parameters
+from lib.models import build_model, count_parameters
 from lib.train import Classifier, fit, make_optimizer, make_scheduler, predict, classification_metrics
 
 
@@ -97,19 +97,6 @@ def test_schedulers_shapes():
     assert max(lrs["cosine"]) == pytest.approx(1.0) and lrs["cosine"][-1] < 0.01
     with pytest.raises(ValueError, match="unknown scheduler"):
         make_scheduler(torch.optim.SGD(p, lr=1.0), name="warm", total_steps=1)
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_registered_model_runs_forward_and_backward(name):
-    torch.manual_seed(0)
-    model = build_model(name, width=0.125)
-    x = torch.randn(2, 3, 32, 32)
-    out = model(x)
-    assert out.shape == (2, 10)
-    out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    feats = model.features(x)
-    assert feats.ndim == 4 and feats.shape[1] == model.classifier.in_features
 
 
 def test_resnet18_has_the_cifar_parameter_count():
