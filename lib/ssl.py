@@ -310,6 +310,12 @@ class _SSLMethod(Method):
         self._compiled = {name: maybe_compile(obj, on) for name, obj in self.state.items()
                           if isinstance(obj, nn.Module) and not isinstance(obj, EMA)}
 
+    def _track_ema(self, model: nn.Module, decay: float) -> None:
+        """An EMA of ``model`` (checkpointed with the method and evaluated in its place) when ``decay`` > 0."""
+        self.ema = EMA(model, decay) if decay > 0 else None
+        if self.ema is not None:
+            self.state["ema"] = self.ema
+
     def net(self, name: str) -> nn.Module:
         """The network ``name`` as training calls it: compiled after :meth:`setup` when ``compile`` is on."""
         compiled = getattr(self, "_compiled", {}).get(name)
@@ -349,9 +355,7 @@ class MetaPseudoLabels(_SSLMethod):
             self.state["teacher_scheduler"] = teacher_scheduler
         if student_scheduler is not None:
             self.state["student_scheduler"] = student_scheduler
-        self.ema = EMA(student, ema_decay) if ema_decay > 0 else None
-        if self.ema is not None:
-            self.state["ema"] = self.ema
+        self._track_ema(student, ema_decay)
         self.ls, self.temperature, self.threshold = label_smoothing, temperature, threshold
         self.lambda_u, self.uda_steps, self.grad_clip = lambda_u, uda_steps, grad_clip
 
@@ -411,9 +415,7 @@ class UDA(_SSLMethod):
         self.state = {"teacher": model, "optimizer": optimizer, "step": self.counter}
         if scheduler is not None:
             self.state["scheduler"] = scheduler
-        self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
-        if self.ema is not None:
-            self.state["ema"] = self.ema
+        self._track_ema(model, ema_decay)
         self.ls, self.temperature, self.threshold = label_smoothing, temperature, threshold
         self.lambda_u, self.uda_steps, self.grad_clip = lambda_u, uda_steps, grad_clip
 
@@ -445,9 +447,7 @@ class Supervised(_SSLMethod):
         self.state = {"model": model, "optimizer": optimizer}
         if scheduler is not None:
             self.state["scheduler"] = scheduler
-        self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
-        if self.ema is not None:
-            self.state["ema"] = self.ema
+        self._track_ema(model, ema_decay)
         self.ls, self.grad_clip = label_smoothing, grad_clip
 
     def train_step(self, batch: SSLBatch):
