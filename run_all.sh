@@ -49,7 +49,7 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   if "$PY" -m papermill "$nb" "$tmp" "${args[@]}" --cwd notebooks --no-progress-bar --log-output \
         >"$OUT/logs/$ch.log" 2>&1; then
     mv "$tmp" "$OUT/notebooks/$ch.ipynb"
-    if "$PY" -m lib.export chapter "$OUT/notebooks/$ch.ipynb" "$OUT/html" >>"$OUT/logs/$ch.log" 2>&1; then
+    if "$PY" -m lib.report.export chapter "$OUT/notebooks/$ch.ipynb" "$OUT/html" >>"$OUT/logs/$ch.log" 2>&1; then
       done_+=("$ch ($(( $(date +%s) - t0 )) s)")
       echo "[run_all] $ch: done in $(( $(date +%s) - t0 )) s"
     else
@@ -61,7 +61,7 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
     tail -n 15 "$OUT/logs/$ch.log" | sed 's/^/    /'
   fi
 done
-"$PY" -m lib.export finish "$OUT" >"$OUT/logs/export.log" 2>&1 \
+"$PY" -m lib.report.export finish "$OUT" >"$OUT/logs/export.log" 2>&1 \
   || failed+=("index page / report.html: see $OUT/logs/export.log")
 echo "[run_all] report: $OUT/html/index.html ($(( $(date +%s) - start_all )) s)"
 for d in "${done_[@]}"; do echo "  ok      $d"; done

@@ -134,7 +134,8 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lib import data as D, generative as G, ssl as SSL
+    from lib import data as D
+    from lib.chapters import generative, semi_supervised
     from lib.models import MODELS, build_model
 
     def count(fn) -> float:
@@ -155,7 +156,7 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
                     out["embed:resnet18"] = count(lambda: model.eval()(x)) / 2
         p2 = P.load("02_generative", "full")
         for kind in ("vae", "dcgan", "ddpm"):
-            method, _ = G.build_method(kind, G.generator_settings(kind, p2), total_steps=10, seed=0)
+            method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10, seed=0)
             method.setup(cpu, None)
             out[f"train:{kind}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
             if kind == "ddpm":
@@ -165,14 +166,16 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
         p3 = P.load("03_semi_supervised", "full", {"batch_size": 2, "mu": mpl_mu})
         ds = D.make_synthetic(64, 10)
         for kind in ("mpl", "uda", "supervised"):
-            method = SSL.build_method(kind, p3, total_steps=10)
+            method = semi_supervised.build_method(kind, p3, total_steps=10)
             method.setup(cpu, None)
-            batch = next(SSL.SSLBatches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:],
+            batch = next(D.SSLBatches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:],
                                         labelled_batch=2, unlabelled_batch=0 if kind == "supervised" else 2 * mpl_mu,
                                         device=cpu, seed=0, randaug_ops=2, randaug_magnitude=10,
                                         cutout_size=16).forever())
             out[f"ssl:{kind}"] = count(lambda: method.train_step(batch)) * mpl_labelled_batch / 2
-        from torchvision.models import inception_v3  # same layers as pytorch-fid's network, without its weights
+        from torchvision.models import (
+            inception_v3,  # same layers as pytorch-fid's network, without its weights
+        )
 
         net = inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
         with torch.no_grad():

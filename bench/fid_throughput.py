@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lib import fid as FID  # noqa: E402
+
+from lib.evaluate import fid  # noqa: E402
 from lib.train import pick_device  # noqa: E402
 
 
@@ -26,16 +27,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20, help="images per Inception batch")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    ok, msg = FID.inception_status()
+    ok, msg = fid.inception_status()
     if not ok:
         sys.exit(msg)
     device = pick_device(args.device)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    FID.inception_features(images[:2], device=device)  # warm-up (weights, allocator)
+    fid.inception_features(images[:2], device=device)  # warm-up (weights, allocator)
     for threads in args.threads if device.type == "cpu" else [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         t0 = time.perf_counter()
-        FID.inception_features(images, batch_size=args.batch, device=device)
+        fid.inception_features(images, batch_size=args.batch, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0

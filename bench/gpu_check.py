@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import budget  # noqa: E402
-from lib import data as D, params as P  # noqa: E402
+
+from lib import data as D  # noqa: E402
+from lib import params as P  # noqa: E402
 from lib.train import amp_dtype, device_description, pick_device  # noqa: E402
 
 LIMIT_S = 480          # the whole check must end within 8 minutes on one GPU
@@ -53,15 +55,15 @@ def _rate(step, n_steps: int, device, warmup: int = 2) -> float:
 
 
 def resnet18_strong(device, *, gpu: bool, out: Path) -> dict:
-    from lib import supervised as S
+    from lib.chapters import supervised
 
     epochs = 5 if gpu else 1
     over = {"epochs": epochs, "compile": False}
     if not gpu:
         over.update(train_subset=1200, val_size=200, test_subset=500, width=0.25, strong_batch_size=128)
     params = P.load("01_supervised", "full", over)
-    splits = S.load_splits(params)
-    t = S.train_classifier("resnet18", splits, params, ckpt_root=out / "resnet18_strong", run_name="resnet18")
+    splits = supervised.load_splits(params)
+    t = supervised.train_classifier("resnet18", splits, params, ckpt_root=out / "resnet18_strong", run_name="resnet18")
     ips = t.history["images_per_s"].iloc[-1]
     return {"images_per_s": round(float(ips), 1), "s_per_epoch": round(len(splits.train_y) / ips, 1),
             "epochs": epochs, "test_acc": round(100 * t.test_acc, 2), "width": params["width"],
@@ -85,11 +87,11 @@ def classifier_rates(device, *, gpu: bool) -> dict:
 def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2, compile: bool = False):
     """Full-profile ``kind`` ("vae", "dcgan" or "ddpm") method, its settings, parameter count, batch and seconds
     per training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored)."""
-    from lib import generative as G
+    from lib.chapters import generative
 
-    s = G.generator_settings(kind, P.load("02_generative", "full"))
-    method, n_params = G.build_method(kind, s, total_steps=1000, seed=0, compile=compile)
-    method.setup(device, amp_dtype(device))
+    s = generative.generator_settings(kind, P.load("02_generative", "full"))
+    method, n_params = generative.build_method(kind, s, total_steps=1000, seed=0)
+    method.setup(device, amp_dtype(device), compile=compile)
     batch = batch or s["batch_size"]
     x = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
     y = torch.zeros(batch, dtype=torch.long, device=device)
@@ -146,7 +148,7 @@ def compile_gain(device) -> dict:
 
 
 def mpl_rates(device, *, gpu: bool) -> dict:
-    from lib import ssl as SSL
+    from lib.chapters import semi_supervised
 
     over = {} if gpu else {"batch_size": 2}  # CPU: labelled 2 + unlabelled 2 x 7, scaled up by bench/budget.py
     params = P.load("03_semi_supervised", "full", over)
@@ -154,9 +156,9 @@ def mpl_rates(device, *, gpu: bool) -> dict:
     unlabelled = params["batch_size"] * params["mu"]
     out = {"labelled_batch": params["batch_size"], "unlabelled_batch": unlabelled}
     for kind in ("mpl", "uda", "supervised"):
-        method = SSL.build_method(kind, params, total_steps=1000)
+        method = semi_supervised.build_method(kind, params, total_steps=1000)
         method.setup(device, amp_dtype(device))
-        stream = SSL.SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
+        stream = D.SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
                                 unlabelled_batch=unlabelled if kind != "supervised" else 0, device=device, seed=0,
                                 randaug_ops=params["randaug_ops"], randaug_magnitude=params["randaug_magnitude"],
                                 cutout_size=params["cutout_size"], channels_last=device.type == "cuda").forever()
@@ -166,7 +168,7 @@ def mpl_rates(device, *, gpu: bool) -> dict:
 
 
 def inception_rate(device, *, gpu: bool) -> dict:
-    from lib import fid
+    from lib.evaluate import fid
 
     ok, msg = fid.inception_status(download=False)
     if not ok:

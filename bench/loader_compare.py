@@ -15,9 +15,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lib import augment  # noqa: E402
 from lib import data as D  # noqa: E402
+from lib.methods.classifier import Classifier  # noqa: E402
 from lib.models import build_model  # noqa: E402
-from lib.train import Classifier, amp_dtype, make_optimizer, pick_device  # noqa: E402
+from lib.train import amp_dtype, make_optimizer, pick_device  # noqa: E402
 
 
 def timed(method, batches, steps: int, device) -> float:
@@ -41,7 +43,7 @@ def plain_dataloader(ds, batch_size: int, workers: int, device):
     import torchvision.transforms as T
     from PIL import Image
 
-    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(D.MEAN, D.STD)])
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(augment.MEAN, augment.STD)])
     images = ds.train_x.permute(0, 2, 3, 1).numpy()
 
     class Plain(torch.utils.data.Dataset):

@@ -22,7 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lib import data as D, params as P, report as R, retrieval as RT  # noqa: E402
+from lib import data as D  # noqa: E402
+from lib import params as P  # noqa: E402
+from lib import storage  # noqa: E402
+from lib.chapters import extras  # noqa: E402
+from lib.evaluate import retrieval  # noqa: E402
 from lib.train import device_description, pick_device  # noqa: E402
 
 
@@ -35,8 +39,8 @@ def features(args) -> tuple:
     params = P.load("04_extras", args.profile, {"data": args.data} if args.data != "auto" else None)
     ds = D.load_cifar10(params["data"])
     device = pick_device(params["device"])
-    profile_dir = Path(args.out or R.default_out_root()) / params["profile"]
-    emb = RT.load_embedder(profile_dir, params["model"], device=device)
+    profile_dir = Path(args.out or storage.default_out_root()) / params["profile"]
+    emb = extras.load_embedder(profile_dir, params["model"], device=device)
     cache = profile_dir / "cache" / "04_extras"
     gf, hit_g = emb.cached(ds.train_x, name="gallery", source=ds.source, cache_dir=cache,
                            batch_size=params["eval_batch_size"])
@@ -61,13 +65,13 @@ def main() -> None:
     print(f"{what}: {len(qf):,} queries x {len(gf):,} gallery, {qf.shape[1]}-d; "
           f"{device_description(torch.device('cpu'))}; load average before {os.getloadavg()[0]:.2f}")
     rows = []
-    for metric in RT.METRICS:
+    for metric in retrieval.METRICS:
         t0 = time.perf_counter()
-        RT.top_k(qf, gf, metric=metric, k=10, chunk_size=1000)
+        retrieval.top_k(qf, gf, metric=metric, k=10, chunk_size=1000)
         t_top = time.perf_counter() - t0
         row = {"metric": metric, "top-10 s": t_top}
         if not args.skip_ranking:
-            m = RT.rank_metrics(qf, qy, gf, gy, metric=metric, chunk_size=args.chunk_size)
+            m = retrieval.rank_metrics(qf, qy, gf, gy, metric=metric, chunk_size=args.chunk_size)
             row.update({"full ranking s": m["rank_s"], "P@1": m["P@1"], "mAP": m["mAP"]})
         rows.append(row)
         print(f"  {metric:9s} top-10 of all queries: {t_top:6.2f} s ({1000 * t_top / len(qf):.3f} ms/query)"

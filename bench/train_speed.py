@@ -26,16 +26,17 @@ def one(model_name: str, *, width: float, batch_size: int, steps: int, device_na
     import torch
 
     from lib import data as D
+    from lib.methods.classifier import Classifier
     from lib.models import build_model, count_parameters
-    from lib.train import Classifier, amp_dtype, make_optimizer, pick_device
+    from lib.train import amp_dtype, make_optimizer, pick_device
 
     device = pick_device(device_name)
     ds = D.load_cifar10("auto") if os.environ.get("CIFAR10_ROOT") else D.make_synthetic(2048, 10)
     loader = D.BatchLoader(ds.train_x[:8192], ds.train_y[:8192], batch_size=batch_size, device=device,
                            channels_last=device.type == "cuda")
     model = build_model(model_name, width=width)
-    method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True), compile=compile)
-    method.setup(device, amp_dtype(device))
+    method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True))
+    method.setup(device, amp_dtype(device), compile=compile)
     stream = loader.forever()
     warmup = max(2, steps // 5)
 
@@ -64,12 +65,13 @@ def one(model_name: str, *, width: float, batch_size: int, steps: int, device_na
 def time_to_94(epochs: int = 12) -> dict:
     """ResNet-18, strong recipe, full width, on the full profile's data: the wall time at which validation
     accuracy (evaluated every epoch) first reaches 94%, and the test accuracy of the best epoch at the end."""
-    from lib import params as P, supervised as S
+    from lib import params as P
+    from lib.chapters import supervised
 
     params = P.load("01_supervised", "full", {"epochs": epochs, "compile": False})
-    splits = S.load_splits(params)
+    splits = supervised.load_splits(params)
     t0 = time.perf_counter()
-    trained = S.train_classifier("resnet18", splits, params,
+    trained = supervised.train_classifier("resnet18", splits, params,
                                  ckpt_root=Path(os.environ.get("BENCH_DIR", "/tmp")) / "time_to_94")
     hist = trained.history
     reached = hist[hist["val_acc"] >= 0.94]

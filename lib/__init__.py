@@ -1,7 +1,7 @@
-"""Library behind the CIFAR-10 report notebooks: data, models, the training loop, evaluation and report helpers.
+"""Library behind the CIFAR-10 report notebooks; the folders show the design.
 
-Modules: ``params`` (chapter parameters and profiles), ``data`` (CIFAR-10 tensors, splits, batched
-augmentation), ``models`` (classifier registry), ``train`` (the one training loop), ``supervised``
-(chapter-1 glue), ``plots`` (figures), ``report`` (saving outputs with provenance, manifest, index page),
-``spec`` (the presentation's numbers).
+``data``/``augment`` (CIFAR-10 and batched augmentation), ``train`` (the one loop and the Method base),
+``models`` (networks), ``methods`` (what the loop trains), ``evaluate`` (metrics, CAM, FID, retrieval),
+``chapters`` (each chapter's params -> runs -> tables), ``report`` (outputs with provenance, HTML, figures),
+``params``/``spec``/``storage``/``colab`` (parameters, the presentation's numbers, paths, Colab set-up).
 """

@@ -1,9 +1,10 @@
 """Google Colab set-up, called from each notebook's first cell (which does nothing outside Colab).
 
-Colab already has torch, torchvision, numpy, pandas, matplotlib and scikit-learn. :func:`setup_colab` installs
-only the requirements it lacks, at the pinned versions, never touching torch or torchvision (reinstalling
-them would replace Colab's CUDA build). With ``keep_on_drive`` it mounts Google Drive and points outputs,
-checkpoints and the dataset cache there, so a disconnected session resumes where it stopped.
+Colab already has torch, torchvision, numpy, pandas, matplotlib and scikit-learn.
+:func:`setup_colab` installs only the requirements it lacks, at the pinned versions, never touching
+torch or torchvision (reinstalling them would replace Colab's CUDA build). With ``keep_on_drive`` it
+mounts Google Drive and points outputs, checkpoints and the dataset cache there, so a disconnected
+session resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ NEVER_INSTALL = {"torch", "torchvision", "jupyterlab"}  # Colab's own builds sta
 
 
 def missing_requirements(requirements: str | Path = ROOT / "requirements.txt") -> list[str]:
-    """Pinned requirement lines whose distribution is not installed (torch and torchvision excluded)."""
+    """Pinned requirement lines whose distribution is not installed (torch and torchvision
+    excluded)."""
     missing = []
     for line in Path(requirements).read_text().splitlines():
         spec = line.split("#", 1)[0].strip()
@@ -37,7 +39,8 @@ def missing_requirements(requirements: str | Path = ROOT / "requirements.txt") -
 
 def setup_colab(*, keep_on_drive: bool = True, drive_root: str = "/content/drive",
                 drive_folder: str = "MyDrive/cifar10-report") -> dict:
-    """Install what is missing and optionally keep outputs on Drive; returns what it did (printed in the cell)."""
+    """Install what is missing and optionally keep outputs on Drive; returns what it did (printed in
+    the cell)."""
     done = {"installed": missing_requirements(), "outputs": None}
     if done["installed"]:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *done["installed"]], check=True)

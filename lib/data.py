@@ -1,16 +1,18 @@
-"""CIFAR-10 as uint8 tensors: loading from any source, an on-disk cache, splits, and batched augmentation.
+"""CIFAR-10 as uint8 tensors: loading from any source, an on-disk cache, splits, and batch streams.
 
 Sources (``data=`` parameter, or the ``CIFAR10_ROOT`` environment variable when ``data="auto"``):
 
-* ``"torchvision"`` -- the official archive, downloaded by torchvision (the default where the network allows);
+* ``"torchvision"`` -- the official archive, downloaded by torchvision (the default where the
+  network allows);
 * a folder or ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive laid out as ``train/<class>/*`` and
-  ``test/<class>/*`` (optionally inside one top-level folder), e.g. ``../shared/datasets/cifar10-jpeg.tar.gz``;
+  ``test/<class>/*`` (optionally inside one top-level folder), e.g.
+  ``../shared/datasets/cifar10-jpeg.tar.gz``;
 * ``"synthetic"`` -- a small learnable 10-class 32x32 set made on the fly, for unit tests only.
 
-Whatever the source, images are decoded once into ``(N, 3, 32, 32)`` uint8 tensors and cached on disk keyed by
-the source, so later runs load 60,000 images in well under a second. Augmentation (random crop with padding,
-horizontal flip, normalisation) runs on whole batches on the training device; under CUDA the dataset lives on
-the GPU and the loader never touches a PIL image.
+Whatever the source, images are decoded once into ``(N, 3, 32, 32)`` uint8 tensors and cached on
+disk, keyed by the source's path, size and modification time, so later runs skip the decode.
+:class:`BatchLoader` and :class:`SSLBatches` keep the images on the training device and augment
+whole batches there (:mod:`lib.augment`); under CUDA the loader never touches a PIL image.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import cpu_threads, cutout, normalize, rand_augment, random_crop_flip
+from .storage import save_atomic
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training images, as in the presentation (SPEC 1.8)
-STD = (0.2023, 0.1994, 0.2010)   # the presentation's normalisation constants (SPEC 1.8)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 LAYOUT_HELP = ("expected a folder or archive containing train/<class>/<image> and test/<class>/<image> "
                f"with the ten classes {', '.join(CLASSES)}")
@@ -56,7 +59,8 @@ class Cifar10:
 
 # ---------------------------------------------------------------------------------------------- sources
 def default_cache_dir() -> Path:
-    """Where decoded datasets are cached: ``$CIFAR_REPORT_CACHE``, else ``~/.cache/cifar10-report``."""
+    """Where decoded datasets are cached: ``$CIFAR_REPORT_CACHE``, else
+    ``~/.cache/cifar10-report``."""
     if os.environ.get("CIFAR_REPORT_CACHE"):
         return Path(os.environ["CIFAR_REPORT_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cifar10-report"
@@ -106,14 +110,6 @@ def load_cifar10(data: str | os.PathLike = "auto", *, cache_dir: str | os.PathLi
 
 def _is_jpeg_source(path: Path) -> bool:
     return "jpeg" in path.name.lower() or "jpg" in path.name.lower()
-
-
-def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _load_torchvision(root: Path):
@@ -205,10 +201,12 @@ def _decode(blob: bytes, where: str) -> np.ndarray:
 
 
 def make_synthetic(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> Cifar10:
-    """A learnable stand-in for CIFAR-10: each class is a fixed smooth colour pattern plus noise and a shift.
+    """A learnable stand-in for CIFAR-10: each class is a fixed smooth colour pattern plus noise and
+    a shift.
 
     For unit tests only: it exercises every code path in seconds, and a small network separates the
-    classes within a few epochs, so "loss goes down" and "accuracy above chance" are meaningful checks.
+    classes within a few epochs, so "loss goes down" and "accuracy above chance" are meaningful
+    checks.
     """
     g = torch.Generator().manual_seed(seed)
     protos = F.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=32, mode="bilinear", align_corners=False)
@@ -228,10 +226,12 @@ def make_synthetic(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> 
 
 # ---------------------------------------------------------------------------------------------- splits
 def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *, seed: int) -> dict[str, torch.Tensor]:
-    """Split indices of ``labels`` into disjoint, class-balanced parts, e.g. ``{"val": 5000, "train": -1}``.
+    """Split indices of ``labels`` into disjoint, class-balanced parts, e.g.
+    ``{"val": 5000, "train": -1}``.
 
     A size of ``-1`` takes everything left over (at most one part may use it). Each part gets
-    ``size // num_classes`` images of every class, so a 5,000-image validation split holds 500 per class.
+    ``size // num_classes`` images of every class, so a 5,000-image validation split holds 500 per
+    class.
     """
     classes = labels.unique()
     g = torch.Generator().manual_seed(seed)
@@ -268,43 +268,12 @@ def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int):
 
 
 # ---------------------------------------------------------------------------------------------- batches
-def normalize(x: torch.Tensor, *, mean=MEAN, std=STD) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` -> float32 normalised with the presentation's constants."""
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - m) / s
-
-
-def denormalize(x: torch.Tensor, *, mean=MEAN, std=STD) -> torch.Tensor:
-    """Inverse of :func:`normalize`, to floats in [0, 1] for display."""
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x * s + m).clamp(0, 1)
-
-
-def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, *, padding: int = 4) -> torch.Tensor:
-    """Batched ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` on a ``(B, C, H, W)`` tensor.
-
-    ``offsets`` is ``(B, 2)`` integers in ``[0, 2 * padding]`` (row, column of the crop in the zero-padded
-    image) and ``flips`` is ``(B,)`` booleans; drawing them is the caller's job so the result is reproducible.
-    """
-    b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    rows = offsets[:, 0:1].to(x.device) + torch.arange(h, device=x.device)          # (B, H)
-    cols = offsets[:, 1:2].to(x.device) + torch.arange(w, device=x.device)          # (B, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]      # (B, H, W, C)
-    out = out.permute(0, 3, 1, 2)
-    flips = flips.to(x.device).view(b, 1, 1, 1)
-    return torch.where(flips, out.flip(3), out).contiguous()
-
-
 class BatchLoader:
     """Deterministic batches from uint8 tensors held on ``device``, augmented there.
 
-    The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a run resumed at any step
-    sees exactly the batches an uninterrupted run would have seen. Yields ``(images, labels)`` with images
-    as normalised float32 (``channels_last`` when asked).
+    The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a run resumed at any
+    step sees exactly the batches an uninterrupted run would have seen. Yields ``(images, labels)``
+    with images as normalised float32 (``channels_last`` when asked).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, device: torch.device | str = "cpu",
@@ -324,10 +293,6 @@ class BatchLoader:
     def __len__(self) -> int:
         n = len(self.y)
         return n // self.batch_size if self.train else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.y)
 
     def _finish(self, xb: torch.Tensor) -> torch.Tensor:
         xb = self.normalize_fn(xb)
@@ -354,8 +319,83 @@ class BatchLoader:
             yield self._finish(xb), self.y[idx]
 
     def forever(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """An endless stream of training batches; step ``s`` is batch ``s % len`` of epoch ``s // len``."""
+        """An endless stream of training batches; step ``s`` is batch ``s % len`` of epoch
+        ``s // len``."""
         epoch, start = divmod(start_step, len(self))
         while True:
             yield from self.epoch(epoch, start)
             epoch, start = epoch + 1, 0
+
+
+@dataclass
+class SSLBatch:
+    """One training step's data: labelled images and labels, and two views of the unlabelled
+    images."""
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_uw: torch.Tensor | None  # weak view: crop + flip
+    x_us: torch.Tensor | None  # strong view: crop + flip + RandAugment + Cutout
+
+
+class SSLBatches:
+    """Deterministic labelled + unlabelled batches on ``device``; ``forever(start_step)`` for
+    :func:`fit`.
+
+    The labelled stream is a :class:`BatchLoader`; the unlabelled stream draws its own permutation,
+    two independent crop/flip draws per image, and the RandAugment/Cutout choices from generators
+    seeded by ``(seed, epoch)`` and ``(seed, step)``. ``unlabelled_batch=0`` yields labelled data
+    only (supervised baseline).
+    """
+
+    def __init__(self, labelled_x, labelled_y, unlabelled_x, *, labelled_batch: int, unlabelled_batch: int,
+                 device, seed: int, randaug_ops: int, randaug_magnitude: int, cutout_size: int,
+                 channels_last: bool = False):
+        self.device = torch.device(device)
+        self.labelled = BatchLoader(labelled_x, labelled_y, batch_size=labelled_batch, device=self.device,
+                                      seed=seed, channels_last=channels_last)
+        if unlabelled_batch > len(unlabelled_x):
+            raise ValueError(f"unlabelled batch {unlabelled_batch} is larger than the {len(unlabelled_x)} unlabelled "
+                             "images; lower batch_size or mu, or raise unlabelled_size")
+        self.ux = unlabelled_x.to(self.device) if unlabelled_batch else None
+        self.ub, self.seed = unlabelled_batch, seed
+        self.randaug_ops, self.randaug_magnitude, self.cutout_size = randaug_ops, randaug_magnitude, cutout_size
+        self.channels_last = channels_last
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def unlabelled_steps_per_epoch(self) -> int:
+        return len(self.ux) // self.ub
+
+    def unlabelled_views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 weak and strong views of the unlabelled batch of ``step``."""
+        per_epoch = self.unlabelled_steps_per_epoch()
+        epoch, i = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 17)
+        n = len(self.ux)
+        perm = torch.randperm(n, generator=g)
+        offsets = torch.randint(0, 9, (2, n, 2), generator=g)
+        flips = torch.rand(2, n, generator=g) < 0.5
+        sl = slice(i * self.ub, (i + 1) * self.ub)
+        xb = self.ux[perm[sl].to(self.device)]
+        weak = random_crop_flip(xb, offsets[0, sl], flips[0, sl])
+        strong = random_crop_flip(xb, offsets[1, sl], flips[1, sl])
+        gs = torch.Generator().manual_seed(self.seed * 7_777_777 + step)
+        with cpu_threads(1 if self.device.type == "cpu" else 0):  # many small ops: one thread is fastest
+            strong = rand_augment(strong, num_ops=self.randaug_ops, magnitude=self.randaug_magnitude, generator=gs)
+        strong = cutout(strong, size=self.cutout_size, generator=gs)
+        return weak, strong
+
+    def forever(self, start_step: int = 0) -> Iterator[SSLBatch]:
+        labelled = self.labelled.forever(start_step)
+        step = start_step
+        while True:
+            x_l, y_l = next(labelled)
+            x_uw = x_us = None
+            if self.ub:
+                weak, strong = self.unlabelled_views(step)
+                x_uw, x_us = self._finish(weak), self._finish(strong)
+            yield SSLBatch(x_l, y_l, x_uw, x_us)
+            step += 1

@@ -32,7 +32,8 @@ class ParamError(ValueError):
 
 
 def resolve_profile(profile: str) -> str:
-    """``auto`` becomes ``full`` when CUDA is available and ``quick`` otherwise; other names pass."""
+    """``auto`` becomes ``full`` when CUDA is available and ``quick`` otherwise; other names
+    pass."""
     if profile != "auto":
         return profile
     import torch
@@ -90,9 +91,11 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, wh
 
 def load(chapter: str, profile: str = "auto", overrides: Mapping[str, Any] | None = None,
          *, params_dir: Path | str | None = None) -> dict:
-    """Resolved parameters of ``chapter`` under ``profile`` (``smoke``/``quick``/``full``/``auto``/a custom name).
+    """Resolved parameters of ``chapter`` under ``profile`` (``smoke``/``quick``/``full``/``auto``/a
+    custom name).
 
-    The result carries ``profile`` (resolved) and ``chapter`` so every saved output can say what ran.
+    The result carries ``profile`` (resolved) and ``chapter`` so every saved output can say what
+    ran.
     """
     path = Path(params_dir or os.environ.get("CIFAR_REPORT_PARAMS_DIR", PARAMS_DIR)) / f"{chapter}.yaml"
     doc = _read(path)
@@ -108,6 +111,7 @@ def load(chapter: str, profile: str = "auto", overrides: Mapping[str, Any] | Non
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
-    """Short stable hash of a resolved parameter dict (sorted JSON), for provenance and cache keys."""
+    """Short stable hash of a resolved parameter dict (sorted JSON), for provenance and cache
+    keys."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

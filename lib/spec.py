@@ -1,8 +1,9 @@
-"""The presentation's numbers as data (SPEC.md), so tables put "presented" beside "reproduced" without typing.
+"""The presentation's numbers as data (SPEC.md), so tables put "presented" beside "reproduced"
+without typing.
 
-``PRESENTED`` holds the class's own results; ``REFERENCE`` holds third-party numbers the presentation quotes
-(kuangliu/pytorch-cifar, the Meta Pseudo Labels paper), which are cited, never compared as ours.
-Accuracies are in percent, AUCs in [0, 1], FIDs as printed.
+``PRESENTED`` holds the class's own results; ``REFERENCE`` holds third-party numbers the
+presentation quotes (kuangliu/pytorch-cifar, the Meta Pseudo Labels paper), which are cited, never
+compared as ours. Accuracies are in percent, AUCs in [0, 1], FIDs as printed.
 """
 from __future__ import annotations
 
@@ -72,10 +73,12 @@ REFERENCE = {
 
 
 def presented_numbers() -> list[dict]:
-    """Every number the presentation gives, one row each, keyed so chapters can report the reproduced value.
+    """Every number the presentation gives, one row each, keyed so chapters can report the
+    reproduced value.
 
-    A row: ``key`` (what a chapter passes to ``Report.compare``), ``item`` (SPEC number), ``quantity``,
-    ``presented`` (a number, or a ``(low, high)`` range), ``unit`` and ``higher_is_better``.
+    A row: ``key`` (what a chapter passes to ``Report.compare``), ``item`` (SPEC number),
+    ``quantity``, ``presented`` (a number, or a ``(low, high)`` range), ``unit`` and
+    ``higher_is_better``.
     """
     rows = []
 
@@ -107,7 +110,8 @@ TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}  # |difference| with
 
 
 def status(presented, reproduced, *, unit: str, higher_is_better: bool) -> str:
-    """``reproduced`` (within tolerance or inside a presented range), ``better``, ``worse`` or ``not run``."""
+    """``reproduced`` (within tolerance or inside a presented range), ``better``, ``worse`` or
+    ``not run``."""
     if reproduced is None or reproduced != reproduced:  # None or NaN
         return "not run in this profile"
     if isinstance(presented, (tuple, list)):

@@ -36,11 +36,11 @@ if "google.colab" in sys.modules:
     import subprocess
     from pathlib import Path
 
-    if not any((p / "lib" / "report.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
+    if not any((p / "lib" / "params.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
         target = os.environ.get("COLAB_REPO_DIR", "/content/cifar10-report")
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
         os.chdir(Path(target) / "notebooks")
-    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())))
+    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())))
     from lib.colab import setup_colab
 
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
@@ -54,17 +54,21 @@ out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's output
 import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import cam, data as D, params as P, plots, report as R, supervised as S
+from lib import params as P, report as R
+from lib.augment import normalize
+from lib.chapters import supervised
+from lib.evaluate import cam
+from lib.report import figures
 from lib.spec import PRESENTED, REFERENCE
 
 params = P.load("01_supervised", profile, {"data": data} if data != "auto" else None)
-splits = S.load_splits(params)
+splits = supervised.load_splits(params)
 report = R.Report("01_supervised", params, out_root=out_dir or None, data_source=splits.source)
 display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 
@@ -77,7 +81,7 @@ display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 # * **DRN** (Yu, Koltun & Funkhouser 2017): dilated 3x3 convolutions replace the last strides, so the receptive
 #   field grows without shrinking the feature map. DRN-C removes the resulting "gridding" artefacts with
 #   non-residual blocks at the end; DRN-D also replaces the first residual blocks with plain convolutions.
-#   Here DRN-C-26 and DRN-D-22 (`lib/drn.py`), with strides adapted so a 32x32 image ends on an 8x8 map.
+#   Here DRN-C-26 and DRN-D-22 (`lib/models/drn.py`), with strides adapted so a 32x32 image ends on an 8x8 map.
 # * **EfficientNet** (Tan & Le 2019): compound scaling of depth, width and resolution from a small searched
 #   base network (B0) of mobile inverted-bottleneck blocks. Here timm's EfficientNet-B0 trained from scratch with a
 #   stride-1 stem, so a 32x32 image ends on a 2x2 map instead of 1x1.
@@ -95,13 +99,13 @@ report.text("1.1", "Model descriptions (markdown above) and the parameter / FLOP
 # %%
 ckpt_root = report.work_dir("checkpoints")
 tb_root = report.work_dir("tensorboard")
-results = [S.train_classifier(name, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for name in params["models"]]
+results = [supervised.train_classifier(name, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for name in params["models"]]
 for r in results:
     report.compare(f"1.4/{r.name}", 100 * r.test_acc)
 other_recipe = "presented" if params["recipe"] == "strong" else "strong"
-baseline = [S.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root, tb_root=tb_root, recipe_name=other_recipe,
+baseline = [supervised.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root, tb_root=tb_root, recipe_name=other_recipe,
                                run_name=f"resnet18-{other_recipe}-recipe")] if params["recipe_baseline"] else []
-report.table(S.accuracy_table(results + baseline, PRESENTED["accuracy"], profile=params["profile"], source=splits.source,
+report.table(supervised.accuracy_table(results + baseline, PRESENTED["accuracy"], profile=params["profile"], source=splits.source,
                               n_test=len(splits.test_y)),
              "accuracy", item="1.4", title="CIFAR-10 test accuracy, presented vs reproduced")
 
@@ -120,7 +124,7 @@ report.table(pd.DataFrame({"model": list(REFERENCE["pytorch_cifar"]),
 # validation accuracy and the test set is evaluated once, above.
 
 # %%
-fig = plots.training_curves({r.name: r.history for r in results + baseline},
+fig = figures.training_curves({r.name: r.history for r in results + baseline},
                             title=f"profile {params['profile']}, {len(splits.train_y):,} training images")
 report.figure(fig, "training_curves", item="1.6", title="Training and validation accuracy per epoch");
 
@@ -128,7 +132,7 @@ report.figure(fig, "training_curves", item="1.6", title="Training and validation
 # ## 1.8 Hyperparameters — presented vs as run
 
 # %%
-report.table(S.hyperparameter_table(results[0].recipe, PRESENTED["hyperparameters"], recipe_name=params["recipe"],
+report.table(supervised.hyperparameter_table(results[0].recipe, PRESENTED["hyperparameters"], recipe_name=params["recipe"],
                                     epochs=params["epochs"]),
              "hyperparameters", item="1.8", title="Hyperparameters, presented vs this run")
 
@@ -140,9 +144,9 @@ report.table(S.hyperparameter_table(results[0].recipe, PRESENTED["hyperparameter
 
 # %%
 by_name = {r.name: r for r in results}
-examples = S.first_of_each(splits.test_y, [5, 3, 7, 9])  # a dog (class 5, as presented), a cat, a horse, a truck
+examples = supervised.first_of_each(splits.test_y, [5, 3, 7, 9])  # a dog (class 5, as presented), a cat, a horse, a truck
 images = splits.test_x[examples]
-x = D.normalize(images)
+x = normalize(images)
 drns = [n for n in ("drn_c_26", "drn_d_22") if n in by_name]
 if "resnet18" in by_name and drns:
     maps = {n: cam.activation_map(by_name[n].model.cpu(), x) for n in ["resnet18", *drns]}
@@ -155,7 +159,7 @@ else:
 # ## 1.3 Class activation maps (CAM)
 # Presented: for a dog image, the CAM of the predicted class covers the dog; the CAM of a wrong class
 # (airplane) "does not capture the shape at all". CAM (Zhou et al. 2016) weights the last feature map by the
-# linear layer's weights of one class (`lib/cam.py`); Grad-CAM (the `grad-cam` package) is shown beside it.
+# linear layer's weights of one class (`lib/evaluate/cam.py`); Grad-CAM (the `grad-cam` package) is shown beside it.
 
 # %%
 for name in [n for n in ("resnet18", "drn_c_26") if n in by_name]:
@@ -172,8 +176,8 @@ for name in [n for n in ("resnet18", "drn_c_26") if n in by_name]:
 # `sweep_epochs` epochs; the best cell is picked on validation AUC, and test AUC is reported beside it.
 
 # %%
-sweep = S.sweep_with_presented(S.batch_lr_sweep(splits, params, ckpt_root=ckpt_root), PRESENTED["batch_lr_auc"])
-report.figure(plots.sweep_heatmap(sweep, title=f"test AUC, {params['sweep_model']}, {params['sweep_epochs']} epoch(s)/cell"),
+sweep = supervised.sweep_with_presented(supervised.batch_lr_sweep(splits, params, ckpt_root=ckpt_root), PRESENTED["batch_lr_auc"])
+report.figure(figures.sweep_heatmap(sweep, title=f"test AUC, {params['sweep_model']}, {params['sweep_epochs']} epoch(s)/cell"),
               "batch_lr_heatmap", item="1.7", title="Test AUC by batch size and learning rate")
 for bs, lr, auc in zip(sweep["batch size"], sweep["learning rate"], sweep["test AUC"]):
     report.compare(f"1.7/b{bs}/lr{lr:g}", auc)
@@ -188,12 +192,12 @@ report.table(sweep, "batch_lr_auc", item="1.7", title="Test AUC by batch size an
 best = max(results, key=lambda r: r.val_acc)
 display(Markdown(f"Best model on validation: **{best.name}** (val acc {100 * best.val_acc:.2f}%, "
                  f"test acc {100 * best.test_acc:.2f}% on {len(best.test_labels):,} images)."))
-report.figure(plots.confusion_matrix_figure(best.test_logits, best.test_labels, splits.classes,
+report.figure(figures.confusion_matrix_figure(best.test_logits, best.test_labels, splits.classes,
                                             title=f"{best.name}, test set ({len(best.test_labels):,} images)"),
               "confusion_matrix", item="1.9", title=f"Confusion matrix of {best.name}");
 
 # %%
-class_report = S.classification_report_table(best.test_logits, best.test_labels, splits.classes,
+class_report = supervised.classification_report_table(best.test_logits, best.test_labels, splits.classes,
                                              PRESENTED["class_report"])
 for row in class_report.head(len(splits.classes)).to_dict("records"):
     for metric in ("precision", "recall", "f1"):

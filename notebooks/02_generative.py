@@ -38,11 +38,11 @@ if "google.colab" in sys.modules:
     import subprocess
     from pathlib import Path
 
-    if not any((p / "lib" / "report.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
+    if not any((p / "lib" / "params.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
         target = os.environ.get("COLAB_REPO_DIR", "/content/cifar10-report")
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
         os.chdir(Path(target) / "notebooks")
-    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())))
+    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())))
     from lib.colab import setup_colab
 
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
@@ -56,21 +56,23 @@ out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's output
 import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())
 sys.path.insert(0, str(ROOT))
 
-import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fid as FID, generative as G, params as P, report as R, supervised as S
+from lib import params as P, report as R
+from lib.chapters import generative, supervised
+from lib.evaluate import fid
+from lib.report import figures
 from lib.spec import PRESENTED
 from lib.train import pick_device
 
 params = P.load("02_generative", profile, {"data": data} if data != "auto" else None)
-splits = S.load_splits(params)
+splits = supervised.load_splits(params)
 device = pick_device(params["device"])
 report = R.Report("02_generative", params, out_root=out_dir or None, data_source=splits.source)
-fid_ok, fid_message = FID.inception_status()
+fid_ok, fid_message = fid.inception_status()
 display(Markdown(report.describe(f"split sizes {splits.sizes()}") + f" FID: {params['fid_images']:,} generated images "
                  f"per model against {params['fid_reference_images'] or 50000:,} training images. {fid_message}"))
 
@@ -102,11 +104,9 @@ display(Markdown(report.describe(f"split sizes {splits.sizes()}") + f" FID: {par
 # %%
 ckpt_root = report.work_dir("checkpoints")
 tb_root = report.work_dir("tensorboard")
-trained = {kind: G.train_generator(kind, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for kind in G.GENERATORS}
+trained = {kind: generative.train_generator(kind, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for kind in generative.GENERATORS}
 report.text("2.1", "Model descriptions, comparison table and the four GAN training steps (markdown above)")
-pd.DataFrame([{"model": t.name, "parameters": t.parameters, "epochs": t.settings["epochs"], "steps": t.settings["steps"],
-               "batch": t.settings["batch_size"], "lr": t.settings["lr"], "training time (s)": round(t.wall_time_s, 1),
-               "device": t.device} for t in trained.values()])
+generative.models_table(trained)
 
 # %% [markdown]
 # ## 2.2 VAE reconstructions as augmentation
@@ -116,7 +116,7 @@ pd.DataFrame([{"model": t.name, "parameters": t.parameters, "epochs": t.settings
 # validation images and tested once on real test images.
 
 # %%
-aug_table, aug_runs = G.augmentation_experiment(trained["vae"].method, splits, params, ckpt_root=ckpt_root, tb_root=tb_root,
+aug_table, aug_runs = generative.augmentation_experiment(trained["vae"].method, splits, params, ckpt_root=ckpt_root, tb_root=tb_root,
                                                 presented=PRESENTED["vae_augmentation_accuracy"])
 report.compare("2.2/vae_reconstructions", 100 * aug_runs["VAE reconstructions"].test_acc,
                note=f"{params['classifier_model']}, {aug_runs['VAE reconstructions'].epochs} epochs")
@@ -124,7 +124,7 @@ report.table(aug_table, "vae_augmentation", item="2.2", title="Test accuracy wit
 
 # %%
 recon = trained["vae"].method.reconstruct(splits.train_x[:32], splits.train_y[:32])
-fig = G.sample_grid({"real training images": splits.train_x[:32], "VAE reconstructions (same labels)": recon}, nrow=8)
+fig = figures.sample_grid({"real training images": splits.train_x[:32], "VAE reconstructions (same labels)": recon}, nrow=8)
 report.figure(fig, "vae_reconstructions", item="2.2", title="Training images and their VAE reconstructions");
 
 # %% [markdown]
@@ -149,22 +149,20 @@ report.text("2.3", "FID definition; 2048-d pool3 features (pytorch-fid) instead 
 # presented 50, aiming at FID <= 20; the table's `epochs` column shows what each row trained.
 
 # %%
-samples = G.draw_samples(trained, params)
-fig = G.sample_grid({s.label: s.images for s in samples.values()}, nrow=8,
+samples = generative.draw_samples(trained, params)
+fig = figures.sample_grid({s.label: s.images for s in samples.values()}, nrow=8,
                     title=f"profile {params['profile']}: samples of each model")
 report.figure(fig, "sample_grids", item="2.4", title="Sample grids of each model");
-report.table(G.sampling_times(samples), "sampling_times", item="2.4", title=f"Sampling time per image on {report.device}")
+report.table(generative.sampling_times(samples), "sampling_times", item="2.4", title=f"Sampling time per image on {report.device}")
 
 # %%
 if fid_ok:
-    real_stats = G.real_statistics(params, device=device)
-    fid = G.fid_table(samples, trained, real_stats, params, presented=PRESENTED["fid"], device=device)
-    display(report.table(fid, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
+    real_stats = generative.real_statistics(params, device=device)
+    fid_scores = generative.fid_table(samples, trained, real_stats, params, presented=PRESENTED["fid"], device=device)
+    display(report.table(fid_scores, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
                          notes="Smoke/quick FIDs use far fewer than 5,000 images and are not comparable with the presented values."))
-    fid_by_label = dict(zip(fid["model"], fid["FID"]))
-    for label, smp in samples.items():  # the ancestral sampler's row, when scored, is the one compared for DDPM
-        if smp.model in ("dcgan", "ddpm") and label in fid_by_label:
-            report.compare(f"2.4/{smp.model}", fid_by_label[label], note=f"{smp.sampler}, {params['fid_images']:,} images")
+    for model, (value, sampler) in generative.compared_fids(fid_scores, samples).items():
+        report.compare(f"2.4/{model}", value, note=f"{sampler}, {params['fid_images']:,} images")
 else:
     print(fid_message)
     report.skip("2.4", f"FID table not computed: {fid_message}")
@@ -175,7 +173,7 @@ else:
 
 # %%
 train_pool = splits.train_x[: params["neighbour_train_images"] or None]
-fig = G.neighbours_figure({s.label: s.images for s in samples.values()}, train_pool, per_model=3, k=3)
+fig = figures.neighbours_figure({s.label: s.images for s in samples.values()}, train_pool, per_model=3, k=3)
 report.figure(fig, "nearest_neighbours", item="2.4", title=f"Nearest training images of samples ({len(train_pool):,} searched)");
 
 # %% [markdown]
@@ -184,12 +182,12 @@ report.figure(fig, "nearest_neighbours", item="2.4", title=f"Nearest training im
 # A model covering CIFAR-10 evenly is near 10% everywhere; mode collapse shows as a few dominant classes.
 
 # %%
-classifier, classifier_note = G.histogram_classifier(report.profile_dir, aug_runs["real images"])
-counts = G.sample_class_counts(classifier, samples, trained, real=splits.test_x, n=params["histogram_images"],
+classifier, classifier_note = generative.histogram_classifier(report.profile_dir, aug_runs["real images"])
+counts = generative.sample_class_counts(classifier, samples, trained, real=splits.test_x, n=params["histogram_images"],
                                seed=params["seed"] + 1)
 display(Markdown(f"Classifier: {classifier_note}. Shares over up to {params['histogram_images']:,} images per row "
                  "(DDPM rows use their FID samples, to avoid another round of slow sampling)."))
-report.figure(G.histogram_figure(counts, title="Predicted class of samples"), "class_histogram", item="2.4",
+report.figure(figures.histogram_figure(counts, title="Predicted class of samples"), "class_histogram", item="2.4",
               title="Class histogram of samples under the classifier");
 
 # %%

@@ -36,11 +36,11 @@ if "google.colab" in sys.modules:
     import subprocess
     from pathlib import Path
 
-    if not any((p / "lib" / "report.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
+    if not any((p / "lib" / "params.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
         target = os.environ.get("COLAB_REPO_DIR", "/content/cifar10-report")
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
         os.chdir(Path(target) / "notebooks")
-    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())))
+    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())))
     from lib.colab import setup_colab
 
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
@@ -54,16 +54,17 @@ out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's output
 import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())
 sys.path.insert(0, str(ROOT))
 
 from IPython.display import Markdown, display
 
-from lib import params as P, report as R, ssl as S, twomoon
+from lib import params as P, report as R
+from lib.chapters import semi_supervised, twomoon
 from lib.spec import PRESENTED, REFERENCE
 
 params = P.load("03_semi_supervised", profile, {"data": data} if data != "auto" else None)
-splits = S.load_ssl_splits(params)
+splits = semi_supervised.load_ssl_splits(params)
 report = R.Report("03_semi_supervised", params, out_root=out_dir or None, data_source=splits.source)
 display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 
@@ -73,7 +74,7 @@ display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 # paper's numbers (Pham et al., CVPR 2021, Table 2), cited, not run here.
 
 # %%
-report.table(S.reference_table(REFERENCE["ssl_methods"]), "reference_ssl_methods", item="3.1",
+report.table(semi_supervised.reference_table(REFERENCE["ssl_methods"]), "reference_ssl_methods", item="3.1",
              title="SSL methods, top-1 / top-5 (%) as printed in the MPL paper (cited, not run here)")
 
 # %% [markdown]
@@ -90,7 +91,7 @@ report.figure(twomoon.boundaries_figure(moons, moon_models, moon_table), "twomoo
 
 # %% [markdown]
 # ## 3.3 The MPL algorithm
-# Each training step (`lib.ssl.MetaPseudoLabels.train_step`):
+# Each training step (`lib.methods.ssl.MetaPseudoLabels.train_step`):
 #
 # 1. Sample labelled images $(x_l, y_l)$ and unlabelled images $x_u$ in two views: weak (crop + flip) and strong
 #    (crop + flip + per-image RandAugment, 2 ops, + Cutout).
@@ -107,7 +108,7 @@ report.figure(twomoon.boundaries_figure(moons, moon_models, moon_table), "twomoo
 # An EMA of the student is the evaluated network; at the end the student is finetuned on the labelled images.
 
 # %%
-report.text("3.3", "MPL algorithm (markdown above; code in lib.ssl.MetaPseudoLabels)")
+report.text("3.3", "MPL algorithm (markdown above; code in lib.methods.ssl.MetaPseudoLabels)")
 
 # %% [markdown]
 # ## 3.4 Data split
@@ -115,7 +116,7 @@ report.text("3.3", "MPL algorithm (markdown above; code in lib.ssl.MetaPseudoLab
 # disjoint).
 
 # %%
-report.table(S.split_table(splits, PRESENTED["ssl_split"], profile=params["profile"]), "data_split", item="3.4",
+report.table(semi_supervised.split_table(splits, PRESENTED["ssl_split"], profile=params["profile"]), "data_split", item="3.4",
              title="CIFAR-10-4K split, presented vs this run")
 
 # %% [markdown]
@@ -125,7 +126,7 @@ report.table(S.split_table(splits, PRESENTED["ssl_split"], profile=params["profi
 # momentum 0.9.
 
 # %%
-report.table(S.hyperparameter_table(params, splits), "hyperparameters", item="3.5",
+report.table(semi_supervised.hyperparameter_table(params, splits), "hyperparameters", item="3.5",
              title=f"MPL hyperparameters, presented vs this run (profile {params['profile']})")
 
 # %% [markdown]
@@ -139,9 +140,9 @@ report.table(S.hyperparameter_table(params, splits), "hyperparameters", item="3.
 # %%
 ckpt_root = report.work_dir("checkpoints")
 tb_root = report.work_dir("tensorboard")
-runs = {kind: S.train_ssl(kind, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for kind in S.KINDS}
-runs["finetune"] = S.finetune(runs["mpl"], splits, params, ckpt_root=ckpt_root, tb_root=tb_root)
-results = S.results_table({k: runs[k] for k in ("mpl", "finetune", "uda", "supervised")}, PRESENTED["mpl"],
+runs = {kind: semi_supervised.train_ssl(kind, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for kind in semi_supervised.KINDS}
+runs["finetune"] = semi_supervised.finetune(runs["mpl"], splits, params, ckpt_root=ckpt_root, tb_root=tb_root)
+results = semi_supervised.results_table({k: runs[k] for k in ("mpl", "finetune", "uda", "supervised")}, PRESENTED["mpl"],
                           profile=params["profile"], source=splits.source, n_test=len(splits.test_y))
 report.compare("3.6/mpl", 100 * runs["mpl"].test["acc"], note=f"{runs['mpl'].steps} steps, profile {params['profile']}")
 report.compare("3.6/mpl_finetune", 100 * runs["finetune"].test["acc"])
@@ -155,12 +156,7 @@ report.table(results, "results", item="3.6", title="CIFAR-10-4K top-1 test accur
 # unlabelled images confident enough for the UDA loss), validation top-1 / top-5.
 
 # %%
-log_cols = {"step": "step", "lr": "LR (teacher)", "train_data_time": "data time (s)",
-            "train_batch_time": "batch time (s)", "train_student_loss": "student loss",
-            "train_teacher_loss": "teacher loss", "train_mask_ratio": "mask ratio", "train_mpl_h": "feedback h",
-            "val_acc": "val top-1", "val_top5": "val top-5", "val_loss": "val loss"}
-log = runs["mpl"].history[list(log_cols)].rename(columns=log_cols)
-report.table(log.round(4), "mpl_training_log", item="3.7", title="MPL training log per evaluation")
+report.table(semi_supervised.training_log(runs["mpl"].history), "mpl_training_log", item="3.7", title="MPL training log per evaluation")
 
 # %% [markdown]
 # ## 3.8 TensorBoard curves
@@ -169,8 +165,8 @@ report.table(log.round(4), "mpl_training_log", item="3.7", title="MPL training l
 # evaluated only once.
 
 # %%
-scalars = S.read_tensorboard(tb_root)
-report.figure(S.curves_figure(scalars, title=f"profile {params['profile']}, {splits.source}"), "tensorboard_curves",
+scalars = semi_supervised.read_tensorboard(tb_root)
+report.figure(semi_supervised.curves_figure(scalars, title=f"profile {params['profile']}, {splits.source}"), "tensorboard_curves",
               item="3.8", title="Top-1, top-5, validation loss and training loss over steps (from TensorBoard)");
 
 # %%

@@ -39,11 +39,11 @@ if "google.colab" in sys.modules:
     import subprocess
     from pathlib import Path
 
-    if not any((p / "lib" / "report.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
+    if not any((p / "lib" / "params.py").is_file() for p in (Path.cwd(), *Path.cwd().parents)):
         target = os.environ.get("COLAB_REPO_DIR", "/content/cifar10-report")
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
         os.chdir(Path(target) / "notebooks")
-    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())))
+    sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())))
     from lib.colab import setup_colab
 
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
@@ -58,22 +58,24 @@ query_image = ""   # your own image file (PNG/JPEG, any size) for 4.2; "" = the 
 import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "report.py").is_file())
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())
 sys.path.insert(0, str(ROOT))
 
 from IPython.display import Markdown, display
 
-from lib import data as D, params as P, report as R, retrieval as RT
+from lib import params as P, report as R
+from lib.chapters import extras
+from lib.evaluate import retrieval
+from lib.report import figures
 from lib.train import pick_device
 
 overrides = {k: v for k, v in {"data": data, "query_image": query_image}.items() if v not in ("auto", "")}
 params = P.load("04_extras", profile, overrides)
-ds = D.load_cifar10(params["data"])
-gallery_x, gallery_y = D.subsample(ds.train_x, ds.train_y, params["gallery_subset"], seed=params["seed"])
-query_x, query_y = D.subsample(ds.test_x, ds.test_y, params["query_subset"], seed=params["seed"])
+cifar = extras.load_gallery(params)
+gallery_x, gallery_y, query_x, query_y = cifar.gallery_x, cifar.gallery_y, cifar.query_x, cifar.query_y
 device = pick_device(params["device"])
-report = R.Report("04_extras", params, out_root=out_dir or None, data_source=ds.source)
-context = {"profile": params["profile"], "data": ds.source, "device": report.device}
+report = R.Report("04_extras", params, out_root=out_dir or None, data_source=cifar.source)
+context = {"profile": params["profile"], "data": cifar.source, "device": report.device}
 
 # %% [markdown]
 # ## Embeddings
@@ -82,18 +84,14 @@ context = {"profile": params["profile"], "data": ds.source, "device": report.dev
 # a re-run only scores. If chapter 1 has not run, this cell says which command to run.
 
 # %%
-embedder = RT.load_embedder(report.profile_dir, params["model"], device=device)
+embedder = extras.load_embedder(report.profile_dir, params["model"], device=device)
 cache = report.work_dir("cache")
-gallery_f, gallery_cached = embedder.cached(gallery_x, name="gallery", source=ds.source, cache_dir=cache,
+gallery_f, gallery_cached = embedder.cached(gallery_x, name="gallery", source=cifar.source, cache_dir=cache,
                                             batch_size=params["eval_batch_size"])
-query_f, query_cached = embedder.cached(query_x, name="queries", source=ds.source, cache_dir=cache,
+query_f, query_cached = embedder.cached(query_x, name="queries", source=cifar.source, cache_dir=cache,
                                         batch_size=params["eval_batch_size"])
-display(Markdown(
-    f"**Profile `{params['profile']}`** on {report.device}; data: {ds.source}. Feature extractor: chapter 1's "
-    f"`{params['model']}` (width {embedder.info['width']}, test accuracy {100 * embedder.info['test_acc']:.2f}% "
-    f"in chapter 1), {embedder.dim}-d features. Gallery: {len(gallery_y):,} training images "
-    f"({'cached' if gallery_cached else 'embedded now'}); queries: {len(query_y):,} test images "
-    f"({'cached' if query_cached else 'embedded now'})."))
+display(Markdown(report.describe(extras.describe_embeddings(embedder, cifar, gallery_cached=gallery_cached,
+                                                            query_cached=query_cached))))
 
 # %% [markdown]
 # ## 4.1 Cosine vs Euclidean
@@ -106,13 +104,13 @@ display(Markdown(
 # angle to X exactly, so the dashed lines have the true distances.
 
 # %%
-xyz = RT.xyz_example(query_f, gallery_f, query_labels=query_y, gallery_labels=gallery_y)
+xyz = extras.xyz_example(query_f, gallery_f, query_labels=query_y, gallery_labels=gallery_y)
 xyz_labels = (query_y[xyz.x], gallery_y[xyz.y], gallery_y[xyz.z])
-report.table(RT.xyz_table(xyz, xyz_labels), "xyz_vectors", item="4.1",
+report.table(extras.xyz_table(xyz, xyz_labels), "xyz_vectors", item="4.1",
              title="X, Y, Z: three real feature vectors on which cosine and Euclidean disagree")
 
 # %%
-fig = RT.xyz_figure(xyz, (query_x[xyz.x], gallery_x[xyz.y], gallery_x[xyz.z]), xyz_labels)
+fig = extras.xyz_figure(xyz, (query_x[xyz.x], gallery_x[xyz.y], gallery_x[xyz.z]), xyz_labels)
 report.figure(fig, "xyz_cosine_vs_euclidean", item="4.1", title="Cosine vs Euclidean on real feature vectors");
 
 # %% [markdown]
@@ -121,8 +119,8 @@ report.figure(fig, "xyz_cosine_vs_euclidean", item="4.1", title="Cosine vs Eucli
 # (higher is closer) and Euclidean distance (lower is closer).
 
 # %%
-example = params["example_query"] if params["example_query"] >= 0 else RT.first_disagreement(query_f, gallery_f, k=5)
-fig = RT.show_similar_images(query_x[example], RT.neighbours(query_f[example], gallery_f, k=params["top_k"]),
+example = params["example_query"] if params["example_query"] >= 0 else retrieval.first_disagreement(query_f, gallery_f, k=5)
+fig = figures.show_similar_images(query_x[example], retrieval.neighbours(query_f[example], gallery_f, k=params["top_k"]),
                              gallery_x, gallery_y, query_label=int(query_y[example]),
                              query_title=f"test #{example}")
 report.figure(fig, "top5_differs", item="4.1", title=f"Test image #{example}: nearest neighbours by each metric");
@@ -135,7 +133,7 @@ report.figure(fig, "top5_differs", item="4.1", title=f"Test image #{example}: ne
 # neighbours whose cosines tie to within float32 precision (last column, computed in float64).
 
 # %%
-report.table(RT.normalised_agreement(query_f, gallery_f, k=10).assign(**context), "normalised_agreement",
+report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10).assign(**context), "normalised_agreement",
              item="4.1", title="Cosine vs Euclidean rankings, raw and L2-normalised features")
 
 # %% [markdown]
@@ -149,16 +147,16 @@ report.table(RT.normalised_agreement(query_f, gallery_f, k=10).assign(**context)
 # ranking the metrics need.
 
 # %%
-spaces = RT.comparison_spaces(f"{params['model']} features", query_f, query_y, gallery_f, query_x, gallery_x,
+spaces = extras.comparison_spaces(f"{params['model']} features", query_f, query_y, gallery_f, query_x, gallery_x,
                               baseline_queries=params["baseline_query_subset"], seed=params["seed"])
-quality = report.table(RT.retrieval_table(spaces, gallery_y, ks=params["precision_at"],
+quality = report.table(extras.retrieval_table(spaces, gallery_y, ks=params["precision_at"],
                                           chunk_size=params["chunk_size"], context=context),
                        "retrieval_quality", item="4.1",
                        title="Retrieval over the whole gallery: learned features vs raw pixels, cosine vs Euclidean")
 quality
 
 # %%
-check = RT.baseline_check(quality, learned=f"{params['model']} features", baseline="raw pixels")
+check = extras.baseline_check(quality, learned=f"{params['model']} features", baseline="raw pixels")
 display(Markdown(f"Learned features beat raw pixels on **{int(check['learned better'].sum())} of {len(check)}** "
                  "(metric, score) pairs, on the same queries."))
 report.table(check, "learned_vs_pixels", item="4.1", title="Do learned features beat raw pixels? (same queries)")
@@ -174,11 +172,11 @@ report.table(check, "learned_vs_pixels", item="4.1", title="Do learned features 
 # resized to 32x32 with an antialiased bilinear filter, like the training images.
 
 # %%
-query_path = params["query_image"] or RT.SHIPPED_QUERY
-image, _, description = RT.resolve_query(query_path, test_x=query_x, test_y=query_y)
+query_path = params["query_image"] or extras.SHIPPED_QUERY
+image, _, description = extras.resolve_query(query_path, test_x=query_x, test_y=query_y)
 image_f = embedder.embed(image[None])
 (predicted, confidence), = embedder.predict(image_f)
-fig = RT.show_similar_images(image, RT.neighbours(image_f, gallery_f, k=params["top_k"]), gallery_x, gallery_y,
+fig = figures.show_similar_images(image, retrieval.neighbours(image_f, gallery_f, k=params["top_k"]), gallery_x, gallery_y,
                              query_title=Path(query_path).name)
 fig.suptitle(f"{description}; the classifier says {predicted} ({100 * confidence:.0f}%)", fontsize=10)
 report.figure(fig, "query_by_image", item="4.2", title=f"Images most similar to {Path(query_path).name}");
@@ -190,7 +188,7 @@ report.figure(fig, "query_by_image", item="4.2", title=f"Images most similar to 
 
 # %%
 if params["tsne_points"]:
-    fig = RT.tsne_figure(query_f, query_y, n=params["tsne_points"], seed=params["seed"])
+    fig = figures.tsne_figure(query_f, query_y, n=params["tsne_points"], seed=params["seed"])
     report.figure(fig, "tsne", item="4.2", title="t-SNE of the learned features (extra)")
 
 # %%

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lib import cam
+from lib.evaluate import cam
 from lib.models import build_model
 
 matplotlib.use("Agg")
@@ -117,7 +117,7 @@ def test_cam_rows_and_figure():
 
     model = _model("drn_c_26")
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
-    from lib.data import normalize
+    from lib.augment import normalize
 
     rows, titles = cam.cam_rows(model, normalize(images), labels=torch.tensor([5, 0, 1]), wrong_class=0)
     assert list(rows) == ["CAM (predicted class)", "CAM (wrong class)", "Grad-CAM (predicted class)"]

@@ -7,7 +7,6 @@ import types
 
 import jupytext
 import pytest
-
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -17,6 +16,17 @@ def colab_cell(py):
     cells = [c for c in jupytext.read(py).cells if c.cell_type == "code"]
     assert "google.colab" in cells[0].source, f"{py.name}: the first code cell must be the Colab set-up"
     return cells[0].source
+
+
+def test_colab_cell_and_path_set_up_are_identical_in_every_notebook():
+    """What must stay inline (it runs before lib/ can be imported) is one text, copied, never edited apart."""
+    first = colab_cell(NOTEBOOKS[0])
+    for py in NOTEBOOKS[1:]:
+        assert colab_cell(py) == first, f"{py.name}: Colab cell differs from {NOTEBOOKS[0].name}'s"
+    set_up = "ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / \"lib\" / \"params.py\").is_file())"
+    for py in NOTEBOOKS:
+        assert set_up in py.read_text(), f"{py.name}: the cell that puts lib/ on sys.path differs"
+        assert set_up.split(" if ")[1].rstrip(")") in first
 
 
 @pytest.fixture

@@ -4,21 +4,20 @@ import pytest
 import torch
 from scipy import linalg
 
-from lib import fid as FID
-
+from lib.evaluate import fid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_stats(mu, sigma, n=1000):
-    return FID.Stats(np.asarray(mu, float), np.asarray(sigma, float), n)
+    return fid.Stats(np.asarray(mu, float), np.asarray(sigma, float), n)
 
 
 def test_fid_of_identical_statistics_is_zero():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 8))
-    s = FID.Stats.of(a)
-    assert FID.frechet_distance(s, s) == pytest.approx(0.0, abs=1e-6)
+    s = fid.Stats.of(a)
+    assert fid.frechet_distance(s, s) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_fid_of_two_gaussians_equals_the_closed_form():
@@ -29,10 +28,10 @@ def test_fid_of_two_gaussians_equals_the_closed_form():
     # closed form for commuting (here: diagonal) covariances: ||m1-m2||^2 + sum (sqrt(s1) - sqrt(s2))^2
     d1, d2 = np.diag([1.0, 4.0, 9.0, 0.25, 2.0]), np.diag([4.0, 1.0, 9.0, 1.0, 0.5])
     expected = np.sum((m1 - m2) ** 2) + np.sum((np.sqrt(np.diag(d1)) - np.sqrt(np.diag(d2))) ** 2)
-    assert FID.frechet_distance(gaussian_stats(m1, d1), gaussian_stats(m2, d2)) == pytest.approx(expected, rel=1e-9)
+    assert fid.frechet_distance(gaussian_stats(m1, d1), gaussian_stats(m2, d2)) == pytest.approx(expected, rel=1e-9)
     # general covariances: the definition with scipy's matrix square root
     general = np.sum((m1 - m2) ** 2) + np.trace(c1 + c2 - 2 * linalg.sqrtm(c1 @ c2).real)
-    assert FID.frechet_distance(gaussian_stats(m1, c1), gaussian_stats(m2, c2)) == pytest.approx(general, rel=1e-7)
+    assert fid.frechet_distance(gaussian_stats(m1, c1), gaussian_stats(m2, c2)) == pytest.approx(general, rel=1e-7)
 
 
 def test_cached_statistics_are_keyed_and_reused(tmp_path, monkeypatch):
@@ -42,33 +41,33 @@ def test_cached_statistics_are_keyed_and_reused(tmp_path, monkeypatch):
         calls.append(len(images))
         return images.flatten(1)[:, :4].double().numpy()
 
-    monkeypatch.setattr(FID, "inception_features", fake_features)
+    monkeypatch.setattr(fid, "inception_features", fake_features)
     x = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
-    a = FID.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
-    b = FID.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
-    c = FID.cached_statistics(x, source="other", split="train", seed=0, cache_dir=tmp_path)
+    a = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
+    b = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
+    c = fid.cached_statistics(x, source="other", split="train", seed=0, cache_dir=tmp_path)
     assert calls == [12, 12] and np.array_equal(a.mu, b.mu) and np.array_equal(a.sigma, c.sigma) and b.n == 12
     assert len(list((tmp_path / "fid-stats").glob("*.npz"))) == 2
 
 
 def test_missing_weights_message_names_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    ok, msg = FID.inception_status(download=False)
+    ok, msg = fid.inception_status(download=False)
     assert not ok
-    assert str(tmp_path / "hub" / "checkpoints" / FID.WEIGHTS_FILE) in msg
+    assert str(tmp_path / "hub" / "checkpoints" / fid.WEIGHTS_FILE) in msg
 
 
 def test_rejects_float_images():
     with pytest.raises(ValueError, match="uint8"):
-        FID.inception_features(torch.zeros(2, 3, 32, 32))
+        fid.inception_features(torch.zeros(2, 3, 32, 32))
 
 
 def test_in_memory_statistics_equal_pytorch_fid_file_path(shared_weights, tmp_path):
     from PIL import Image
     from pytorch_fid.fid_score import calculate_activation_statistics
 
-    if not FID.weights_path().is_file():
-        pytest.skip(f"Inception weights not linked at {FID.weights_path()}")
+    if not fid.weights_path().is_file():
+        pytest.skip(f"Inception weights not linked at {fid.weights_path()}")
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=g)
     files = []
@@ -76,9 +75,9 @@ def test_in_memory_statistics_equal_pytorch_fid_file_path(shared_weights, tmp_pa
         path = tmp_path / f"{i}.png"
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
         files.append(str(path))
-    model = FID.load_inception("cpu")
+    model = fid.load_inception("cpu")
     mu_files, sigma_files = calculate_activation_statistics(files, model, batch_size=3, dims=2048, device="cpu",
                                                             num_workers=0)
-    ours = FID.Stats.of(FID.inception_features(images, batch_size=4))
+    ours = fid.Stats.of(fid.inception_features(images, batch_size=4))
     np.testing.assert_allclose(ours.mu, mu_files, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours.sigma, sigma_files, rtol=1e-3, atol=1e-5)

@@ -2,54 +2,60 @@
 import pytest
 import torch
 
+from lib import augment
 from lib import data as D
-from lib import diffusion as DF
-from lib import generative as G
 from lib import params as P
+from lib.chapters import generative
+from lib.evaluate import retrieval
+from lib.methods import dcgan as dcgan_method
+from lib.methods import ddpm as ddpm_method
+from lib.methods import vae as vae_method
+from lib.models import dcgan as dcgan_nets
+from lib.models import unet as unet_nets
+from lib.models import vae as vae_nets
 from lib.train import fit, make_optimizer
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_batch(n=16, seed=0):
     ds = D.make_synthetic(n, 4, seed=seed)
-    return G.to_signed(ds.train_x[:n]), ds.train_y[:n]
+    return augment.to_signed(ds.train_x[:n]), ds.train_y[:n]
 
 
 def tiny_unet():
     torch.manual_seed(0)
-    return DF.build_unet(channels=8, multipliers=(1, 2), layers_per_block=1, attention_resolutions=(16,), dropout=0.0)
+    return unet_nets.build_unet(channels=8, multipliers=(1, 2), layers_per_block=1, attention_resolutions=(16,), dropout=0.0)
 
 
 def test_linear_betas_match_ho_et_al_and_diffusers():
     from diffusers import DDPMScheduler
 
-    betas = DF.linear_betas(1000, 1e-4, 0.02)
+    betas = ddpm_method.linear_betas(1000, 1e-4, 0.02)
     assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
     ref = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
-    torch.testing.assert_close(DF.alphas_cumprod(betas).float(), ref.alphas_cumprod, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ddpm_method.alphas_cumprod(betas).float(), ref.alphas_cumprod, rtol=1e-5, atol=1e-7)
 
 
 def test_forward_noising_matches_its_closed_form():
-    abar = DF.alphas_cumprod(DF.linear_betas())
+    abar = ddpm_method.alphas_cumprod(ddpm_method.linear_betas())
     x0 = torch.linspace(-1, 1, 3 * 4 * 4).view(1, 3, 4, 4)
     t = torch.tensor([0, 10, 500, 999])
     noise = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
-    xt = DF.q_sample(x0.expand(4, -1, -1, -1), t, noise, abar)
+    xt = ddpm_method.q_sample(x0.expand(4, -1, -1, -1), t, noise, abar)
     a = abar[t].float().view(-1, 1, 1, 1)
     torch.testing.assert_close(xt, a.sqrt() * x0 + (1 - a).sqrt() * noise)
     # distribution: mean sqrt(abar_t) x0 and variance 1 - abar_t (empirically, many noise draws at t = 300)
     n = 20000
     eps = torch.randn(n, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    samples = DF.q_sample(x0.expand(n, -1, -1, -1), torch.full((n,), 300), eps, abar)
+    samples = ddpm_method.q_sample(x0.expand(n, -1, -1, -1), torch.full((n,), 300), eps, abar)
     a300 = abar[300].item()
     torch.testing.assert_close(samples.mean(0), a300 ** 0.5 * x0[0], atol=0.03, rtol=0)
     torch.testing.assert_close(samples.var(0), torch.full((3, 4, 4), 1 - a300), atol=0.03, rtol=0)
 
 
 def test_ho_cifar_unet_has_35_7m_parameters():
-    unet = DF.build_unet()  # the defaults are Ho et al.'s CIFAR-10 configuration
+    unet = unet_nets.build_unet()  # the defaults are Ho et al.'s CIFAR-10 configuration
     assert sum(p.numel() for p in unet.parameters()) == 35_746_307
 
 
@@ -59,8 +65,8 @@ def losses(method, batch, steps, key="loss"):
 
 def test_vae_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
-    model = G.ConvVAE(latent=8, width=8)
-    method = G.VAE(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
+    model = vae_nets.ConvVAE(latent=8, width=8)
+    method = vae_method.VAE(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
     batch = tiny_batch(8)
     # a Bernoulli likelihood of grey levels cannot go below the pixels' own entropy: measure the excess over it
     p = ((batch[0] + 1) / 2).clamp(1e-6, 1 - 1e-6)
@@ -71,9 +77,9 @@ def test_vae_loss_decreases_on_a_tiny_batch():
 
 def test_dcgan_discriminator_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
-    g, d = G.DCGANGenerator(nz=8, width=8), G.DCGANDiscriminator(width=8)
-    G.dcgan_init(g), G.dcgan_init(d)
-    method = G.DCGAN(g, d, make_optimizer(g.parameters(), name="adam", lr=2e-4, betas=(0.5, 0.999)),
+    g, d = dcgan_nets.DCGANGenerator(nz=8, width=8), dcgan_nets.DCGANDiscriminator(width=8)
+    dcgan_nets.dcgan_init(g), dcgan_nets.dcgan_init(d)
+    method = dcgan_method.DCGAN(g, d, make_optimizer(g.parameters(), name="adam", lr=2e-4, betas=(0.5, 0.999)),
                      make_optimizer(d.parameters(), name="adam", lr=2e-3, betas=(0.5, 0.999)))
     ls = losses(method, tiny_batch(), 30, key="loss_d")
     assert sum(ls[-5:]) < 0.7 * sum(ls[:5])
@@ -81,7 +87,7 @@ def test_dcgan_discriminator_loss_decreases_on_a_tiny_batch():
 
 def test_ddpm_loss_decreases_on_a_tiny_batch():
     unet = tiny_unet()
-    method = G.DDPM(unet, make_optimizer(unet.parameters(), name="adam", lr=3e-3), ema_decay=0.9)
+    method = ddpm_method.DDPM(unet, make_optimizer(unet.parameters(), name="adam", lr=3e-3), ema_decay=0.9)
     torch.manual_seed(0)
     ls = losses(method, tiny_batch(8), 60)
     assert sum(ls[-10:]) < 0.6 * sum(ls[:10])
@@ -89,11 +95,11 @@ def test_ddpm_loss_decreases_on_a_tiny_batch():
 
 def test_samplers_return_uint8_images_of_the_right_shape_and_are_seeded():
     torch.manual_seed(0)
-    vae = G.VAE(G.ConvVAE(latent=8, width=8), torch.optim.Adam([torch.zeros(1)]))
-    g = G.DCGANGenerator(nz=8, width=8)
-    gan = G.DCGAN(g, G.DCGANDiscriminator(width=8), torch.optim.Adam(g.parameters()), torch.optim.Adam([torch.zeros(1)]))
+    vae = vae_method.VAE(vae_nets.ConvVAE(latent=8, width=8), torch.optim.Adam([torch.zeros(1)]))
+    g = dcgan_nets.DCGANGenerator(nz=8, width=8)
+    gan = dcgan_method.DCGAN(g, dcgan_nets.DCGANDiscriminator(width=8), torch.optim.Adam(g.parameters()), torch.optim.Adam([torch.zeros(1)]))
     unet = tiny_unet()
-    ddpm = G.DDPM(unet, torch.optim.Adam(unet.parameters()), num_timesteps=20)
+    ddpm = ddpm_method.DDPM(unet, torch.optim.Adam(unet.parameters()), num_timesteps=20)
     draws = {"vae": lambda s: vae.sample(5, batch_size=2, seed=s), "dcgan": lambda s: gan.sample(5, batch_size=2, seed=s),
              "ddpm": lambda s: ddpm.sample(3, sampler="ddpm", batch_size=2, seed=s),
              "ddim": lambda s: ddpm.sample(3, sampler="ddim", steps=5, batch_size=2, seed=s)}
@@ -109,15 +115,15 @@ def test_samplers_return_uint8_images_of_the_right_shape_and_are_seeded():
 
 def make_gan(init_seed):
     torch.manual_seed(init_seed)
-    g, d = G.DCGANGenerator(nz=8, width=8), G.DCGANDiscriminator(width=8)
-    G.dcgan_init(g), G.dcgan_init(d)
-    return G.DCGAN(g, d, make_optimizer(g.parameters(), name="adam", lr=2e-4, betas=(0.5, 0.999)),
+    g, d = dcgan_nets.DCGANGenerator(nz=8, width=8), dcgan_nets.DCGANDiscriminator(width=8)
+    dcgan_nets.dcgan_init(g), dcgan_nets.dcgan_init(d)
+    return dcgan_method.DCGAN(g, d, make_optimizer(g.parameters(), name="adam", lr=2e-4, betas=(0.5, 0.999)),
                    make_optimizer(d.parameters(), name="adam", lr=2e-4, betas=(0.5, 0.999)))
 
 
 def test_gan_resume_restores_both_networks_and_both_optimizers_exactly(tmp_path):
     ds = D.make_synthetic(64, 4)
-    loader = D.BatchLoader(ds.train_x, ds.train_y, batch_size=16, padding=0, normalize_fn=G.to_signed, seed=0)
+    loader = D.BatchLoader(ds.train_x, ds.train_y, batch_size=16, padding=0, normalize_fn=augment.to_signed, seed=0)
     kw = dict(total_steps=12, steps_per_epoch=4, device="cpu", seed=0)
     gan = make_gan(0)
     full = fit(gan, loader.forever, ckpt_dir=tmp_path / "a", **kw)
@@ -143,19 +149,19 @@ def test_gan_resume_restores_both_networks_and_both_optimizers_exactly(tmp_path)
 def test_nearest_neighbours_finds_an_exact_copy():
     train = torch.randint(0, 256, (250, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     samples = torch.stack([train[17], train[203]])
-    idx, dist = G.nearest_neighbours(samples, train, k=3, chunk=64)
+    idx, dist = retrieval.nearest_neighbours(samples, train, k=3, chunk=64)
     assert idx[:, 0].tolist() == [17, 203] and torch.all(dist[:, 0] == 0) and torch.all(dist[:, 1] > 0)
 
 
 def test_reconstruction_splits_keep_labels_and_real_evaluation_sets():
-    from lib.supervised import Splits
+    from lib.chapters.supervised import Splits
 
     torch.manual_seed(0)
     ds = D.make_synthetic(40, 20)
     splits = Splits(ds.train_x[:30], ds.train_y[:30], ds.train_x[30:], ds.train_y[30:], ds.test_x, ds.test_y, "syn")
-    vae = G.VAE(G.ConvVAE(latent=4, width=8), torch.optim.Adam([torch.zeros(1)]))
-    rec = G.reconstruction_splits(vae, splits, mode="reconstructions")
-    both = G.reconstruction_splits(vae, splits, mode="real+reconstructions")
+    vae = vae_method.VAE(vae_nets.ConvVAE(latent=4, width=8), torch.optim.Adam([torch.zeros(1)]))
+    rec = generative.reconstruction_splits(vae, splits, mode="reconstructions")
+    both = generative.reconstruction_splits(vae, splits, mode="real+reconstructions")
     assert rec.train_x.shape == splits.train_x.shape and rec.train_x.dtype == torch.uint8
     assert torch.equal(rec.train_y, splits.train_y) and torch.equal(rec.test_x, splits.test_x)
     assert len(both.train_y) == 60 and torch.equal(both.train_x[:30], splits.train_x)
@@ -165,5 +171,5 @@ def test_reconstruction_splits_keep_labels_and_real_evaluation_sets():
 @pytest.mark.parametrize("profile", P.PROFILES)
 def test_every_profile_loads(profile):
     p = P.load("02_generative", profile)
-    for kind in G.GENERATORS:
-        assert G.generator_settings(kind, p)["epochs"] > 0
+    for kind in generative.GENERATORS:
+        assert generative.generator_settings(kind, p)["epochs"] > 0

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from lib import augment
 from lib import data as D
-from lib import drn
-from lib.models import MODELS, EfficientNetB0, build_model, count_parameters
+from lib.models import MODELS, EfficientNetB0, build_model, count_parameters, drn
 
 CHAPTER1 = ("resnet18", "resnet34", "resnet50", "resnet101", "drn_c_26", "drn_d_22", "efficientnet_b0")
 
@@ -112,7 +112,7 @@ def test_efficientnet_pretrained_route_resizes_and_renormalises():
     model = build_model("efficientnet_b0", resize_to=224).eval()  # the fine-tuning architecture, random weights
     assert isinstance(model, EfficientNetB0) and model.net.conv_stem.stride == (2, 2)
     raw = torch.rand(2, 3, 32, 32)
-    x = D.normalize((raw * 255).round().to(torch.uint8))
+    x = augment.normalize((raw * 255).round().to(torch.uint8))
     prepared = model._prepare(x)
     imnet = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     expected = (nn.functional.interpolate((raw * 255).round() / 255, size=224, mode="bilinear") - imnet[0]) / imnet[1]
@@ -136,12 +136,13 @@ def test_efficientnet_pretrained_without_hub_access_fails_clearly(monkeypatch, t
 
 @pytest.mark.parametrize("name", ("drn_c_26", "drn_d_22"))
 def test_drns_fit_a_tiny_batch(name):
-    from lib.train import Classifier, make_optimizer
+    from lib.methods.classifier import Classifier
+    from lib.train import make_optimizer
 
     torch.manual_seed(0)
     ds = D.make_synthetic(16, 10)
     model = build_model(name, width=0.125)
     method = Classifier(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
-    batch = (D.normalize(ds.train_x[:16]), ds.train_y[:16])
+    batch = (augment.normalize(ds.train_x[:16]), ds.train_y[:16])
     losses = [method.train_step(batch)["loss"].item() for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0]

@@ -3,7 +3,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lib import params as P, ssl as S
+from lib import augment
+from lib import data as D
+from lib import params as P
+from lib.chapters import semi_supervised
+from lib.evaluate import classification
+from lib.methods import ssl as ssl_methods
 from lib.models import build_model, count_parameters
 from lib.train import fit
 
@@ -11,7 +16,7 @@ from lib.train import fit
 @pytest.fixture(autouse=True)
 def one_thread():
     """The tiny networks here run fastest on one thread (and do not fight other processes for the 2 cores)."""
-    with S.cpu_threads(1):
+    with augment.cpu_threads(1):
         yield
 
 
@@ -21,25 +26,25 @@ def smoke_params(**overrides):
 
 def test_cifar10_4k_split_sizes_balance_and_disjointness():
     labels = torch.arange(50_000) % 10
-    parts = S.make_ssl_split(labels, labelled=4000, val=5000, unlabelled=-1, seed=0)
+    parts = semi_supervised.make_ssl_split(labels, labelled=4000, val=5000, unlabelled=-1, seed=0)
     assert {k: len(v) for k, v in parts.items()} == {"val": 5000, "labelled": 4000, "unlabelled": 41_000}
     for name, per_class in (("val", 500), ("labelled", 400), ("unlabelled", 4100)):
         assert torch.bincount(labels[parts[name]], minlength=10).tolist() == [per_class] * 10
     union = torch.cat(list(parts.values()))
     assert len(union.unique()) == 50_000  # disjoint and covering the training set
-    again = S.make_ssl_split(labels, labelled=4000, val=5000, unlabelled=-1, seed=0)
+    again = semi_supervised.make_ssl_split(labels, labelled=4000, val=5000, unlabelled=-1, seed=0)
     assert all(torch.equal(parts[k], again[k]) for k in parts)  # seeded
-    small = S.make_ssl_split(labels, labelled=100, val=100, unlabelled=1000, seed=0)
+    small = semi_supervised.make_ssl_split(labels, labelled=100, val=100, unlabelled=1000, seed=0)
     assert len(small["unlabelled"]) == 1000 and torch.bincount(labels[small["unlabelled"]]).tolist() == [100] * 10
     assert not set(small["unlabelled"].tolist()) & (set(small["labelled"].tolist()) | set(small["val"].tolist()))
 
 
 def test_load_ssl_splits_follows_the_params():
     params = smoke_params()
-    splits = S.load_ssl_splits(params)
+    splits = semi_supervised.load_ssl_splits(params)
     assert splits.sizes() == {"validation": params["val_size"], "labelled": params["labelled_size"],
                               "unlabelled": params["unlabelled_size"], "test": params["test_subset"]}
-    table = S.split_table(splits, {"validation": 5000, "labelled": 4000, "unlabelled": 41000}, profile="smoke")
+    table = semi_supervised.split_table(splits, {"validation": 5000, "labelled": 4000, "unlabelled": 41000}, profile="smoke")
     assert table.loc[table.part == "labelled", "presented"].item() == 4000
 
 
@@ -50,18 +55,18 @@ def test_wrn28_2_has_the_reference_parameter_count():
 def test_rand_augment_is_per_sample_seeded_and_uint8():
     torch.manual_seed(0)
     x = (torch.rand(1, 3, 32, 32) * 255).to(torch.uint8).repeat(32, 1, 1, 1)  # 32 copies of one image
-    out = S.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
-    same = S.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
+    out = augment.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
+    same = augment.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
     assert out.dtype == torch.uint8 and out.shape == x.shape and torch.equal(out, same)
     distinct = len({bytes(img.flatten().tolist()) for img in out})
     assert distinct > 8, "one op sequence per batch would give a single distinct image"
     with pytest.raises(TypeError, match="uint8"):
-        S.rand_augment(x.float(), num_ops=2, magnitude=10, generator=torch.Generator())
+        augment.rand_augment(x.float(), num_ops=2, magnitude=10, generator=torch.Generator())
 
 
 def test_ssl_batches_are_a_function_of_the_step():
-    splits = S.load_ssl_splits(smoke_params())
-    b = S.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8, unlabelled_batch=16,
+    splits = semi_supervised.load_ssl_splits(smoke_params())
+    b = D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8, unlabelled_batch=16,
                      device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=16)
     stream = b.forever(0)
     batches = [next(stream) for _ in range(15)]  # crosses an unlabelled epoch (200 // 16 = 12 steps)
@@ -70,19 +75,19 @@ def test_ssl_batches_are_a_function_of_the_step():
         assert torch.equal(getattr(resumed, field), getattr(batches[13], field)), field
     assert not torch.equal(batches[0].x_uw, batches[0].x_us)  # two different views
     with pytest.raises(ValueError, match="unlabelled batch 400 is larger"):
-        S.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8,
+        D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8,
                      unlabelled_batch=400, device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=0)
 
 
 def _batches(params, splits, kind="mpl"):
-    batches, val, test = S._loaders(splits, params, torch.device("cpu"), unlabelled=kind != "supervised")
+    batches, val, test = semi_supervised._loaders(splits, params, torch.device("cpu"), unlabelled=kind != "supervised")
     return batches, val
 
 
 def test_one_mpl_step_changes_teacher_and_student():
     params = smoke_params(student_wait_steps=0)
-    splits = S.load_ssl_splits(params)
-    method = S.build_method("mpl", params)
+    splits = semi_supervised.load_ssl_splits(params)
+    method = semi_supervised.build_method("mpl", params)
     method.setup(torch.device("cpu"), None)
     before = {k: {n: p.detach().clone() for n, p in getattr(method, k).named_parameters()} for k in ("teacher", "student")}
     batches, _ = _batches(params, splits)
@@ -100,7 +105,7 @@ def test_feedback_term_rewards_helpful_pseudo_labels():
     for before, after, sign in ((1.0, 0.5, +1), (0.5, 1.0, -1)):
         logits = nn.Parameter(torch.zeros(4, 3))
         labels = torch.tensor([0, 1, 2, 0])
-        term, h = S.mpl_feedback(torch.tensor(before), torch.tensor(after), logits, labels)
+        term, h = ssl_methods.mpl_feedback(torch.tensor(before), torch.tensor(after), logits, labels)
         assert torch.sign(h) == sign
         term.backward()
         with torch.no_grad():
@@ -123,33 +128,33 @@ def test_student_feedback_sign_in_a_constructed_mpl_step(teacher_is_right):
         teacher.bias.zero_()
         student.weight.zero_()
         student.bias.zero_()
-    method = S.MetaPseudoLabels(teacher, student, teacher_optimizer=torch.optim.SGD(teacher.parameters(), lr=0.1),
+    method = ssl_methods.MetaPseudoLabels(teacher, student, teacher_optimizer=torch.optim.SGD(teacher.parameters(), lr=0.1),
                                 student_optimizer=torch.optim.SGD(student.parameters(), lr=0.5), label_smoothing=0.0,
                                 temperature=1.0, threshold=2.0, lambda_u=0.0, uda_steps=1)
-    logs = method.train_step(S.SSLBatch(x_l, y_l, x_u, x_u))
+    logs = method.train_step(D.SSLBatch(x_l, y_l, x_u, x_u))
     assert (logs["mpl_h"] > 0) == teacher_is_right and logs["mpl_h"] != 0
     assert logs["mask_ratio"] == 0  # threshold 2 > any probability: no UDA term
 
 
 def _fit_mpl(params, splits, ckpt_dir, **kw):
-    method = S.build_method("mpl", params)
+    method = semi_supervised.build_method("mpl", params)
     batches, val = _batches(params, splits)
     res = fit(method, batches.forever, total_steps=params["total_steps"], eval_every=params["eval_every"],
-              evaluate=lambda: S.topk_metrics(*S.predict(method.eval_model, val)), select="acc",
+              evaluate=lambda: classification.topk_metrics(*classification.predict(method.eval_model, val)), select="acc",
               ckpt_dir=ckpt_dir, device="cpu", seed=params["seed"], **kw)
     return method, res
 
 
 def test_mpl_resume_equals_an_uninterrupted_run(tmp_path):
     params = smoke_params(total_steps=4, eval_every=2, student_wait_steps=0, unlabelled_size=100, val_size=50)
-    splits = S.load_ssl_splits(params)
+    splits = semi_supervised.load_ssl_splits(params)
     full, res_full = _fit_mpl(params, splits, tmp_path / "a")
     part, res_part = _fit_mpl(params, splits, tmp_path / "b", stop_after=3)
     assert not res_part.finished
-    resumed = S.build_method("mpl", {**params, "seed": 123})  # other initial weights: everything must come from disk
+    resumed = semi_supervised.build_method("mpl", {**params, "seed": 123})  # other initial weights: everything must come from disk
     batches, val = _batches(params, splits)
     res = fit(resumed, batches.forever, total_steps=params["total_steps"], eval_every=params["eval_every"],
-              evaluate=lambda: S.topk_metrics(*S.predict(resumed.eval_model, val)), select="acc",
+              evaluate=lambda: classification.topk_metrics(*classification.predict(resumed.eval_model, val)), select="acc",
               ckpt_dir=tmp_path / "b", device="cpu", seed=params["seed"])
     assert res.finished
     ref, got = full.state_dict(), resumed.state_dict()
@@ -166,9 +171,9 @@ def test_mpl_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_tensorboard_read_back_returns_the_logged_values(tmp_path):
     params = smoke_params(total_steps=4, eval_every=2, val_size=50)
-    splits = S.load_ssl_splits(params)
-    run = S.train_ssl("supervised", splits, params, ckpt_root=tmp_path / "ckpt", tb_root=tmp_path / "tb")
-    scalars = S.read_tensorboard(tmp_path / "tb")
+    splits = semi_supervised.load_ssl_splits(params)
+    run = semi_supervised.train_ssl("supervised", splits, params, ckpt_root=tmp_path / "ckpt", tb_root=tmp_path / "tb")
+    scalars = semi_supervised.read_tensorboard(tmp_path / "tb")
     assert set(scalars.run) == {"supervised"}
     val = scalars[scalars.tag == "eval/val_acc"].set_index("step").value
     assert val.index.tolist() == run.history.step.tolist()
@@ -177,12 +182,12 @@ def test_tensorboard_read_back_returns_the_logged_values(tmp_path):
     assert loss.tolist() == pytest.approx(run.history.train_loss.tolist(), rel=1e-6)
     assert {"train/loss", "train/data_time", "train/batch_time", "train/lr", "eval/val_top5"} <= set(scalars.tag)
     assert 0 <= run.test["acc"] <= 1 and run.test["top5"] >= run.test["acc"]
-    fig = S.curves_figure(scalars, runs={"supervised": "supervised"})
+    fig = semi_supervised.curves_figure(scalars, runs={"supervised": "supervised"})
     assert len(fig.axes) == 4
     with pytest.raises(FileNotFoundError, match="no TensorBoard scalars"):
-        S.read_tensorboard(tmp_path / "ckpt")
+        semi_supervised.read_tensorboard(tmp_path / "ckpt")
 
 
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown SSL method 'fixmatch'"):
-        S.build_method("fixmatch", smoke_params())
+        semi_supervised.build_method("fixmatch", smoke_params())

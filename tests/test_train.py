@@ -2,9 +2,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from lib import augment
 from lib import data as D
+from lib.evaluate.classification import classification_metrics, predict
+from lib.methods.classifier import Classifier
 from lib.models import build_model, count_parameters
-from lib.train import Classifier, fit, make_optimizer, make_scheduler, predict, classification_metrics
+from lib.train import fit, make_optimizer, make_scheduler
 
 
 def tiny_net():
@@ -34,7 +37,7 @@ def test_loss_decreases_on_a_tiny_batch():
     ds = D.make_synthetic(64, 10)
     model = tiny_net()
     method = Classifier(model, make_optimizer(model.parameters(), name="adam", lr=3e-3))
-    batch = (D.normalize(ds.train_x[:32]), ds.train_y[:32])
+    batch = (augment.normalize(ds.train_x[:32]), ds.train_y[:32])
     losses = [method.train_step(batch)["loss"].item() for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -109,24 +112,25 @@ def test_unknown_model_lists_registered_names():
 
 
 def test_trained_classifier_is_recorded_and_reloadable(tmp_path):
-    from lib import params as P, supervised as S
+    from lib import params as P
+    from lib.chapters import supervised
 
     params = P.load("01_supervised", "smoke", {"data": "synthetic", "epochs": 1})
-    splits = S.load_splits(params)
+    splits = supervised.load_splits(params)
     ckpt_root = tmp_path / "smoke" / "checkpoints" / "01_supervised"
-    trained = S.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root)
-    model, info = S.load_classifier(tmp_path / "smoke", "resnet18")
+    trained = supervised.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root)
+    model, info = supervised.load_classifier(tmp_path / "smoke", "resnet18")
     assert info["test_acc"] == trained.test_acc and info["width"] == params["width"]
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(model(x), trained.model.eval()(x))
     with pytest.raises(FileNotFoundError, match=r"no checkpoint for 'drn_c_26'.*--profile smoke --only 01"):
-        S.load_classifier(tmp_path / "smoke", "drn_c_26")
+        supervised.load_classifier(tmp_path / "smoke", "drn_c_26")
     with pytest.raises(FileNotFoundError, match=r"run chapter 1 first: ./run_all.sh --profile quick --only 01"):
-        S.load_classifier(tmp_path / "quick", "resnet18")
+        supervised.load_classifier(tmp_path / "quick", "resnet18")
 
 
 def test_macro_auc_matches_a_hand_computed_example():
-    from lib.supervised import macro_auc
+    from lib.chapters.supervised import macro_auc
 
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1, 0.3, 0.6]])
     labels = torch.tensor([0, 1, 2, 2])
@@ -137,7 +141,7 @@ def test_macro_auc_matches_a_hand_computed_example():
 
 
 def test_classification_report_table_has_all_but_cat_average():
-    from lib.supervised import classification_report_table
+    from lib.chapters.supervised import classification_report_table
 
     classes = ("a", "cat", "b")
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -154,7 +158,10 @@ def test_classification_report_table_has_all_but_cat_average():
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_switching_to_fused_keeps_the_state_and_the_updates(name):
     # Method.setup does this on CUDA; torch also has fused SGD/Adam kernels on the CPU, so the switch is testable here
-    from lib.train import is_fused, move_optimizer
+    from lib.train import move_optimizer
+
+    def is_fused(optimizer):
+        return all(g.get("fused") for g in optimizer.param_groups)
 
     torch.manual_seed(0)
     a = tiny_net()

@@ -1,15 +1,17 @@
-"""SPEC 3.2: the TwoMoon toy experiment -- supervised-only, pseudo-labelling and Meta Pseudo Labels with small MLPs.
+"""SPEC 3.2: the TwoMoon toy experiment -- supervised-only, pseudo-labelling and Meta Pseudo Labels
+with small MLPs.
 
-scikit-learn's two moons with a handful of labelled points per moon; every other point is unlabelled. Three
-learners, all full-batch Adam on two-hidden-layer MLPs, seconds on a CPU:
+scikit-learn's two moons with a handful of labelled points per moon; every other point is
+unlabelled. Three learners, all full-batch Adam on two-hidden-layer MLPs, seconds on a CPU:
 
 * **supervised only** -- an MLP trained on the labelled points alone;
-* **pseudo-labelling** -- that MLP as a fixed teacher; a student learns the labelled points plus the teacher's
-  hard pseudo labels on every unlabelled point;
-* **Meta Pseudo Labels** -- teacher and student trained together: each step the student learns the teacher's
-  pseudo labels (sampled from the teacher's distribution, as in the paper), and the teacher learns from its
-  labelled CE plus the student's feedback ``h * CE(T(x_u), pseudo)`` with ``h`` the drop of the student's
-  labelled loss (:func:`lib.ssl.mpl_feedback`, the same term the CIFAR-10 run uses).
+* **pseudo-labelling** -- that MLP as a fixed teacher; a student learns the labelled points plus the
+  teacher's hard pseudo labels on every unlabelled point;
+* **Meta Pseudo Labels** -- teacher and student trained together: each step the student learns the
+  teacher's pseudo labels (sampled from the teacher's distribution, as in the paper), and the
+  teacher learns from its labelled CE plus the student's feedback ``h * CE(T(x_u), pseudo)`` with
+  ``h`` the drop of the student's labelled loss (:func:`lib.methods.ssl.mpl_feedback`, the same term
+  the CIFAR-10 run uses).
 
 Accuracy is measured on every point (labelled and unlabelled) against the true moon.
 """
@@ -23,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ssl import cpu_threads, mpl_feedback
+from ..augment import cpu_threads
+from ..methods.ssl import mpl_feedback
 
 
 @dataclass
@@ -86,8 +89,8 @@ def train_mpl(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int,
               feedback_weight: float = 1.0) -> tuple[nn.Module, nn.Module]:
     """Teacher and student trained together with the MPL feedback; returns ``(student, teacher)``.
 
-    ``feedback_weight`` scales the feedback term: one full-batch step of a small MLP moves the student's labelled
-    loss by ~1e-3, so unscaled the teacher's labelled CE drowns the signal.
+    ``feedback_weight`` scales the feedback term: one full-batch step of a small MLP moves the
+    student's labelled loss by ~1e-3, so unscaled the teacher's labelled CE drowns the signal.
     """
     torch.manual_seed(seed)
     teacher, student = mlp(hidden), mlp(hidden)
@@ -114,7 +117,8 @@ def train_mpl(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int,
 
 
 def run(params: dict) -> tuple[TwoMoons, dict[str, nn.Module], pd.DataFrame]:
-    """The three learners on one seeded two-moons set; returns data, models and an accuracy table."""
+    """The three learners on one seeded two-moons set; returns data, models and an accuracy
+    table."""
     data = make_two_moons(n_samples=params["twomoon_samples"], noise=params["twomoon_noise"],
                           labels_per_class=params["twomoon_labels_per_class"], seed=params["seed"])
     kw = {"hidden": params["twomoon_hidden"], "steps": params["twomoon_steps"], "lr": params["twomoon_lr"],
@@ -133,7 +137,8 @@ def run(params: dict) -> tuple[TwoMoons, dict[str, nn.Module], pd.DataFrame]:
 
 
 def boundaries_figure(data: TwoMoons, models: dict[str, nn.Module], table: pd.DataFrame):
-    """One panel per learner: predicted probability of the upper moon, the 0.5 boundary, and the points."""
+    """One panel per learner: predicted probability of the upper moon, the 0.5 boundary, and the
+    points."""
     import matplotlib.pyplot as plt
 
     lo, hi = data.x.min(0).values - 0.5, data.x.max(0).values + 0.5

@@ -1,23 +1,28 @@
-"""Class activation maps for the chapter-1 classifiers (SPEC 1.2, 1.3): CAM, Grad-CAM, overlays and the figure.
+"""Class activation maps for the chapter-1 classifiers (SPEC 1.2, 1.3): CAM, Grad-CAM, overlays and
+the figure.
 
-* ``class_activation_map(model, x, class_idx)`` is classic CAM (Zhou et al., CVPR 2016): for a network that ends in
-  global average pooling + a linear layer, the map of class c is ``M_c = sum_k w[c, k] * f_k(x)`` over the channels
-  k of the last feature map ``f = model.features(x)``, upsampled (bilinear) to the input size and min-max normalised
-  to [0, 1]. ``upsample=False, normalize=False`` returns the raw (h, w) map.
-* ``grad_cam(model, x, class_idx)`` is Grad-CAM (Selvaraju et al. 2017) from the ``grad-cam`` package
-  (``pytorch_grad_cam.GradCAM``) on ``model.cam_layer``, the module that outputs ``features(x)``. For a global-average
-  pool + linear head, Grad-CAM's channel weights are ``w[c, k] / (h * w)``, so Grad-CAM = ReLU(CAM) up to scale.
-* ``activation_map(model, x)`` is the class-agnostic channel mean of the last feature map (SPEC 1.2's DRN vs
-  ResNet comparison: its resolution is the network's output resolution).
+* ``class_activation_map(model, x, class_idx)`` is classic CAM (Zhou et al., CVPR 2016): for a
+  network that ends in global average pooling + a linear layer, the map of class c is
+  ``M_c = sum_k w[c, k] * f_k(x)`` over the channels k of the last feature map
+  ``f = model.features(x)``, upsampled (bilinear) to the input size and min-max normalised to [0,
+  1]. ``upsample=False, normalize=False`` returns the raw (h, w) map.
+* ``grad_cam(model, x, class_idx)`` is Grad-CAM (Selvaraju et al. 2017) from the ``grad-cam``
+  package (``pytorch_grad_cam.GradCAM``) on ``model.cam_layer``, the module that outputs
+  ``features(x)``. For a global-average pool + linear head, Grad-CAM's channel weights are
+  ``w[c, k] / (h * w)``, so Grad-CAM = ReLU(CAM) up to scale.
+* ``activation_map(model, x)`` is the class-agnostic channel mean of the last feature map (SPEC
+  1.2's DRN vs ResNet comparison: its resolution is the network's output resolution).
 * ``overlay(image_uint8, cam)`` draws a map over an image with the jet colormap, as presented;
-  ``cam_rows(model, x)`` computes the rows of the comparison figure and ``cam_figure(images, rows, titles)`` draws
-  input / CAM (predicted class) / CAM (a wrong class) / Grad-CAM (predicted class); any {row label: maps} works,
-  e.g. one ``activation_map`` row per model for SPEC 1.2.
+  ``cam_rows(model, x)`` computes the rows of the comparison figure and
+  ``cam_figure(images, rows, titles)`` draws input / CAM (predicted class) / CAM (a wrong class) /
+  Grad-CAM (predicted class); any {row label: maps} works, e.g. one ``activation_map`` row per model
+  for SPEC 1.2.
 
-Every model in ``lib.models`` provides ``features(x)``, ``classifier`` (``nn.Linear``, or the DRNs' 1x1
-convolution) and ``cam_layer``; ``head_weights(model)`` turns the classifier into a (num_classes, C) matrix.
-Inputs ``x`` are normalised image tensors, one image (3, H, W) or a batch (B, 3, H, W); maps come back on the CPU
-as float tensors, (H, W) for one image and (B, H, W) for a batch. The model's train/eval mode is restored.
+Every model in ``lib.models`` provides ``features(x)``, ``classifier`` (``nn.Linear``, or the DRNs'
+1x1 convolution) and ``cam_layer``; ``head_weights(model)`` turns the classifier into a
+(num_classes, C) matrix. Inputs ``x`` are normalised image tensors, one image (3, H, W) or a batch
+(B, 3, H, W); maps come back on the CPU as float tensors, (H, W) for one image and (B, H, W) for a
+batch. The model's train/eval mode is restored.
 """
 from __future__ import annotations
 
@@ -29,11 +34,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import CLASSES
+from ..data import CLASSES
 
 
 def head_weights(model: nn.Module) -> torch.Tensor:
-    """The class weights of the model's head as a (num_classes, C) matrix (``nn.Linear`` or a 1x1 ``nn.Conv2d``)."""
+    """The class weights of the model's head as a (num_classes, C) matrix (``nn.Linear`` or a 1x1
+    ``nn.Conv2d``)."""
     head = getattr(model, "classifier", None)
     if isinstance(head, nn.Linear):
         return head.weight.detach()
@@ -44,7 +50,8 @@ def head_weights(model: nn.Module) -> torch.Tensor:
 
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The layer Grad-CAM hooks: ``model.cam_layer`` (the module whose output is ``model.features(x)``)."""
+    """The layer Grad-CAM hooks: ``model.cam_layer`` (the module whose output is
+    ``model.features(x)``)."""
     layer = getattr(model, "cam_layer", None)
     if not isinstance(layer, nn.Module):
         raise TypeError(f"{type(model).__name__} has no `cam_layer` module; models in lib.models name the module "
@@ -86,7 +93,8 @@ def _minmax(maps: torch.Tensor) -> torch.Tensor:
 
 def class_activation_map(model: nn.Module, x: torch.Tensor, class_idx, *, upsample: bool = True,
                          normalize: bool = True) -> torch.Tensor:
-    """CAM of ``class_idx`` (an int, or one per image): sum_k w[c, k] f_k(x), upsampled to x's size, in [0, 1]."""
+    """CAM of ``class_idx`` (an int, or one per image): sum_k w[c, k] f_k(x), upsampled to x's size,
+    in [0, 1]."""
     xb, single = _as_batch(x)
     weights = head_weights(model)
     idx = _class_indices(class_idx, len(xb))
@@ -106,9 +114,11 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, class_idx, *, upsamp
 
 def activation_map(model: nn.Module, x: torch.Tensor, *, upsample: bool = True,
                    normalize: bool = True) -> torch.Tensor:
-    """Class-agnostic activation map (SPEC 1.2): the channel mean of the last feature map, upsampled and in [0, 1].
+    """Class-agnostic activation map (SPEC 1.2): the channel mean of the last feature map, upsampled
+    and in [0, 1].
 
-    Shows where, and at what resolution, the network responds: 4x4 cells for the CIFAR ResNets, 8x8 for the DRNs.
+    Shows where, and at what resolution, the network responds: 4x4 cells for the CIFAR ResNets, 8x8
+    for the DRNs.
     """
     xb, single = _as_batch(x)
     device = next(model.parameters()).device
@@ -122,7 +132,8 @@ def activation_map(model: nn.Module, x: torch.Tensor, *, upsample: bool = True,
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, class_idx) -> torch.Tensor:
-    """Grad-CAM of ``class_idx`` at ``model.cam_layer`` via ``pytorch_grad_cam.GradCAM``: input-sized maps in [0, 1].
+    """Grad-CAM of ``class_idx`` at ``model.cam_layer`` via ``pytorch_grad_cam.GradCAM``:
+    input-sized maps in [0, 1].
 
     Leaves the model's parameter gradients cleared (``grad-cam`` back-propagates through the model).
     """
@@ -149,7 +160,8 @@ def _to_hwc_uint8(image) -> np.ndarray:
 
 
 def overlay(image_uint8, cam, *, alpha: float = 0.5) -> np.ndarray:
-    """The map drawn over the image with the jet colormap: (H, W, 3) float RGB in [0, 1] (``alpha`` = map weight)."""
+    """The map drawn over the image with the jet colormap: (H, W, 3) float RGB in [0, 1] (``alpha``
+    = map weight)."""
     import matplotlib
 
     img = _to_hwc_uint8(image_uint8).astype(np.float32) / 255.0
@@ -167,9 +179,9 @@ def cam_rows(model: nn.Module, x: torch.Tensor, *, labels=None, wrong_class: int
              classes: Sequence[str] = CLASSES) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The maps of the comparison figure for a batch, and a title per image.
 
-    Rows: CAM of the predicted class, CAM of a wrong class (``wrong_class``, or by default the class the model
-    finds least likely), Grad-CAM of the predicted class. Titles give the prediction, the wrong class and, when
-    ``labels`` are given, the true class.
+    Rows: CAM of the predicted class, CAM of a wrong class (``wrong_class``, or by default the class
+    the model finds least likely), Grad-CAM of the predicted class. Titles give the prediction, the
+    wrong class and, when ``labels`` are given, the true class.
     """
     xb, _ = _as_batch(x)
     with torch.no_grad(), _eval_mode(model):
@@ -190,10 +202,11 @@ def cam_rows(model: nn.Module, x: torch.Tensor, *, labels=None, wrong_class: int
 
 def cam_figure(images, cams: Mapping[str, Sequence] | Sequence, titles: Sequence[str] | None = None, *,
                alpha: float = 0.5, title: str = ""):
-    """A grid: the input images in the first row, then one row of jet overlays per entry of ``cams``.
+    """A grid: the input images in the first row, then one row of jet overlays per entry of
+    ``cams``.
 
-    ``images``: N uint8 images ((3, H, W) or (H, W, 3), e.g. ``Cifar10.test_x[idx]``); ``cams``: {row label: N maps}
-    (one row if a plain sequence); ``titles``: N column titles.
+    ``images``: N uint8 images ((3, H, W) or (H, W, 3), e.g. ``Cifar10.test_x[idx]``); ``cams``:
+    {row label: N maps} (one row if a plain sequence); ``titles``: N column titles.
     """
     import matplotlib.pyplot as plt
 

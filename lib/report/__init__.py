@@ -1,14 +1,16 @@
 """Saving tables and figures with provenance, the per-profile manifest, and the HTML index page.
 
-A chapter notebook opens a :class:`Report`, saves every table (CSV + Markdown) and figure (PNG) through it
-under the SPEC item it regenerates, and calls :meth:`Report.finish` as its last cell. Until then everything
-is written to a staging folder; ``finish`` moves it into ``outputs/<profile>/<chapter>/`` in one rename and
-records it in ``outputs/<profile>/manifest.json``. A chapter that fails half-way therefore never clobbers the
-previous good outputs. Every saved file gets a provenance sidecar: git commit, parameters hash, seed, library
-versions, device, data source and wall time.
+A chapter notebook opens a :class:`Report`, saves every table (CSV + Markdown) and figure (PNG)
+through it under the SPEC item it regenerates, and calls :meth:`Report.finish` as its last cell.
+Until then everything is written to a staging folder; ``finish`` moves it into
+``outputs/<profile>/<chapter>/`` in one rename and records it in
+``outputs/<profile>/manifest.json``. A chapter that fails half-way therefore never clobbers the
+previous good outputs. Every saved file gets a provenance sidecar: git commit, parameters hash,
+seed, library versions, device, data source and wall time.
 
-Checkpoints and TensorBoard logs live outside the chapter folder (``outputs/<profile>/checkpoints`` and
-``.../tensorboard``), so re-running a chapter resumes or reuses training instead of repeating it.
+Checkpoints and TensorBoard logs live outside the chapter folder (``outputs/<profile>/checkpoints``
+and ``.../tensorboard``), so re-running a chapter resumes or reuses training instead of repeating
+it.
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import params_hash
-from .spec import presented_numbers, status
+from .. import storage
+from ..params import params_hash
+from ..spec import presented_numbers, status
+from ..storage import ROOT, default_out_root, write_text_atomic
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = {
     "01_supervised": "1. Supervised learning",
     "02_generative": "2. Generative models",
@@ -86,17 +89,6 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def default_out_root() -> Path:
-    return Path(os.environ.get("CIFAR_REPORT_OUTPUTS", ROOT / "outputs"))
-
-
 class Report:
     """Collects one chapter's outputs for one profile; see the module docstring."""
 
@@ -113,7 +105,7 @@ class Report:
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
         if device is None and "device" in params:  # what the chapter trains on: params' device as resolved
-            from .train import device_description, pick_device
+            from ..train import device_description, pick_device
 
             device = device_description(pick_device(params["device"]))
         self.data_source, self.device = data_source, device
@@ -129,10 +121,9 @@ class Report:
 
     # -- places for work that outlives one run
     def work_dir(self, kind: str, *names: str) -> Path:
-        """``outputs/<profile>/<kind>/<chapter>/<names...>``, e.g. checkpoints or tensorboard runs."""
-        path = self.profile_dir / kind / self.chapter / Path(*names) if names else self.profile_dir / kind / self.chapter
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """``outputs/<profile>/<kind>/<chapter>/<names...>``, e.g. checkpoints or tensorboard
+        runs."""
+        return storage.work_dir(self.profile_dir, kind, self.chapter, *names)
 
     def provenance(self) -> dict:
         return {
@@ -153,7 +144,8 @@ class Report:
         write_text_atomic(self.staging / f"{name}.provenance.json", json.dumps(side, indent=2, default=str))
 
     def table(self, df: pd.DataFrame, name: str, *, item: str, title: str, notes: str = "") -> pd.DataFrame:
-        """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` for display."""
+        """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` for
+        display."""
         df.to_csv(self.staging / f"{name}.csv", index=False)
         md = f"**{title}**\n\n{df.to_markdown(index=False)}\n"
         if notes:
@@ -164,7 +156,8 @@ class Report:
         return df
 
     def figure(self, fig, name: str, *, item: str, title: str, dpi: int = 120):
-        """Save a matplotlib figure as ``<name>.png`` for SPEC ``item``; returns the figure for display."""
+        """Save a matplotlib figure as ``<name>.png`` for SPEC ``item``; returns the figure for
+        display."""
         fig.savefig(self.staging / f"{name}.png", dpi=dpi, bbox_inches="tight")
         self._sidecar(name, {"item": item, "title": title})
         self._record(item, {"kind": "figure", "path": f"{self.chapter}/{name}.png", "title": title})
@@ -175,15 +168,18 @@ class Report:
         self._record(item, {"kind": "text", "path": None, "title": title})
 
     def skip(self, item: str, reason: str) -> None:
-        """Record that ``item`` was not regenerated in this run, and why (shown on the index page)."""
+        """Record that ``item`` was not regenerated in this run, and why (shown on the index
+        page)."""
         if item not in SPEC_ITEMS:
             raise ValueError(f"unknown SPEC item {item!r}")
         self.skipped[item] = reason
 
     def compare(self, key: str, reproduced: float | None, *, note: str = "") -> None:
-        """Record this run's value for one presented number (a ``key`` of :func:`lib.spec.presented_numbers`).
+        """Record this run's value for one presented number (a ``key`` of
+        :func:`lib.spec.presented_numbers`).
 
-        The rows are saved as ``comparison.csv`` on :meth:`finish`; the index page's summary table reads them.
+        The rows are saved as ``comparison.csv`` on :meth:`finish`; the index page's summary table
+        reads them.
         """
         known = {r["key"] for r in presented_numbers()}
         if key not in known:
@@ -193,7 +189,8 @@ class Report:
                                  "note": note})
 
     def comparison_table(self) -> pd.DataFrame:
-        """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will hold)."""
+        """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will
+        hold)."""
         return comparison_frame(self.comparisons, profile=self.profile,
                                 items={k.split("/")[0] for k in (c["key"] for c in self.comparisons)})
 
@@ -217,7 +214,8 @@ class Report:
 
 
 def comparison_frame(comparisons: list[dict], *, profile: str, items: set | None = None) -> pd.DataFrame:
-    """Presented numbers (all, or those of ``items``) joined with reproduced values, with difference and status."""
+    """Presented numbers (all, or those of ``items``) joined with reproduced values, with difference
+    and status."""
     got = {c["key"]: c for c in comparisons}
     rows = []
     for spec_row in presented_numbers():
@@ -262,7 +260,8 @@ def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict, sk
 
 # ---------------------------------------------------------------------------------------------- index page
 def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
-    """Every presented number beside this profile's value, read from the chapters' saved ``comparison.csv``."""
+    """Every presented number beside this profile's value, read from the chapters' saved
+    ``comparison.csv``."""
     profile_dir = Path(profile_dir)
     rows = []
     for ch in CHAPTERS:
@@ -285,8 +284,9 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em aut
 
 
 def build_index(profile_dir: str | Path) -> Path:
-    """Write ``<profile_dir>/html/index.html``: the presented-vs-reproduced summary, SPEC coverage, provenance and
-    thumbnails of the key figures, all read from the manifest and the chapters' saved tables."""
+    """Write ``<profile_dir>/html/index.html``: the presented-vs-reproduced summary, SPEC coverage,
+    provenance and thumbnails of the key figures, all read from the manifest and the chapters' saved
+    tables."""
     profile_dir = Path(profile_dir)
     man = read_manifest(profile_dir)
     esc = html.escape

@@ -1,24 +1,28 @@
-"""Fréchet Inception Distance (SPEC 2.3) from in-memory image tensors, with cached reference statistics.
+"""Fréchet Inception Distance (SPEC 2.3) from in-memory image tensors, with cached reference
+statistics.
 
-FID compares the mean and covariance of Inception-v3 pool3 features (2,048-d; pytorch-fid offers 64, 192, 768
-and 2,048 dimensions, and 2,048 is the standard the published numbers use -- the presentation's "1,024-d" does
-not exist in pytorch-fid) of generated images with those of real images::
+FID compares the mean and covariance of Inception-v3 pool3 features (2,048-d; pytorch-fid offers 64,
+192, 768 and 2,048 dimensions, and 2,048 is the standard the published numbers use -- the
+presentation's "1,024-d" does not exist in pytorch-fid) of generated images with those of real
+images::
 
     d^2 = ||m - m_w||^2 + Tr(C + C_w - 2 (C C_w)^(1/2))
 
-The network and the distance are pytorch-fid's own (``InceptionV3`` with the TF 2015-12-05 weights and
-``calculate_frechet_distance``). Instead of writing thousands of PNG files and reading them back, images are
-fed as uint8 ``(N, 3, H, W)`` tensors in batches; pytorch-fid reads a PNG into exactly the same ``[0, 1]``
-floats, so the statistics agree with its file path (``tests/test_fid.py`` checks it).
+The network and the distance are pytorch-fid's own (``InceptionV3`` with the TF 2015-12-05 weights
+and ``calculate_frechet_distance``). Instead of writing thousands of PNG files and reading them
+back, images are fed as uint8 ``(N, 3, H, W)`` tensors in batches; pytorch-fid reads a PNG into
+exactly the same ``[0, 1]`` floats, so the statistics agree with its file path
+(``tests/test_fid.py`` checks it).
 
-Reference statistics of real images (the training set, and the floors: other training images and test
-images) are computed once and cached as ``.npz`` under the data cache dir, keyed by data source, split,
-sample count and seed. Without the Inception weights (no file and no network) :func:`inception_status` says
-where to put the file, and the notebook skips the FID cells instead of failing.
+Reference statistics of real images (the training set, and the floors: other training images and
+test images) are computed once and cached as ``.npz`` under the data cache dir, keyed by data
+source, split, sample count and seed. Without the Inception weights (no file and no network)
+:func:`inception_status` says where to put the file, and the notebook skips the FID cells instead of
+failing.
 
-CPU throughput is a few images per second (the network runs at 299x299), so the small profiles use tens to
-hundreds of images and their FIDs are not comparable with 5,000-sample values (FID is biased upwards at small
-sample sizes).
+CPU throughput is a few images per second (the network runs at 299x299), so the small profiles use
+tens to hundreds of images and their FIDs are not comparable with 5,000-sample values (FID is biased
+upwards at small sample sizes).
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ class FIDUnavailable(RuntimeError):
 
 
 def weights_path() -> Path:
-    """Where pytorch-fid looks for (and downloads) its weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    """Where pytorch-fid looks for (and downloads) its weights:
+    ``$TORCH_HOME/hub/checkpoints/<file>``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
@@ -51,8 +56,8 @@ def missing_weights_message() -> str:
 
 
 def inception_status(*, download: bool = True) -> tuple[bool, str]:
-    """``(available, message)``: whether the weights are on disk (downloading them when ``download`` and the
-    network allow), and a line saying which file is used or where to put it."""
+    """``(available, message)``: whether the weights are on disk (downloading them when ``download``
+    and the network allow), and a line saying which file is used or where to put it."""
     path = weights_path()
     if path.is_file():
         return True, f"Inception weights: {path}"
@@ -69,7 +74,8 @@ _MODELS: dict[str, torch.nn.Module] = {}
 
 
 def load_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
-    """pytorch-fid's ``InceptionV3`` returning 2,048-d pool3 features, in eval mode (cached per device)."""
+    """pytorch-fid's ``InceptionV3`` returning 2,048-d pool3 features, in eval mode (cached per
+    device)."""
     device = torch.device(device)
     if str(device) in _MODELS:
         return _MODELS[str(device)]
@@ -81,7 +87,7 @@ def load_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
         raise FIDUnavailable(f"{missing_weights_message()} ({type(err).__name__}: {err})") from None
     model = model.eval().to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+        model = model.to(memory_format=torch.channels_last)  # faster on CPU: bench/fid_throughput.py
     _MODELS[str(device)] = model
     return model
 
@@ -91,8 +97,8 @@ def inception_features(images: torch.Tensor, *, batch_size: int = 50, device: st
                        model: torch.nn.Module | None = None) -> np.ndarray:
     """``(N, 2048)`` float64 pool3 features of uint8 images ``(N, 3, H, W)``, computed in batches.
 
-    The images are scaled to ``[0, 1]`` exactly as pytorch-fid's ``ToTensor`` does; the network itself resizes
-    to 299x299 and maps to ``[-1, 1]``.
+    The images are scaled to ``[0, 1]`` exactly as pytorch-fid's ``ToTensor`` does; the network
+    itself resizes to 299x299 and maps to ``[-1, 1]``.
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -122,7 +128,8 @@ class Stats:
 
 
 def frechet_distance(a: Stats, b: Stats) -> float:
-    """FID between two feature statistics (pytorch-fid's implementation, with its singular-matrix fallback)."""
+    """FID between two feature statistics (pytorch-fid's implementation, with its singular-matrix
+    fallback)."""
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     return float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
@@ -137,7 +144,7 @@ def statistics(images: torch.Tensor, *, batch_size: int = 50, device: str | torc
 
 def cache_path(*, source: str, split: str, n: int, seed: int, cache_dir: str | Path | None = None) -> Path:
     """``<cache>/fid-stats/<split>-<n>-<hash of source and seed>.npz``."""
-    from .data import default_cache_dir
+    from ..data import default_cache_dir
 
     key = hashlib.sha256(f"{source}|{split}|{n}|{seed}|{DIMS}".encode()).hexdigest()[:12]
     return Path(cache_dir or default_cache_dir()) / "fid-stats" / f"{split}-{n}-{key}.npz"
@@ -145,9 +152,11 @@ def cache_path(*, source: str, split: str, n: int, seed: int, cache_dir: str | P
 
 def cached_statistics(images: torch.Tensor, *, source: str, split: str, seed: int, batch_size: int = 50,
                       device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> Stats:
-    """Statistics of real images, computed once and cached as ``.npz`` keyed by (source, split, count, seed).
+    """Statistics of real images, computed once and cached as ``.npz`` keyed by (source, split,
+    count, seed).
 
-    ``images`` must be a deterministic function of those keys (a seeded subsample of a split of the source).
+    ``images`` must be a deterministic function of those keys (a seeded subsample of a split of the
+    source).
     """
     path = cache_path(source=source, split=split, n=len(images), seed=seed, cache_dir=cache_dir)
     if path.is_file():

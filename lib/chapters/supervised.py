@@ -1,23 +1,25 @@
-"""Chapter 1 glue: data splits from params, a classifier trained by the one loop, and its evaluation.
+"""Chapter 1 glue: data splits from params, a classifier trained by the one loop, and its
+evaluation.
 
-The notebook calls :func:`load_splits` once and :func:`train_classifier` per model; everything a table needs
-(accuracy, parameters, FLOPs, wall time, device, epochs, history, logits) comes back in a :class:`Trained`.
-Training is cached by its checkpoint: re-running the notebook with the same parameters resumes or reuses it.
+The notebook calls :func:`load_splits` once and :func:`train_classifier` per model; everything a
+table needs (accuracy, parameters, FLOPs, wall time, device, epochs, history, logits) comes back in
+a :class:`Trained`. Training is cached by its checkpoint: re-running the notebook with the same
+parameters resumes or reuses it.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from . import data as D
-from .models import build_model, count_parameters, flops_per_image
-from .params import params_hash
-from .train import (Classifier, classification_metrics, device_description, fit, load_checkpoint, make_optimizer,
-                    make_scheduler, pick_device, predict)
+from .. import data as D
+from .. import storage
+from ..evaluate.classification import classification_metrics, predict
+from ..methods.classifier import Classifier
+from ..models import build_model, count_parameters, flops_per_image
+from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
                "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta")
@@ -25,7 +27,8 @@ RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch
 
 @dataclass
 class Splits:
-    """Train / validation / test tensors (uint8 images, int64 labels) and a description of their source."""
+    """Train / validation / test tensors (uint8 images, int64 labels) and a description of their
+    source."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -41,8 +44,9 @@ class Splits:
 
 
 def load_splits(params: dict) -> Splits:
-    """CIFAR-10 from ``params['data']``, a seeded class-balanced validation split carved from train, and optional
-    class-balanced subsets (``train_subset``, ``test_subset``) for the small profiles."""
+    """CIFAR-10 from ``params['data']``, a seeded class-balanced validation split carved from train,
+    and optional class-balanced subsets (``train_subset``, ``test_subset``) for the small
+    profiles."""
     ds = D.load_cifar10(params["data"])
     train_x, train_y = D.subsample(ds.train_x, ds.train_y, params["train_subset"], seed=params["seed"])
     parts = D.stratified_split(train_y, {"val": params["val_size"], "train": -1}, seed=params["seed"])
@@ -52,7 +56,8 @@ def load_splits(params: dict) -> Splits:
 
 
 def recipe(params: dict, name: str | None = None) -> dict:
-    """The training recipe ``name`` (default ``params['recipe']``) as plain keys: ``presented_lr`` -> ``lr``."""
+    """The training recipe ``name`` (default ``params['recipe']``) as plain keys: ``presented_lr``
+    -> ``lr``."""
     name = name or params["recipe"]
     keys = {k: params.get(f"{name}_{k}") for k in RECIPE_KEYS}
     missing = [f"{name}_{k}" for k, v in keys.items() if v is None]
@@ -61,50 +66,65 @@ def recipe(params: dict, name: str | None = None) -> dict:
     return keys
 
 
-@dataclass
-class Trained:
-    name: str
-    model: torch.nn.Module
-    history: pd.DataFrame
+@dataclass(kw_only=True)
+class Trained(Run):
+    """A chapter-1 classifier run: the model chosen on validation, its test logits, recipe and
+    size."""
+
     recipe: dict
+    recipe_name: str
     epochs: int
-    val_acc: float
-    test_acc: float
-    test_logits: torch.Tensor = field(repr=False)
-    test_labels: torch.Tensor = field(repr=False)
-    parameters: int = 0
-    flops: int = 0
-    wall_time_s: float = 0.0
-    device: str = ""
-    checkpoint: Path | None = None
-    recipe_name: str = ""
+    parameters: int
+    flops: int
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.method.model
+
+    @property
+    def val_acc(self) -> float:
+        return self.best_value
+
+    @property
+    def test_acc(self) -> float:
+        return self.test["acc"]
+
+    @property
+    def test_logits(self) -> torch.Tensor:
+        return self.test["logits"]
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        return self.test["labels"]
 
 
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
                      recipe_name: str | None = None, epochs: int | None = None, overrides: dict | None = None,
                      run_name: str | None = None) -> Trained:
-    """Train registered model ``name`` with a recipe, select the best epoch on validation, report test once.
+    """Train registered model ``name`` with a recipe, select the best epoch on validation, report
+    test once.
 
-    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep). The checkpoint
-    folder is keyed by everything that shapes training, so a changed parameter never resumes a stale run.
+    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep). The
+    checkpoint folder is keyed by everything that shapes training, so a changed parameter never
+    resumes a stale run.
     """
     rec = {**recipe(params, recipe_name), **(overrides or {})}
     epochs = epochs or params["epochs"]
     device = pick_device(params["device"])
     channels_last = device.type == "cuda"
-    key = params_hash({"model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
-                       "seed": params["seed"], "data": splits.source, "sizes": splits.sizes()})
     run_name = run_name or name
-    ckpt_dir = Path(ckpt_root) / f"{run_name}-{key}"
+    ckpt_dir = storage.run_dir(ckpt_root, run_name, {
+        "model": name, "width": params["width"], "epochs": epochs, "recipe": rec, "seed": params["seed"],
+        "data": splits.source, "sizes": splits.sizes()})
     torch.manual_seed(params["seed"])
     model = build_model(name, width=params["width"])
-    n_params = count_parameters(model)
-    flops = flops_per_image(model)
+    n_params, flops = count_parameters(model), flops_per_image(model)
 
-    train = D.BatchLoader(splits.train_x, splits.train_y, batch_size=rec["batch_size"], device=device,
-                          seed=params["seed"], channels_last=channels_last)
-    val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,
-                        train=False, channels_last=channels_last)
+    def loader(x, y, **kw):
+        return D.BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
+
+    train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"], seed=params["seed"])
+    val = loader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], train=False)
     steps_per_epoch = len(train)
     total = epochs * steps_per_epoch
     opt = make_optimizer(model.parameters(), name=rec["optimizer"], lr=rec["lr"], momentum=rec["momentum"],
@@ -112,68 +132,44 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     sched = make_scheduler(opt, name=rec["scheduler"], total_steps=total, steps_per_epoch=steps_per_epoch,
                            step_size_epochs=rec["step_size_epochs"], gamma=rec["gamma"],
                            warmup_steps=int(rec["warmup_epochs"] * steps_per_epoch))
-    method = Classifier(model, opt, sched, label_smoothing=rec["label_smoothing"], compile=params["compile"])
+    method = Classifier(model, opt, sched, label_smoothing=rec["label_smoothing"])
+
+    def logits_of(data):
+        return predict(model, data, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
 
     def evaluate():
-        logits, labels = predict(model, val, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
-        m = classification_metrics(logits, labels)
+        m = classification_metrics(*logits_of(val))
         return {"val_acc": m["acc"], "val_loss": m["loss"]}
 
-    result = fit(method, train.forever, total_steps=total, evaluate=evaluate, steps_per_epoch=steps_per_epoch,
-                 ckpt_dir=ckpt_dir, tb_dir=(Path(tb_root) / run_name) if tb_root else None,
-                 device=device, amp=params["amp"], seed=params["seed"], desc=run_name,
-                 log_every=max(1, steps_per_epoch // 4),
-                 config={"model": name, "width": params["width"], "epochs": epochs, "recipe": rec})
-    if result.best_checkpoint is not None:  # evaluate the epoch chosen on validation, not the last one
-        model.load_state_dict(load_checkpoint(result.best_checkpoint)["method"]["model"])
-    test = D.BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"], device=device,
-                         train=False, channels_last=channels_last)
-    logits, labels = predict(model, test, flip_tta=rec["flip_tta"], autocast_dtype=method.autocast_dtype)
-    hist = result.history
-    test_acc = classification_metrics(logits, labels)["acc"]
-    _record_checkpoint(Path(ckpt_root), run_name, {
-        "model": name, "width": params["width"], "checkpoint": str(result.best_checkpoint.relative_to(ckpt_root))
-        if result.best_checkpoint else None, "val_acc": result.best.get("value"), "test_acc": test_acc,
-        "data": splits.source, "profile": params["profile"], "epochs": epochs})
-    return Trained(name=run_name, model=model, history=hist, recipe=rec, epochs=epochs,
-                   val_acc=float(result.best.get("value", float("nan"))),
-                   test_acc=test_acc, test_logits=logits, test_labels=labels,
-                   parameters=n_params, flops=flops, wall_time_s=float(hist["elapsed_s"].iloc[-1]),
-                   device=device_description(device), checkpoint=result.best_checkpoint,
-                   recipe_name=recipe_name or params["recipe"])
+    def test():
+        logits, labels = logits_of(loader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"],
+                                          train=False))
+        return {"acc": classification_metrics(logits, labels)["acc"], "logits": logits, "labels": labels}
 
-
-def _record_checkpoint(ckpt_root: Path, run_name: str, info: dict) -> None:
-    """Keep ``<ckpt_root>/index.json``: run name -> best checkpoint and what built it (read by chapters 2 and 4)."""
-    from .report import write_text_atomic
-
-    index_path = ckpt_root / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    index[run_name] = info
-    write_text_atomic(index_path, json.dumps(index, indent=2, default=str))
+    run = train_and_test(method, train.forever, name=run_name, test=test, total_steps=total,
+                         evaluate=evaluate, steps_per_epoch=steps_per_epoch, ckpt_dir=ckpt_dir,
+                         tb_dir=(Path(tb_root) / run_name) if tb_root else None, device=device,
+                         amp=params["amp"], seed=params["seed"], log_every=max(1, steps_per_epoch // 4),
+                         compile=params["compile"],
+                         config={"model": name, "width": params["width"], "epochs": epochs, "recipe": rec})
+    storage.record_checkpoint(ckpt_root, run_name, {
+        "model": name, "width": params["width"],
+        "checkpoint": str(run.checkpoint.relative_to(ckpt_root)) if run.best else None,
+        "val_acc": run.best.get("value"), "test_acc": run.test["acc"], "data": splits.source,
+        "profile": params["profile"], "epochs": epochs})
+    return Trained(**vars(run), recipe=rec, recipe_name=recipe_name or params["recipe"], epochs=epochs,
+                   parameters=n_params, flops=flops)
 
 
 def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *, device: str = "cpu") -> tuple:
-    """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as ``(model in eval mode, info)``.
+    """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as
+    ``(model in eval mode, info)``.
 
     Fails with the command to run first when chapter 1 has not produced it.
     """
-    profile_dir = Path(profile_dir)
-    index_path = profile_dir / "checkpoints" / "01_supervised" / "index.json"
-    hint = (f"run chapter 1 first: ./run_all.sh --profile {profile_dir.name} --only 01 "
-            f"(or open notebooks/01_supervised with profile = {profile_dir.name!r})")
-    if not index_path.is_file():
-        raise FileNotFoundError(f"no chapter-1 checkpoints under {index_path.parent}; {hint}")
-    index = json.loads(index_path.read_text())
-    if run_name not in index or not index[run_name].get("checkpoint"):
-        raise FileNotFoundError(f"chapter 1 has no checkpoint for {run_name!r} in {index_path} "
-                                f"(it has {sorted(index)}); add it to `models` in params/01_supervised.yaml and {hint}")
-    info = index[run_name]
-    path = index_path.parent / info["checkpoint"]
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} listed in {index_path} is missing; {hint}")
+    path, info = storage.indexed_checkpoint(profile_dir, run_name)
     model = build_model(info["model"], width=info["width"])
-    model.load_state_dict(load_checkpoint(path)["method"]["model"])
+    model.load_state_dict(storage.load_checkpoint(path)["method"]["model"])
     return model.to(device).eval(), info
 
 
@@ -211,7 +207,8 @@ def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str, epochs
 
 
 def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Macro-averaged one-vs-rest ROC AUC of softmax scores (scikit-learn), the presentation's "test AUC"."""
+    """Macro-averaged one-vs-rest ROC AUC of softmax scores (scikit-learn), the presentation's "test
+    AUC"."""
     from sklearn.metrics import roc_auc_score
 
     probs = torch.softmax(logits.float(), dim=1).numpy()
@@ -220,9 +217,11 @@ def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataFrame:
-    """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning rate) cell.
+    """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning
+    rate) cell.
 
-    Returns one row per cell with validation and test macro AUC; the best cell is chosen on validation AUC.
+    Returns one row per cell with validation and test macro AUC; the best cell is chosen on
+    validation AUC.
     """
     if params["sweep_train_subset"]:
         tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"], seed=params["seed"])
@@ -253,7 +252,8 @@ def sweep_with_presented(df: pd.DataFrame, presented: dict) -> pd.DataFrame:
 
 
 def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, classes, presented: dict) -> pd.DataFrame:
-    """SPEC 1.10: per-class precision / recall / f1 / support (scikit-learn) beside the presented values."""
+    """SPEC 1.10: per-class precision / recall / f1 / support (scikit-learn) beside the presented
+    values."""
     from sklearn.metrics import classification_report
 
     rep = classification_report(labels.numpy(), logits.argmax(1).numpy(), labels=list(range(len(classes))),

@@ -1,11 +1,12 @@
-"""HTML export of executed chapter notebooks: a class version (no code) and a full version, plus one combined file.
+"""HTML export of executed chapter notebooks: a class version (no code) and a full version, plus one
+combined file.
 
-Each page stands alone (figures are embedded as data URIs) and opens with a table of contents built from the
-notebook's headings. The class version also drops stream output (progress lines, warnings), so students see
-the tables and figures, not the machinery. Called by ``run_all.sh``::
+Each page stands alone (figures are embedded as data URIs) and opens with a table of contents built
+from the notebook's headings. The class version also drops stream output (progress lines, warnings),
+so students see the tables and figures, not the machinery. Called by ``run_all.sh``::
 
-    python -m lib.export chapter outputs/<profile>/notebooks/01_supervised.ipynb outputs/<profile>/html
-    python -m lib.export finish outputs/<profile>     # index.html and the combined report.html
+    python -m lib.report.export chapter outputs/<profile>/notebooks/01_supervised.ipynb outputs/<profile>/html
+    python -m lib.report.export finish outputs/<profile>     # index.html and the combined report.html
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import nbformat
 
-from .report import CHAPTERS, build_index, write_text_atomic
+from ..storage import write_text_atomic
+from . import CHAPTERS, build_index
 
 
 def _anchor(text: str) -> str:
@@ -47,7 +49,8 @@ def toc_cell(nb, *, title: str = "Contents", levels: tuple[int, int] = (2, 3)):
 
 
 def class_version(nb):
-    """Drop stream output (progress lines, warnings) and empty code cells; inputs are hidden by the exporter."""
+    """Drop stream output (progress lines, warnings) and empty code cells; inputs are hidden by the
+    exporter."""
     nb = copy.deepcopy(nb)
     cells = []
     for cell in nb.cells:
@@ -77,7 +80,8 @@ def _html(nb, *, with_code: bool) -> str:
 
 
 def export_chapter(notebook: str | Path, html_dir: str | Path) -> list[Path]:
-    """Write ``<chapter>.html`` (class version) and ``<chapter>-code.html`` next to each other in ``html_dir``."""
+    """Write ``<chapter>.html`` (class version) and ``<chapter>-code.html`` next to each other in
+    ``html_dir``."""
     notebook, html_dir = Path(notebook), Path(html_dir)
     nb = nbformat.read(notebook, as_version=4)
     chapter = notebook.stem

@@ -1,31 +1,37 @@
-"""Dilated Residual Networks DRN-C-26 and DRN-D-22 (Yu, Koltun & Funkhouser, CVPR 2017), written for this report.
+"""Dilated Residual Networks DRN-C-26 and DRN-D-22 (Yu, Koltun & Funkhouser, CVPR 2017), written for
+this report.
 
 No library ships DRNs, so this module rebuilds them after the paper and the authors' reference code
 (github.com/fyu/drn, ``drn.py``), keeping its structure and its module layout:
 
-* a 7x7 stem convolution (16 channels), then eight levels with channels (16, 32, 64, 128, 256, 512, 512, 512)
-  and (1, 1, 2, 2, 2, 2, 1, 1) blocks; levels 3 and 4 (and level 2) downsample by striding;
-* levels 5 and 6 keep the resolution and use dilation 2 and 4 instead of striding (the first block of a
-  level uses the dilation of the level, as in the reference ``_make_layer(..., new_level=False)``);
-* **DRN-C** removes the gridding artefacts of dilation with two *non-residual* BasicBlocks: level 7 (dilation 2)
-  and level 8 (dilation 1); levels 1-2 are residual BasicBlocks, as in ResNet;
-* **DRN-D** replaces the residual blocks of levels 1-2 and 7-8 by plain conv-BN-ReLU layers (one 3x3 conv per
-  "block" count: levels 1, 2, 7, 8 each have one conv in DRN-D-22) and uses BasicBlocks in levels 3-6
-  (reference ``drn_d_22 = DRN(BasicBlock, [1, 1, 2, 2, 2, 2, 1, 1], arch='D')``);
-* classifier: global average pooling + a 1x1 convolution (``classifier``, a 1x1 ``nn.Conv2d`` that also reports
-  ``in_features`` / ``out_features`` like ``nn.Linear`` so every model in ``lib.models`` has one interface).
+* a 7x7 stem convolution (16 channels), then eight levels with channels (16, 32, 64, 128, 256, 512,
+  512, 512) and (1, 1, 2, 2, 2, 2, 1, 1) blocks; levels 3 and 4 (and level 2) downsample by
+  striding;
+* levels 5 and 6 keep the resolution and use dilation 2 and 4 instead of striding (the first block
+  of a level uses the dilation of the level, as in the reference
+  ``_make_layer(..., new_level=False)``);
+* **DRN-C** removes the gridding artefacts of dilation with two *non-residual* BasicBlocks: level 7
+  (dilation 2) and level 8 (dilation 1); levels 1-2 are residual BasicBlocks, as in ResNet;
+* **DRN-D** replaces the residual blocks of levels 1-2 and 7-8 by plain conv-BN-ReLU layers (one 3x3
+  conv per "block" count: levels 1, 2, 7, 8 each have one conv in DRN-D-22) and uses BasicBlocks in
+  levels 3-6 (reference ``drn_d_22 = DRN(BasicBlock, [1, 1, 2, 2, 2, 2, 1, 1], arch='D')``);
+* classifier: global average pooling + a 1x1 convolution (``classifier``, a 1x1 ``nn.Conv2d`` that
+  also reports ``in_features`` / ``out_features`` like ``nn.Linear`` so every model in
+  ``lib.models`` has one interface).
 
-Strides. The ImageNet networks (``imagenet=True``) keep the reference's output stride 8: stem stride 1,
-level 2 stride 2, level 3 stride 2, level 4 stride 2, so a 224x224 image ends on a 28x28 map; with 1,000 classes
-DRN-C-26 has 21,126,584 and DRN-D-22 16,393,752 parameters (the paper's 21.1 M and 16.4 M; a test checks them).
+Strides. The ImageNet networks (``imagenet=True``) keep the reference's output stride 8: stem stride
+1, level 2 stride 2, level 3 stride 2, level 4 stride 2, so a 224x224 image ends on a 28x28 map;
+with 1,000 classes DRN-C-26 has 21,126,584 and DRN-D-22 16,393,752 parameters (the paper's 21.1 M
+and 16.4 M; a test checks them).
 
-**CIFAR adaptation** (the default, ``imagenet=False``): with output stride 8 a 32x32 image would end on 4x4,
-no finer than the CIFAR ResNets. The whole point of a DRN (and of SPEC 1.2's activation maps) is a higher
-resolution last feature map, so level 2 does not stride here: levels 1-2 run at 32x32, level 3 at 16x16 and
-levels 4-8 at **8x8** (output stride 4). Level 2 is the cheapest place to drop the stride (32 channels, one
-block), and the dilations of levels 5-8 (2, 4, 2, 1) are kept as in the paper, so level 6's dilation-4 taps
-reach half-way across the 8x8 map. Nothing else changes (same channels, blocks and parameter count up to the
-classifier). ``width`` scales every channel count (``max(4, round(c * width))``), as for the ResNets.
+**CIFAR adaptation** (the default, ``imagenet=False``): with output stride 8 a 32x32 image would end
+on 4x4, no finer than the CIFAR ResNets. The whole point of a DRN (and of SPEC 1.2's activation
+maps) is a higher resolution last feature map, so level 2 does not stride here: levels 1-2 run at
+32x32, level 3 at 16x16 and levels 4-8 at **8x8** (output stride 4). Level 2 is the cheapest place
+to drop the stride (32 channels, one block), and the dilations of levels 5-8 (2, 4, 2, 1) are kept
+as in the paper, so level 6's dilation-4 taps reach half-way across the 8x8 map. Nothing else
+changes (same channels, blocks and parameter count up to the classifier). ``width`` scales every
+channel count (``max(4, round(c * width))``), as for the ResNets.
 """
 from __future__ import annotations
 
@@ -34,12 +40,10 @@ import math
 import torch
 import torch.nn as nn
 
+from .registry import scaled_channels
+
 CHANNELS = (16, 32, 64, 128, 256, 512, 512, 512)
 LAYERS = (1, 1, 2, 2, 2, 2, 1, 1)
-
-
-def _scaled(channels: int, width: float) -> int:
-    return max(4, int(round(channels * width)))
 
 
 def _conv3x3(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -47,7 +51,8 @@ def _conv3x3(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.C
 
 
 class BasicBlock(nn.Module):
-    """The reference DRN BasicBlock: two dilated 3x3 convolutions; ``residual=False`` drops the skip (DRN-C 7-8)."""
+    """The reference DRN BasicBlock: two dilated 3x3 convolutions; ``residual=False`` drops the skip
+    (DRN-C 7-8)."""
 
     expansion = 1
 
@@ -70,7 +75,8 @@ class BasicBlock(nn.Module):
 
 
 class PointwiseClassifier(nn.Conv2d):
-    """The DRN head: a 1x1 convolution applied to the pooled features, exposing ``in_features``/``out_features``."""
+    """The DRN head: a 1x1 convolution applied to the pooled features, exposing
+    ``in_features``/``out_features``."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features, kernel_size=1, bias=True)
@@ -85,7 +91,8 @@ class PointwiseClassifier(nn.Conv2d):
 
 
 class DRN(nn.Module):
-    """DRN-C or DRN-D (``arch``) with BasicBlocks; see the module docstring for the CIFAR stride adaptation."""
+    """DRN-C or DRN-D (``arch``) with BasicBlocks; see the module docstring for the CIFAR stride
+    adaptation."""
 
     def __init__(self, layers=LAYERS, *, arch: str = "C", num_classes: int = 10, width: float = 1.0,
                  imagenet: bool = False):
@@ -95,7 +102,7 @@ class DRN(nn.Module):
         if len(layers) != 8:
             raise ValueError(f"a DRN has eight levels; got layers={list(layers)}")
         self.arch, self.imagenet = arch, imagenet
-        ch = [_scaled(c, width) for c in CHANNELS]
+        ch = [scaled_channels(c, width) for c in CHANNELS]
         self.inplanes = ch[0]
         # layer0 = the 7x7 stem (stride 1 in the reference DRN-C/D: resolution is reduced in levels 2-4)
         self.layer0 = nn.Sequential(nn.Conv2d(3, ch[0], 7, stride=1, padding=3, bias=False),
@@ -150,7 +157,8 @@ class DRN(nn.Module):
         return nn.Sequential(*mods)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last convolutional feature map (level 8), before pooling: (B, 512*width, H/4, W/4) on CIFAR."""
+        """The last convolutional feature map (level 8), before pooling: (B, 512*width, H/4, W/4) on
+        CIFAR."""
         for i in range(9):
             x = getattr(self, f"layer{i}")(x)
         return x

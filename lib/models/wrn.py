@@ -1,10 +1,12 @@
-"""WRN-28-2, the Wide ResNet that semi-supervised CIFAR-10 benchmarks use (Zagoruyko & Komodakis, 2016).
+"""WRN-28-2, the Wide ResNet that semi-supervised CIFAR-10 benchmarks use (Zagoruyko & Komodakis,
+2016).
 
-Layout as in the MPL / UDA / FixMatch reference code: a 3x3 stem with 16 channels, three groups of four
-pre-activation basic blocks with ``16k, 32k, 64k`` channels (``k = 2``), batch norm with momentum 0.01
-(TensorFlow's 0.99 decay; ``bn_momentum`` changes it for short runs), leaky ReLU (slope 0.1), dropout inside each block, global average pooling and a
-linear head. With 10 classes it has 1,467,610 parameters. ``width`` scales every channel count, so the small
-profiles can run a narrower network through exactly the same code.
+Layout as in the MPL / UDA / FixMatch reference code: a 3x3 stem with 16 channels, three groups of
+four pre-activation basic blocks with ``16k, 32k, 64k`` channels (``k = 2``), batch norm with
+momentum 0.01 (TensorFlow's 0.99 decay; ``bn_momentum`` changes it for short runs), leaky ReLU
+(slope 0.1), dropout inside each block, global average pooling and a linear head. With 10 classes it
+has 1,467,610 parameters. ``width`` scales every channel count, so the small profiles can run a
+narrower network through exactly the same code.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 
 
 class BasicBlock(nn.Module):
-    """Pre-activation block: BN-LReLU-conv3x3-BN-LReLU-dropout-conv3x3, with a 1x1 projection when shapes change."""
+    """Pre-activation block: BN-LReLU-conv3x3-BN-LReLU-dropout-conv3x3, with a 1x1 projection when
+    shapes change."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, dropout: float, activate_before_residual: bool,
                  bn_momentum: float = 0.01):
@@ -44,7 +47,8 @@ class BasicBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-``depth``-``widen``; ``features(x)`` is the last feature map, ``classifier`` the linear head."""
+    """WRN-``depth``-``widen``; ``features(x)`` is the last feature map, ``classifier`` the linear
+    head."""
 
     def __init__(self, *, num_classes: int = 10, depth: int = 28, widen: int = 2, dropout: float = 0.0,
                  width: float = 1.0, bn_momentum: float = 0.01):

@@ -1,0 +1,319 @@
+"""Chapter 2 glue: the VAE, DCGAN and DDPM trained from params through the one loop, their samples,
+FID scores, the VAE-as-augmentation experiment and the class histograms of samples.
+
+All three take batches ``(images in [-1, 1], labels)`` from :class:`lib.data.BatchLoader` with
+horizontal flips only (no crop padding, which would teach the models black borders).
+:func:`train_generator` keys each checkpoint folder by everything that shapes training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .. import data as D
+from .. import storage
+from ..augment import normalize, to_signed
+from ..methods.dcgan import DCGAN
+from ..methods.ddpm import DDPM
+from ..methods.vae import VAE
+from ..models import count_parameters
+from ..models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init
+from ..models.unet import build_unet
+from ..models.vae import ConvVAE
+from ..train import Method, Run, make_optimizer, pick_device, train_and_test
+
+GENERATORS = ("vae", "dcgan", "ddpm")
+
+
+@dataclass(kw_only=True)
+class TrainedGenerator(Run):
+    """A trained generative model, its settings and size, and a seeded sampler -> (uint8 images,
+    seconds)."""
+
+    settings: dict
+    parameters: int
+    sample: Callable = field(repr=False)
+
+
+def generator_settings(kind: str, params: dict) -> dict:
+    """The ``<kind>_*`` keys of the params (lr, batch size, epochs, widths ...) without the
+    prefix."""
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generative model {kind!r}; expected one of {GENERATORS}")
+    return {k[len(kind) + 1:]: v for k, v in params.items() if k.startswith(kind + "_")}
+
+
+def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Method, int]:
+    """The method for ``kind`` with settings ``s`` (see :func:`generator_settings`), and its
+    parameter count."""
+    torch.manual_seed(seed)
+    if kind == "vae":
+        model = ConvVAE(latent=s["latent"], width=s["width"], conditional=s["conditional"])
+        opt = make_optimizer(model.parameters(), name="adam", lr=s["lr"])
+        return VAE(model, opt, beta=s["beta"]), count_parameters(model)
+    if kind == "dcgan":
+        G, Dn = DCGANGenerator(nz=s["nz"], width=s["width"]), DCGANDiscriminator(width=s["width"])
+        dcgan_init(G)
+        dcgan_init(Dn)
+        betas = (s["beta1"], 0.999)
+        opt_g = make_optimizer(G.parameters(), name="adam", lr=s["lr"], betas=betas)
+        opt_d = make_optimizer(Dn.parameters(), name="adam", lr=s["lr"], betas=betas)
+        return DCGAN(G, Dn, opt_g, opt_d), count_parameters(G) + count_parameters(Dn)
+    unet = build_unet(channels=s["channels"], multipliers=tuple(s["multipliers"]),
+                      layers_per_block=s["layers_per_block"], attention_resolutions=tuple(s["attention_resolutions"]),
+                      dropout=s["dropout"])
+    opt = make_optimizer(unet.parameters(), name="adam", lr=s["lr"])
+    warmup = max(1, min(s["warmup_steps"], total_steps // 10))  # Ho et al.: linear warm-up (5,000 steps), then constant
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
+    method = DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"])
+    return method, count_parameters(unet)
+
+
+def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None) -> TrainedGenerator:
+    """Train ``kind`` (vae | dcgan | ddpm) on the training split with its ``<kind>_*`` params through :func:`fit`.
+
+    The checkpoint folder is keyed by the settings, seed, data source and split sizes: re-running
+    the notebook reuses a finished run or resumes an interrupted one, and a changed parameter never
+    resumes a stale run. The VAE keeps its best epoch by validation loss; DCGAN and DDPM have no
+    validation metric and use the last step (DDPM samples from the EMA weights).
+    """
+    s = generator_settings(kind, params)
+    device = pick_device(params["device"])
+    loader = D.BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"], device=device,
+                           seed=params["seed"], padding=0, normalize_fn=to_signed)  # flips only
+    steps_per_epoch = len(loader)
+    total = max(1, round(s["epochs"] * steps_per_epoch))
+    ckpt_dir = storage.run_dir(ckpt_root, kind, {
+        "kind": kind, "settings": s, "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
+        "total": total})
+    method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
+    evaluate = None
+    if kind == "vae":  # the epoch chosen on validation loss
+        val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,
+                            train=False, normalize_fn=to_signed)
+        evaluate = lambda: method.evaluate(val)  # noqa: E731
+    run = train_and_test(method, loader.forever, name=kind, total_steps=total, evaluate=evaluate,
+                         steps_per_epoch=steps_per_epoch,
+                         eval_every=max(1, round(s.get("eval_every_epochs", 1) * steps_per_epoch)),
+                         select="val_loss", mode="min", ckpt_dir=ckpt_dir,
+                         tb_dir=(Path(tb_root) / kind) if tb_root else None, device=device,
+                         amp=params["amp"], seed=params["seed"], log_every=max(1, steps_per_epoch // 4),
+                         compile=params["compile"], config={"kind": kind, "settings": s, "data": splits.source})
+    bs = params["sample_batch_size"]
+    if kind == "ddpm":
+        sample = lambda n, *, sampler="ddim", steps=None, seed=0: method.sample(  # noqa: E731
+            n, sampler=sampler, steps=steps or (s["ddim_steps"] if sampler == "ddim" else None), batch_size=bs,
+            seed=seed)
+    else:
+        sample = lambda n, *, seed=0, **_: method.sample(n, batch_size=bs, seed=seed)  # noqa: E731
+    return TrainedGenerator(**vars(run), settings={**s, "steps": total}, parameters=n_params, sample=sample)
+
+
+@torch.inference_mode()
+def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
+    """SPEC 2.1: each model as trained here (size, schedule, time)."""
+    return pd.DataFrame([{"model": t.name, "parameters": t.parameters, "epochs": t.settings["epochs"],
+                          "steps": t.settings["steps"], "batch": t.settings["batch_size"],
+                          "lr": t.settings["lr"], "training time (s)": round(t.wall_time_s, 1),
+                          "device": t.device} for t in trained.values()])
+
+
+def compared_fids(fid: pd.DataFrame, samples: dict[str, "Samples"]) -> dict[str, tuple[float, str]]:
+    """``{model: (FID, sampler)}`` for DCGAN and DDPM, the rows compared with the presented FIDs.
+    Where both DDPM samplers were scored, the ancestral sampler's row (drawn last) is the one
+    compared."""
+    by_label = dict(zip(fid["model"], fid["FID"]))
+    return {s.model: (by_label[label], s.sampler) for label, s in samples.items()
+            if s.model in ("dcgan", "ddpm") and label in by_label}
+
+
+def class_histogram(classifier: nn.Module, images: torch.Tensor, *, batch_size: int = 500) -> np.ndarray:
+    """Counts of each class predicted by ``classifier`` (chapter-1 normalisation) over uint8
+    ``images``."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    counts = torch.zeros(len(D.CLASSES), dtype=torch.long)
+    for i in range(0, len(images), batch_size):
+        pred = classifier(normalize(images[i:i + batch_size].to(device))).argmax(1).cpu()
+        counts += torch.bincount(pred, minlength=len(D.CLASSES))
+    return counts.numpy()
+
+
+def fid_row(name: str, stats, reference, *, presented: float | None = None, **extra) -> dict:
+    """One row of the 2.4 table: FID of ``stats`` against the reference statistics, with its sample
+    counts."""
+    from ..evaluate.fid import frechet_distance
+
+    return {"model": name, "FID": round(frechet_distance(stats, reference), 2), "images scored": stats.n,
+            "reference images": reference.n, "presented FID (5k)": presented, **extra}
+
+
+def reconstruction_splits(vae: VAE, splits, *, mode: str):
+    """The chapter-1 :class:`~lib.chapters.supervised.Splits` with the training images replaced by
+    VAE reconstructions (``mode="reconstructions"``) or extended with them
+    (``mode="real+reconstructions"``); labels preserved, validation and test stay real."""
+    from dataclasses import replace
+
+    rec = vae.reconstruct(splits.train_x, splits.train_y)
+    if mode == "reconstructions":
+        return replace(splits, train_x=rec, source=f"{splits.source}, VAE reconstructions of the training split")
+    if mode == "real+reconstructions":
+        return replace(splits, train_x=torch.cat([splits.train_x, rec]), train_y=torch.cat([splits.train_y] * 2),
+                       source=f"{splits.source}, real + VAE reconstructions of the training split")
+    raise ValueError(f"unknown mode {mode!r}; expected 'reconstructions' or 'real+reconstructions'")
+
+
+def classifier_params(params: dict) -> dict:
+    """The keys :func:`lib.chapters.supervised.train_classifier` reads, from this chapter's
+    ``classifier_*`` params."""
+    out = dict(params)
+    out["width"] = params["classifier_width"]
+    out["epochs"] = params["classifier_epochs"]
+    out["recipe"] = "classifier"
+    return out
+
+
+@dataclass
+class Samples:
+    """Images drawn from one model with one sampler, and the wall time it took."""
+
+    label: str
+    model: str
+    sampler: str
+    images: torch.Tensor = field(repr=False)
+    seconds: float
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / max(1, len(self.images))
+
+
+def draw_samples(trained: dict[str, TrainedGenerator], params: dict) -> dict[str, Samples]:
+    """``fid_images`` samples per model (DDPM with DDIM), plus ``ddpm_ancestral_images`` with the
+    ancestral sampler; each timed. Seeds are fixed, so re-running draws the same images."""
+    n, seed = params["fid_images"], params["seed"]
+    out = {}
+    for kind, label in (("vae", "VAE"), ("dcgan", "DCGAN")):
+        if kind in trained:
+            x, sec = trained[kind].sample(n, seed=seed)
+            out[label] = Samples(label, kind, "one decoder/generator pass", x, sec)
+    if "ddpm" in trained:
+        steps = params["ddpm_ddim_steps"]
+        x, sec = trained["ddpm"].sample(n, sampler="ddim", steps=steps, seed=seed)
+        out[f"DDPM, DDIM {steps} steps"] = Samples(f"DDPM, DDIM {steps} steps", "ddpm", f"DDIM, {steps} steps", x, sec)
+        steps, m = params["ddpm_ancestral_steps"], params["ddpm_ancestral_images"]
+        if m > 0:
+            x, sec = trained["ddpm"].sample(m, sampler="ddpm", steps=steps, seed=seed)
+            label = f"DDPM, ancestral {steps} steps"
+            out[label] = Samples(label, "ddpm", f"ancestral, {steps} steps", x, sec)
+    return out
+
+
+def real_statistics(params: dict, *, device: str | torch.device = "cpu") -> dict:
+    """Cached Inception statistics of real images: the reference (``fid_reference_images`` training
+    images, 0 = all 50,000) and the two floors (``fid_images`` other training images, and test
+    images)."""
+    from ..evaluate.fid import cached_statistics
+
+    ds = D.load_cifar10(params["data"])
+    n_ref, n, seed, bs = params["fid_reference_images"], params["fid_images"], params["seed"], params["fid_batch_size"]
+    ref_x, _ = D.subsample(ds.train_x, ds.train_y, n_ref, seed=seed)
+    train_x, _ = D.subsample(ds.train_x, ds.train_y, n, seed=seed + 1)
+    test_x, _ = D.subsample(ds.test_x, ds.test_y, n, seed=seed)
+    kw = dict(source=ds.source, seed=seed, batch_size=bs, device=device)
+    return {"reference": cached_statistics(ref_x, split="train-reference", **kw),
+            "train": cached_statistics(train_x, split="train-floor", **kw),
+            "test": cached_statistics(test_x, split="test-floor", **kw), "source": ds.source}
+
+
+def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator], real: dict, params: dict, *,
+              presented: dict, device: str | torch.device = "cpu") -> pd.DataFrame:
+    """SPEC 2.4: FID of each model's samples against the training-set reference, beside the
+    real-image floors, the presented FID, the setting as run, parameters, training time and sampling
+    time (per image and extrapolated to 5,000 images)."""
+    from ..evaluate.fid import statistics
+
+    ref, n_fid = real["reference"], params["fid_images"]
+    floor = fid_row("floor: real training images", real["train"], ref)["FID"]
+    rows = [fid_row("floor: real training images", real["train"], ref),
+            fid_row("floor: real test images", real["test"], ref)]
+    for label, smp in samples.items():
+        if len(smp.images) < n_fid:  # too few to score at the same sample size (FID depends on it)
+            continue
+        t = trained[smp.model]
+        s = t.settings
+        rows.append(fid_row(label, statistics(smp.images, batch_size=params["fid_batch_size"], device=device), ref,
+                            presented=presented.get(smp.model), **{
+                                "FID floor (train)": floor, "lr": s["lr"], "batch": s["batch_size"],
+                                "epochs": s["epochs"], "steps": s["steps"], "parameters": t.parameters,
+                                "training time (s)": round(t.wall_time_s, 1),
+                                "sampler": smp.sampler, "sampling s / image": round(smp.seconds_per_image, 4),
+                                "s to sample 5,000 (extrapolated)": round(5000 * smp.seconds_per_image, 1)}))
+    df = pd.DataFrame(rows)
+    df["profile"], df["data"], df["device"] = params["profile"], real["source"], trained[next(iter(trained))].device
+    return df
+
+
+def sampling_times(samples: dict[str, Samples]) -> pd.DataFrame:
+    """Seconds per image of every sampler (whether or not its sample was large enough for FID)."""
+    return pd.DataFrame([{"model / sampler": s.label, "images drawn": len(s.images), "seconds": round(s.seconds, 2),
+                          "s / image": round(s.seconds_per_image, 4),
+                          "s to sample 5,000 (extrapolated)": round(5000 * s.seconds_per_image, 1)}
+                         for s in samples.values()])
+
+
+def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
+                            presented: tuple[float, float] = (60.0, 70.0)):
+    """SPEC 2.2: the chapter-1 classifier trained on real images, on VAE reconstructions (labels
+    kept), and on both; selected on real validation images, tested once on real test images. Returns
+    (table, trained runs)."""
+    from .supervised import train_classifier
+
+    cp = classifier_params(params)
+    runs = {"real images": splits,
+            "VAE reconstructions": reconstruction_splits(vae, splits, mode="reconstructions"),
+            "real + VAE reconstructions": reconstruction_splits(vae, splits, mode="real+reconstructions")}
+    trained, rows = {}, []
+    for label, sp in runs.items():
+        run = f"{params['classifier_model']}-" + label.replace(" + ", "-and-").replace(" ", "-").lower()
+        t = train_classifier(params["classifier_model"], sp, cp, ckpt_root=ckpt_root, tb_root=tb_root, run_name=run)
+        trained[label] = t
+        rows.append({"training images": label, "n train": len(sp.train_y),
+                     "test acc (%)": round(100 * t.test_acc, 2), "best val acc (%)": round(100 * t.val_acc, 2),
+                     "presented (%)": f"{presented[0]:.0f}-{presented[1]:.0f}" if "VAE" in label else None,
+                     "model": f"{params['classifier_model']} (width {cp['width']})", "epochs": t.epochs,
+                     "wall time (s)": round(t.wall_time_s, 1), "test images": len(sp.test_y),
+                     "profile": params["profile"], "data": splits.source})
+    return pd.DataFrame(rows), trained
+
+
+def histogram_classifier(profile_dir: Path, fallback) -> tuple[nn.Module, str]:
+    """Chapter 1's ResNet-18 (best checkpoint of this profile) when it exists, else ``fallback``
+    (the 2.2 classifier trained on real images in this chapter), with a line saying which one is
+    used."""
+    from .supervised import load_classifier
+
+    try:
+        model, info = load_classifier(profile_dir, "resnet18")
+        return model, (f"chapter-1 ResNet-18 (width {info['width']}, test acc {100 * info['test_acc']:.2f}%, "
+                       f"profile {info['profile']})")
+    except FileNotFoundError as err:
+        return fallback.model.cpu().eval(), (f"chapter-1 checkpoint not found ({err}); using the 2.2 classifier "
+                                             f"trained on real images here (test acc {100 * fallback.test_acc:.2f}%)")
+
+
+def sample_class_counts(classifier: nn.Module, samples: dict[str, Samples], trained: dict[str, TrainedGenerator], *,
+                        real: torch.Tensor, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Predicted-class counts of ``n`` real test images and of ``n`` fresh samples of the VAE and
+    DCGAN (cheap to draw); DDPM rows reuse their already drawn samples (slow to draw more)."""
+    counts = {"real test images": class_histogram(classifier, real[:n])}
+    for s in samples.values():
+        images = s.images if s.model == "ddpm" else trained[s.model].sample(n, seed=seed)[0]
+        counts[s.label] = class_histogram(classifier, images)
+    return counts

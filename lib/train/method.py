@@ -1,0 +1,193 @@
+"""What every trainable method shares: state for checkpoints, device set-up, the optimiser step,
+EMA, compile.
+
+A method registers its stateful parts in ``self.state`` (modules, optimisers, schedulers, EMA,
+counters: anything with ``state_dict``/``load_state_dict``), names in ``compiled`` the modules
+:func:`lib.train.fit` compiles, and implements ``train_step(batch) -> logs``. Inside the step it
+calls its networks through :meth:`Method.net` and updates them through :meth:`Method.optimise`;
+nothing else is needed to get AMP, fused optimisers, channels_last, compilation, EMA and exact
+resume.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn as nn
+
+from .device import maybe_compile, resolve_compile
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a model's parameters (buffers are copied), as a module to
+    evaluate.
+
+    With ``warmup`` the decay at update ``n`` is ``min(decay, (1 + n) / (10 + n))`` (as in common
+    DDPM code), so short runs are not frozen near the initial weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, *, warmup: bool = False):
+        super().__init__()
+        self.decay, self.warmup = decay, warmup
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, *, step: int | None = None) -> None:
+        """``ema += (1 - decay) * (model - ema)`` for every parameter, buffers copied: one
+        multi-tensor kernel each instead of one per tensor (a U-Net has hundreds), as timm's
+        ModelEmaV3 does."""
+        decay = self.decay
+        if self.warmup and step is not None:
+            decay = min(decay, (1 + step) / (10 + step))
+        targets = list(self.module.parameters())
+        torch._foreach_lerp_(targets, [p.detach() for p in model.parameters()], 1 - decay)
+        buffers = list(self.module.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+class StepCounter:
+    """The number of steps a method has taken, checkpointed with it (e.g. a loss weight ramps with
+    it)."""
+
+    def __init__(self):
+        self.value = 0
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.value = int(sd["value"])
+
+
+class Method:
+    """Base of everything :func:`lib.train.fit` trains (see the module docstring)."""
+
+    compiled: tuple[str, ...] = ()  # names in ``state`` of the modules to compile when ``compile`` is on
+    device = torch.device("cpu")
+    autocast_dtype: torch.dtype | None = None
+    compile: bool | str = False
+
+    def __init__(self):
+        self.state: dict[str, object] = {}
+        self.ema: EMA | None = None
+        self._nets: dict[str, nn.Module] = {}
+        self._scalers: dict[str, torch.amp.GradScaler] = {}  # optimiser name -> scaler (fp16 only)
+
+    def setup(self, device: torch.device, autocast_dtype: torch.dtype | None, *,
+              compile: bool | str | None = None) -> None:
+        """Called by the loop before training: move modules to ``device`` (channels_last on CUDA),
+        move optimiser state after them and switch optimisers to torch's fused kernels on CUDA,
+        compile the ``compiled`` modules (``compile``: auto / true / false; None keeps the previous
+        choice), and, under fp16 autocast, give each optimiser a gradient scaler."""
+        self.device, self.autocast_dtype = device, autocast_dtype
+        if compile is not None:
+            self.compile = compile
+        cuda = device.type == "cuda"
+        for obj in self.state.values():
+            if isinstance(obj, nn.Module):
+                obj.to(device)
+                if cuda:
+                    obj.to(memory_format=torch.channels_last)
+        optimizers = {k: o for k, o in self.state.items() if isinstance(o, torch.optim.Optimizer)}
+        for opt in optimizers.values():
+            move_optimizer(opt, fused=cuda)
+        on = resolve_compile(self.compile, device)
+        self._nets = {name: maybe_compile(self.state[name], on) for name in self.compiled}
+        if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
+            self._scalers = {k: self._scalers.get(k) or torch.amp.GradScaler(device.type) for k in optimizers}
+        else:
+            self._scalers = {}
+
+    def net(self, name: str) -> nn.Module:
+        """The network ``name`` as training calls it: compiled after :meth:`setup` when ``compile``
+        is on."""
+        compiled = self._nets.get(name)
+        return compiled if compiled is not None else self.state[name]
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def track_ema(self, model: nn.Module, decay: float, *, warmup: bool = False) -> None:
+        """Keep an EMA of ``model`` (checkpointed as ``state["ema"]``) when ``decay`` > 0;
+        :meth:`optimise` with ``ema=True`` updates it."""
+        self.ema = EMA(model, decay, warmup=warmup) if decay > 0 else None
+        if self.ema is not None:
+            self.state["ema"] = self.ema
+
+    def optimise(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, model: nn.Module,
+                 scheduler=None, clip: float = 0.0, ema: bool = False) -> torch.Tensor | None:
+        """One update of ``model`` from ``loss``: zero the gradients, backward (scaled under fp16),
+        clip their norm at ``clip`` (> 0), step, advance ``scheduler``, update the EMA (its warm-up
+        counts the scheduler's steps). Returns the gradient norm before clipping, or None without
+        clipping."""
+        name = next((k for k, o in self.state.items() if o is optimizer), None)
+        scaler = self._scalers.get(name)
+        optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        norm = None
+        if clip and clip > 0:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema and self.ema is not None:
+            self.ema.update(model, step=scheduler.last_epoch if scheduler is not None else None)
+        return norm
+
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def batch_size(self, batch) -> int:
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return len(first)
+
+    def lr(self) -> float | None:
+        for obj in self.state.values():
+            if isinstance(obj, torch.optim.Optimizer):
+                return obj.param_groups[0]["lr"]
+        return None
+
+    def state_dict(self) -> dict:
+        sd = {name: obj.state_dict() for name, obj in self.state.items()}
+        if self._scalers:
+            sd["grad_scalers"] = {name: s.state_dict() for name, s in self._scalers.items()}
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        missing = set(self.state) - set(sd)
+        if missing:
+            raise KeyError(f"checkpoint lacks {sorted(missing)}; it was written by a different method")
+        for name, obj in self.state.items():
+            obj.load_state_dict(sd[name])
+        for name, scaler_sd in sd.get("grad_scalers", {}).items():
+            self._scalers.setdefault(name, torch.amp.GradScaler(self.device.type)).load_state_dict(scaler_sd)
+
+
+def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
+    """Move ``optimizer``'s state (momenta, moments, step) to its parameters' device and, with
+    ``fused``, switch it to torch's fused implementation (one kernel updates every parameter) where
+    torch has one for its class and the parameters are floating point. Goes through
+    ``load_state_dict``, so no state is lost and an optimizer created on the CPU before its model
+    moved to the GPU still runs fused there."""
+    sd = optimizer.state_dict()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    floating = params and all(p.is_floating_point() for p in params)
+    if fused and "fused" in optimizer.defaults and floating:
+        for group in sd["param_groups"]:
+            group["fused"], group["foreach"] = True, False
+    optimizer.load_state_dict(sd)

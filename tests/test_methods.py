@@ -1,0 +1,105 @@
+"""Every method plugs into the loop the same way: its compiled modules live in its state, its updates go through
+Method.optimise (checked against a hand-written step), and fp16 autocast gives each optimiser a gradient scaler."""
+import pytest
+import torch
+import torch.nn as nn
+
+from lib import data as D
+from lib import params as P
+from lib.chapters import generative, semi_supervised
+from lib.methods.classifier import Classifier
+from lib.models import build_model
+from lib.train import Method, make_optimizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CPU = torch.device("cpu")
+
+
+def tiny_methods() -> dict[str, Method]:
+    torch.manual_seed(0)
+    model = build_model("resnet18", width=0.125)
+    out = {"classifier": Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.1))}
+    p2 = P.load("02_generative", "smoke", {"data": "synthetic"})
+    for kind in generative.GENERATORS:
+        out[kind], _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10,
+                                               seed=0)
+    p3 = P.load("03_semi_supervised", "smoke", {"data": "synthetic"})
+    for kind in semi_supervised.KINDS:
+        out[kind] = semi_supervised.build_method(kind, p3, total_steps=10)
+    return out
+
+
+def test_every_method_names_its_compiled_modules_in_its_state():
+    for name, method in tiny_methods().items():
+        assert method.compiled, f"{name} compiles nothing"
+        for module in method.compiled:
+            assert isinstance(method.state.get(module), nn.Module), f"{name}: {module!r} is not a module in state"
+        method.setup(CPU, None, compile=False)
+        assert all(method.net(m) is method.state[m] for m in method.compiled)
+
+
+def test_optimise_is_the_hand_written_step():
+    torch.manual_seed(0)
+    nets = [nn.Linear(4, 3) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.SGD(n.parameters(), lr=0.5, momentum=0.9) for n in nets]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 / (1 + s)) for o in opts]
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    method = Method()
+    method.state = {"net": nets[0], "opt": opts[0]}
+    method.setup(CPU, None)
+    method.track_ema(nets[0], 0.5)
+    ema = [p.clone() for p in nets[0].parameters()]
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(nets[0](x), y) * 100  # large: the clip bites
+        norm = method.optimise(loss, opts[0], model=nets[0], scheduler=scheds[0], clip=1.0, ema=True)
+        opts[1].zero_grad()
+        (nn.functional.cross_entropy(nets[1](x), y) * 100).backward()
+        expected = nn.utils.clip_grad_norm_(nets[1].parameters(), 1.0)
+        opts[1].step()
+        scheds[1].step()
+        ema = [e + 0.5 * (p.detach() - e) for e, p in zip(ema, nets[1].parameters())]
+        torch.testing.assert_close(norm, expected)
+        assert norm > 1.0
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for e, p in zip(ema, method.ema.module.parameters()):
+        torch.testing.assert_close(e, p)
+    assert method.optimise(nets[0](x).sum(), opts[0], model=nets[0]) is None  # no clip -> no norm
+
+
+def test_ema_warmup_counts_the_scheduler_steps():
+    net = nn.Linear(2, 1, bias=False)
+    method = Method()
+    method.track_ema(net, 0.9999, warmup=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    method.ema.module.weight.data.zero_()
+    method.optimise(net.weight.sum(), opt, model=net, scheduler=sched, ema=True)
+    # first update: decay min(0.9999, 2 / 11), so the average moves 9/11 of the way to the model
+    torch.testing.assert_close(method.ema.module.weight, torch.full((1, 2), 9 / 11))
+
+
+def test_fp16_autocast_gives_every_optimiser_a_scaler_and_still_learns():
+    methods = tiny_methods()
+    dcgan = methods["dcgan"]
+    dcgan.setup(CPU, torch.float16)
+    assert len(dcgan._scalers) == 2  # one per optimiser (generator, discriminator)
+    clf = methods["classifier"]
+    clf.setup(CPU, torch.float16)
+    assert len(clf._scalers) == 1
+    ds = D.make_synthetic(64, 10)
+    batches = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32).forever()
+    before = [p.detach().clone() for p in clf.model.parameters()]
+    logs = [clf.train_step(next(batches)) for _ in range(3)]
+    assert all(torch.isfinite(entry["loss"]) for entry in logs)
+    assert any(not torch.equal(a, b) for a, b in zip(before, clf.model.parameters()))
+    sd = clf.state_dict()
+    sd["grad_scalers"]["optimizer"]["scale"] = 1024.0
+    clf.load_state_dict(sd)
+    clf.setup(CPU, torch.float16)  # as fit does after loading a checkpoint: the restored scaler is kept
+    assert clf._scalers["optimizer"].get_scale() == 1024.0
+    clf.setup(CPU, None)
+    assert clf._scalers == {}
