@@ -19,7 +19,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training images, as in the presentation (SPEC 1.8)
+# per-channel mean of the training images, as in the presentation (SPEC 1.8)
+MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)   # the presentation's normalisation constants (SPEC 1.8)
 
 
@@ -41,7 +42,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, *, padding: int = 4) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, *,
+                     padding: int = 4) -> torch.Tensor:
     """Batched ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` on a ``(B, C, H, W)``
     tensor.
 
@@ -65,8 +67,9 @@ def _torchvision_randaugment(num_ops: int, magnitude: int, bins: int):
 
     ra = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=bins)
     if not hasattr(ra, "_AUGMENTATION_SPACE") or not hasattr(ra, "_apply_image_or_video_transform"):
-        raise RuntimeError("this torchvision's RandAugment lacks _AUGMENTATION_SPACE/_apply_image_or_video_transform; "
-                           "install the torchvision pinned in requirements.txt")
+        raise RuntimeError("this torchvision's RandAugment lacks "
+                           "_AUGMENTATION_SPACE/_apply_image_or_video_transform; install the "
+                           "torchvision pinned in requirements.txt")
     return ra
 
 
@@ -97,13 +100,15 @@ def rand_augment(x: torch.Tensor, *, num_ops: int, magnitude: int, generator: to
                 sel = ops == k if neg is None else (ops == k) & (negative == neg)
                 idx = sel.nonzero().flatten().to(x.device)
                 if len(idx):
-                    out[idx] = ra._apply_image_or_video_transform(x[idx], name, -mag if neg else mag,
-                                                                  interpolation=ra.interpolation, fill=ra._fill)
+                    out[idx] = ra._apply_image_or_video_transform(
+                        x[idx], name, -mag if neg else mag, interpolation=ra.interpolation,
+                        fill=ra._fill)
         x = out
     return x
 
 
-def cutout(x: torch.Tensor, *, size: int, generator: torch.Generator, fill: int = 127) -> torch.Tensor:
+def cutout(x: torch.Tensor, *, size: int, generator: torch.Generator,
+           fill: int = 127) -> torch.Tensor:
     """A ``size`` x ``size`` grey square (clipped at the border) at a random centre of every
     image."""
     if size <= 0:

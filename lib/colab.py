@@ -43,7 +43,8 @@ def setup_colab(*, keep_on_drive: bool = True, drive_root: str = "/content/drive
     the cell)."""
     done = {"installed": missing_requirements(), "outputs": None}
     if done["installed"]:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *done["installed"]], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *done["installed"]],
+                       check=True)
     if keep_on_drive:
         from google.colab import drive
 

@@ -34,8 +34,8 @@ from .storage import save_atomic
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-LAYOUT_HELP = ("expected a folder or archive containing train/<class>/<image> and test/<class>/<image> "
-               f"with the ten classes {', '.join(CLASSES)}")
+LAYOUT_HELP = ("expected a folder or archive containing train/<class>/<image> and "
+               f"test/<class>/<image> with the ten classes {', '.join(CLASSES)}")
 
 
 class DataError(RuntimeError):
@@ -57,7 +57,7 @@ class Cifar10:
         return f"{self.source} ({len(self.train_y):,} train / {len(self.test_y):,} test images)"
 
 
-# ---------------------------------------------------------------------------------------------- sources
+# -------------------------------------------------------------------------------- sources
 def default_cache_dir() -> Path:
     """Where decoded datasets are cached: ``$CIFAR_REPORT_CACHE``, else
     ``~/.cache/cifar10-report``."""
@@ -91,14 +91,17 @@ def load_cifar10(data: str | os.PathLike = "auto", *, cache_dir: str | os.PathLi
             raise DataError(f"CIFAR-10 source {path} does not exist; {LAYOUT_HELP}. "
                             "Set data= in the params file, --data for run_all.sh, or CIFAR10_ROOT.")
         stat = path.stat()
-        key = hashlib.sha256(f"{path}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            f"{path}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
         label = f"local {path.name} ({'JPEG' if _is_jpeg_source(path) else 'images'})"
     cached = cache_dir / f"cifar10-{key}.pt"
     if cached.is_file():
         blob = torch.load(cached, mmap=True, weights_only=True)
-        return Cifar10(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"], source=blob["source"])
+        return Cifar10(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
+                       source=blob["source"])
     if source == "torchvision":
-        arrays = _load_torchvision(Path(download_root) if download_root else cache_dir / "torchvision")
+        arrays = _load_torchvision(Path(download_root) if download_root
+                                   else cache_dir / "torchvision")
     else:
         arrays = _load_image_tree(Path(source))
     ds = Cifar10(*arrays, source=label)
@@ -119,8 +122,9 @@ def _load_torchvision(root: Path):
         splits = [CIFAR10(str(root), train=train, download=True) for train in (True, False)]
     except Exception as err:  # network errors come in many types; all mean the same to the user
         raise DataError(
-            f"could not download CIFAR-10 with torchvision into {root} ({type(err).__name__}: {err}). "
-            f"Offline? Point data= / --data / CIFAR10_ROOT at a local copy; {LAYOUT_HELP}.") from None
+            f"could not download CIFAR-10 with torchvision into {root} ({type(err).__name__}: "
+            f"{err}). Offline? Point data= / --data / CIFAR10_ROOT at a local copy; "
+            f"{LAYOUT_HELP}.") from None
     out = []
     for ds in splits:
         out.append(torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))))
@@ -172,7 +176,8 @@ def _list_entries(path: Path) -> dict:
                         data = tar.extractfile(member).read()
                         add(member.name, lambda data=data: data)
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataError(f"{path} is not a readable tar archive ({err}); {LAYOUT_HELP}") from None
+            raise DataError(f"{path} is not a readable tar archive "
+                            f"({err}); {LAYOUT_HELP}") from None
     elif name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -181,9 +186,11 @@ def _list_entries(path: Path) -> dict:
                         data = zf.read(info)
                         add(info.filename, lambda data=data: data)
         except (zipfile.BadZipFile, OSError) as err:
-            raise DataError(f"{path} is not a readable zip archive ({err}); {LAYOUT_HELP}") from None
+            raise DataError(f"{path} is not a readable zip archive "
+                            f"({err}); {LAYOUT_HELP}") from None
     else:
-        raise DataError(f"{path} is neither a folder nor a .tar.gz/.tgz/.tar/.zip archive; {LAYOUT_HELP}")
+        raise DataError(f"{path} is neither a folder nor a .tar.gz/.tgz/.tar/.zip archive; "
+                        f"{LAYOUT_HELP}")
     return entries
 
 
@@ -209,7 +216,8 @@ def make_synthetic(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> 
     checks.
     """
     g = torch.Generator().manual_seed(seed)
-    protos = F.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=32, mode="bilinear", align_corners=False)
+    protos = F.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=32, mode="bilinear",
+                           align_corners=False)
 
     def draw(n):
         y = torch.arange(n) % 10
@@ -224,8 +232,9 @@ def make_synthetic(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> 
     return Cifar10(tx, ty, vx, vy, source="synthetic (unit-test stand-in, not CIFAR-10)")
 
 
-# ---------------------------------------------------------------------------------------------- splits
-def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *, seed: int) -> dict[str, torch.Tensor]:
+# -------------------------------------------------------------------------------- splits
+def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *,
+                     seed: int) -> dict[str, torch.Tensor]:
     """Split indices of ``labels`` into disjoint, class-balanced parts, e.g.
     ``{"val": 5000, "train": -1}``.
 
@@ -235,7 +244,8 @@ def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *, seed: int) 
     """
     classes = labels.unique()
     g = torch.Generator().manual_seed(seed)
-    pools = {int(c): (labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g)]
+    pools = {int(c): (labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()),
+                                                                      generator=g)]
              for c in classes}
     taken = {int(c): 0 for c in classes}
     out = {}
@@ -244,12 +254,14 @@ def stratified_split(labels: torch.Tensor, sizes: dict[str, int], *, seed: int) 
             continue
         per_class, rest = divmod(size, len(classes))
         if rest:
-            raise ValueError(f"split {name!r}: size {size} is not a multiple of {len(classes)} classes")
+            raise ValueError(f"split {name!r}: size {size} is not a multiple of "
+                             f"{len(classes)} classes")
         parts = []
         for c, pool in pools.items():
             if taken[c] + per_class > len(pool):
-                raise ValueError(f"split {name!r}: class {c} has only {len(pool) - taken[c]} images left, "
-                                 f"{per_class} needed (sizes {sizes}, {len(labels)} images)")
+                raise ValueError(f"split {name!r}: class {c} has only {len(pool) - taken[c]} "
+                                 f"images left, {per_class} needed (sizes {sizes}, "
+                                 f"{len(labels)} images)")
             parts.append(pool[taken[c]:taken[c] + per_class])
             taken[c] += per_class
         out[name] = torch.cat(parts).sort().values
@@ -267,7 +279,7 @@ def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int):
     return x[idx], y[idx]
 
 
-# ---------------------------------------------------------------------------------------------- batches
+# -------------------------------------------------------------------------------- batches
 class BatchLoader:
     """Deterministic batches from uint8 tensors held on ``device``, augmented there.
 
@@ -276,9 +288,10 @@ class BatchLoader:
     with images as normalised float32 (``channels_last`` when asked).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, device: torch.device | str = "cpu",
-                 train: bool = True, augment: bool = True, padding: int = 4, seed: int = 0,
-                 channels_last: bool = False, normalize_fn=normalize):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                 device: torch.device | str = "cpu", train: bool = True, augment: bool = True,
+                 padding: int = 4, seed: int = 0, channels_last: bool = False,
+                 normalize_fn=normalize):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
         if train and batch_size > len(y):
@@ -348,18 +361,20 @@ class SSLBatches:
     only (supervised baseline).
     """
 
-    def __init__(self, labelled_x, labelled_y, unlabelled_x, *, labelled_batch: int, unlabelled_batch: int,
-                 device, seed: int, randaug_ops: int, randaug_magnitude: int, cutout_size: int,
-                 channels_last: bool = False):
+    def __init__(self, labelled_x, labelled_y, unlabelled_x, *, labelled_batch: int,
+                 unlabelled_batch: int, device, seed: int, randaug_ops: int, randaug_magnitude: int,
+                 cutout_size: int, channels_last: bool = False):
         self.device = torch.device(device)
-        self.labelled = BatchLoader(labelled_x, labelled_y, batch_size=labelled_batch, device=self.device,
-                                      seed=seed, channels_last=channels_last)
+        self.labelled = BatchLoader(labelled_x, labelled_y, batch_size=labelled_batch,
+                                    device=self.device, seed=seed, channels_last=channels_last)
         if unlabelled_batch > len(unlabelled_x):
-            raise ValueError(f"unlabelled batch {unlabelled_batch} is larger than the {len(unlabelled_x)} unlabelled "
-                             "images; lower batch_size or mu, or raise unlabelled_size")
+            raise ValueError(f"unlabelled batch {unlabelled_batch} is larger than the "
+                             f"{len(unlabelled_x)} unlabelled images; lower batch_size or mu, or "
+                             "raise unlabelled_size")
         self.ux = unlabelled_x.to(self.device) if unlabelled_batch else None
         self.ub, self.seed = unlabelled_batch, seed
-        self.randaug_ops, self.randaug_magnitude, self.cutout_size = randaug_ops, randaug_magnitude, cutout_size
+        self.randaug_ops, self.randaug_magnitude, self.cutout_size = (
+            randaug_ops, randaug_magnitude, cutout_size)
         self.channels_last = channels_last
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
@@ -383,8 +398,10 @@ class SSLBatches:
         weak = random_crop_flip(xb, offsets[0, sl], flips[0, sl])
         strong = random_crop_flip(xb, offsets[1, sl], flips[1, sl])
         gs = torch.Generator().manual_seed(self.seed * 7_777_777 + step)
-        with cpu_threads(1 if self.device.type == "cpu" else 0):  # many small ops: one thread is fastest
-            strong = rand_augment(strong, num_ops=self.randaug_ops, magnitude=self.randaug_magnitude, generator=gs)
+        # many small ops: one thread is fastest
+        with cpu_threads(1 if self.device.type == "cpu" else 0):
+            strong = rand_augment(strong, num_ops=self.randaug_ops,
+                                  magnitude=self.randaug_magnitude, generator=gs)
         strong = cutout(strong, size=self.cutout_size, generator=gs)
         return weak, strong
 

@@ -53,11 +53,13 @@ def _read(path: Path) -> dict:
         raise ParamError(f"{path} must have a mapping 'defaults:' (and optionally 'profiles:')")
     extra = set(doc) - {"defaults", "profiles"}
     if extra:
-        raise ParamError(f"{path}: unexpected top-level keys {sorted(extra)}; expected 'defaults' and 'profiles'")
+        raise ParamError(f"{path}: unexpected top-level keys {sorted(extra)}; expected 'defaults' "
+                         "and 'profiles'")
     return doc
 
 
-AUTO_OR_BOOL = ("amp", "compile")  # keys whose default ``auto`` may also be set to true/false (YAML reads off as false)
+# keys whose default ``auto`` may also be set to true/false (YAML reads off as false)
+AUTO_OR_BOOL = ("amp", "compile")
 
 
 def _compatible(default: Any, value: Any, key: str = "") -> bool:
@@ -85,7 +87,8 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, wh
                 f"{where}: key {key!r} expects {type(base[key]).__name__} (default {base[key]!r}), "
                 f"got {type(value).__name__} {value!r}"
             )
-        out[key] = float(value) if isinstance(base[key], float) and isinstance(value, int) else value
+        out[key] = (float(value) if isinstance(base[key], float) and isinstance(value, int)
+                    else value)
     return out
 
 
@@ -97,13 +100,16 @@ def load(chapter: str, profile: str = "auto", overrides: Mapping[str, Any] | Non
     The result carries ``profile`` (resolved) and ``chapter`` so every saved output can say what
     ran.
     """
-    path = Path(params_dir or os.environ.get("CIFAR_REPORT_PARAMS_DIR", PARAMS_DIR)) / f"{chapter}.yaml"
+    path = (Path(params_dir or os.environ.get("CIFAR_REPORT_PARAMS_DIR", PARAMS_DIR))
+            / f"{chapter}.yaml")
     doc = _read(path)
     profile = resolve_profile(profile)
     profiles = doc.get("profiles") or {}
     if profile not in profiles:
-        raise ParamError(f"{path}: unknown profile {profile!r}; this file defines {sorted(profiles)} (or use 'auto')")
-    resolved = apply_overrides(doc["defaults"], profiles[profile] or {}, where=f"{path} profile {profile!r}")
+        raise ParamError(f"{path}: unknown profile {profile!r}; this file defines "
+                         f"{sorted(profiles)} (or use 'auto')")
+    resolved = apply_overrides(doc["defaults"], profiles[profile] or {},
+                               where=f"{path} profile {profile!r}")
     resolved = apply_overrides(resolved, overrides or {}, where="overrides")
     resolved["chapter"] = chapter
     resolved["profile"] = profile

@@ -9,29 +9,32 @@ from __future__ import annotations
 
 PRESENTED = {
     # 1.4 -- CIFAR-10 test accuracy (%)
-    "accuracy": {"resnet18": 93.79, "resnet50": 94.39, "resnet101": 94.5, "drn_c_26": 89.62, "drn_d_22": 89.62,
-                 "efficientnet_b0": 86.84},
+    "accuracy": {"resnet18": 93.79, "resnet50": 94.39, "resnet101": 94.5, "drn_c_26": 89.62,
+                 "drn_d_22": 89.62, "efficientnet_b0": 86.84},
     # 1.7 -- test AUC with SGD, by (batch size, learning rate)
     "batch_lr_auc": {(16, 1e-4): 0.9555, (16, 1e-3): 0.9461, (32, 1e-4): 0.9570, (32, 1e-3): 0.9521,
-                     (64, 1e-4): 0.9512, (64, 1e-3): 0.9545, (128, 1e-4): 0.9302, (128, 1e-3): 0.9567,
-                     (256, 1e-4): 0.9077, (256, 1e-3): 0.9579},
+                     (64, 1e-4): 0.9512, (64, 1e-3): 0.9545, (128, 1e-4): 0.9302,
+                     (128, 1e-3): 0.9567, (256, 1e-4): 0.9077, (256, 1e-3): 0.9579},
     # 1.8 -- hyperparameters
     "hyperparameters": {"learning rate": 0.001, "batch size": 128, "scheduler": "StepLR",
                         "optimizer": "SGD + momentum",
                         "transforms": "RandomCrop(32, padding=4), RandomHorizontalFlip, "
-                                      "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"},
+                                      "Normalize((0.4914, 0.4822, 0.4465), "
+                                      "(0.2023, 0.1994, 0.2010))"},
     # 1.10 -- classification report of the best model: (precision, recall, f1), support 1,000 each
-    "class_report": {"airplane": (0.94, 0.95, 0.95), "automobile": (0.97, 0.97, 0.97), "bird": (0.93, 0.91, 0.92),
-                     "cat": (0.89, 0.88, 0.88), "deer": (0.93, 0.96, 0.94), "dog": (0.93, 0.91, 0.92),
-                     "frog": (0.96, 0.96, 0.96), "horse": (0.96, 0.96, 0.96), "ship": (0.97, 0.97, 0.97),
-                     "truck": (0.96, 0.96, 0.96)},
+    "class_report": {"airplane": (0.94, 0.95, 0.95), "automobile": (0.97, 0.97, 0.97),
+                     "bird": (0.93, 0.91, 0.92), "cat": (0.89, 0.88, 0.88),
+                     "deer": (0.93, 0.96, 0.94), "dog": (0.93, 0.91, 0.92),
+                     "frog": (0.96, 0.96, 0.96), "horse": (0.96, 0.96, 0.96),
+                     "ship": (0.97, 0.97, 0.97), "truck": (0.96, 0.96, 0.96)},
     "class_report_accuracy": 0.94,
     "all_but_cat_average": 0.95,
     # 2.4 -- FID on 5,000 generated images, with the setting that produced it
     "fid": {"dcgan": 189.13, "ddpm": 35.33},
     "fid_setting": {"dcgan": {"lr": 1e-4, "batch_size": 128, "epochs": 200},
                     "ddpm": {"lr": 2e-4, "batch_size": 128, "epochs": 50}},
-    "vae_augmentation_accuracy": (60.0, 70.0),  # 2.2: "60-70%" test accuracy with VAE reconstructions
+    # 2.2: "60-70%" test accuracy with VAE reconstructions
+    "vae_augmentation_accuracy": (60.0, 70.0),
     "fid_images": 5000,
     # 3.6 / 3.7 -- CIFAR-10-4K top-1 (%)
     "mpl": {"paper (with finetune)": 96.11, "reference code, no finetune": 96.01,
@@ -48,8 +51,9 @@ REFERENCE = {
                       "RegNetX_200MF": 94.24, "RegNetY_400MF": 94.29, "MobileNetV2": 94.43,
                       "ResNeXt29(32x4d)": 94.73, "ResNeXt29(2x64d)": 94.82, "SimpleDLA": 94.89,
                       "DenseNet121": 95.04, "PreActResNet18": 95.11, "DPN92": 95.16, "DLA": 95.47},
-    # 3.1 -- Pham et al., "Meta Pseudo Labels" (CVPR 2021), Table 2: (CIFAR-10-4K top-1, SVHN-1K top-1,
-    # ImageNet-10% top-1, ImageNet-10% top-5) in %, as printed; None where the paper gives no number
+    # 3.1 -- Pham et al., "Meta Pseudo Labels" (CVPR 2021), Table 2: (CIFAR-10-4K top-1,
+    # SVHN-1K top-1, ImageNet-10% top-1, ImageNet-10% top-5) in %, as printed; None where the paper
+    # gives no number
     "ssl_methods": {
         "Temporal Ensemble": ("83.63 ± 0.63", "92.81 ± 0.27", None, None),
         "Mean Teacher": ("84.13 ± 0.28", "94.35 ± 0.47", None, None),
@@ -83,8 +87,8 @@ def presented_numbers() -> list[dict]:
     rows = []
 
     def add(key, item, quantity, presented, unit, higher=True):
-        rows.append({"key": key, "item": item, "quantity": quantity, "presented": presented, "unit": unit,
-                     "higher_is_better": higher})
+        rows.append({"key": key, "item": item, "quantity": quantity, "presented": presented,
+                     "unit": unit, "higher_is_better": higher})
 
     for model, acc in PRESENTED["accuracy"].items():
         add(f"1.4/{model}", "1.4", f"{model} test accuracy", acc, "%")
@@ -93,20 +97,25 @@ def presented_numbers() -> list[dict]:
     for cls, values in PRESENTED["class_report"].items():
         for name, v in zip(("precision", "recall", "f1"), values):
             add(f"1.10/{cls}/{name}", "1.10", f"{cls} {name}", v, "")
-    add("1.10/accuracy", "1.10", "best model accuracy (classification report)", PRESENTED["class_report_accuracy"], "")
-    add("1.10/all_but_cat", "1.10", "mean f1 of the 9 classes other than cat", PRESENTED["all_but_cat_average"], "")
-    add("2.2/vae_reconstructions", "2.2", "test accuracy of a classifier trained on VAE reconstructions",
+    add("1.10/accuracy", "1.10", "best model accuracy (classification report)",
+        PRESENTED["class_report_accuracy"], "")
+    add("1.10/all_but_cat", "1.10", "mean f1 of the 9 classes other than cat",
+        PRESENTED["all_but_cat_average"], "")
+    add("2.2/vae_reconstructions", "2.2",
+        "test accuracy of a classifier trained on VAE reconstructions",
         PRESENTED["vae_augmentation_accuracy"], "%")
     for model, fid in PRESENTED["fid"].items():
         add(f"2.4/{model}", "2.4", f"{model.upper()} FID (5,000 samples)", fid, "FID", higher=False)
     mpl = PRESENTED["mpl"]
     add("3.6/mpl", "3.6", "MPL top-1, 30k steps, no finetune", mpl["presented 30k steps"], "%")
-    add("3.6/mpl_finetune", "3.6", "MPL top-1, 30k steps + finetune", mpl["presented 30k steps + finetune"], "%")
+    add("3.6/mpl_finetune", "3.6", "MPL top-1, 30k steps + finetune",
+        mpl["presented 30k steps + finetune"], "%")
     add("3.7/mpl_best", "3.7", "MPL best top-1 during training", mpl["presented best"], "%")
     return rows
 
 
-TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}  # |difference| within this counts as reproduced (FID: relative)
+# |difference| within this counts as reproduced (FID: relative)
+TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}
 
 
 def status(presented, reproduced, *, unit: str, higher_is_better: bool) -> str:

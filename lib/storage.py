@@ -22,7 +22,8 @@ import torch
 from .params import params_hash
 
 ROOT = Path(__file__).resolve().parent.parent
-SUPERVISED_CHAPTER = "01_supervised"  # chapters 2 and 4 reuse its classifiers through the index below
+# chapters 2 and 4 reuse its classifiers through the index below
+SUPERVISED_CHAPTER = "01_supervised"
 
 
 def default_out_root() -> Path:
@@ -42,7 +43,7 @@ def run_dir(root: str | Path, name: str, shaped_by: dict) -> Path:
     return Path(root) / f"{name}-{params_hash(shaped_by)}"
 
 
-# ---------------------------------------------------------------------------------------------- atomic writes
+# -------------------------------------------------------------------------------- atomic writes
 def _atomic(path: str | Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-# ---------------------------------------------------------------------------------------------- checkpoint index
+# -------------------------------------------------------------------------------- checkpoint index
 def index_path(profile_dir: str | Path, chapter: str = SUPERVISED_CHAPTER) -> Path:
     return Path(profile_dir) / "checkpoints" / chapter / "index.json"
 

@@ -95,7 +95,8 @@ class Embedder:
         """Penultimate features (global average pool of ``model.features``) of uint8
         ``(N, 3, 32, 32)`` images."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} "
+                             f"{tuple(images.shape)}")
         out = []
         for i in range(0, len(images), batch_size):
             x = normalize(images[i:i + batch_size].to(self.device))
@@ -126,7 +127,8 @@ class Embedder:
         if path.is_file():
             return torch.load(path, weights_only=True)["features"], True
         feats = self.embed(images, batch_size=batch_size)
-        storage.save_atomic({"features": feats, "checkpoint": str(self.checkpoint), "source": source, "n": len(images)}, path)
+        storage.save_atomic({"features": feats, "checkpoint": str(self.checkpoint),
+                             "source": source, "n": len(images)}, path)
         return feats, False
 
 
@@ -134,14 +136,15 @@ def describe_embeddings(embedder: "Embedder", data: Gallery, *, gallery_cached: 
                         query_cached: bool) -> str:
     """What embeds the images and how many were embedded (for the chapter's opening line)."""
     info = embedder.info
-    return (f"feature extractor: chapter 1's `{info['model']}` (width {info['width']}, test accuracy "
-            f"{100 * info['test_acc']:.2f}% in chapter 1), {embedder.dim}-d features. Gallery: "
-            f"{len(data.gallery_y):,} training images ({'cached' if gallery_cached else 'embedded now'}); "
-            f"queries: {len(data.query_y):,} test images ({'cached' if query_cached else 'embedded now'})")
+    return (f"feature extractor: chapter 1's `{info['model']}` (width {info['width']}, test "
+            f"accuracy {100 * info['test_acc']:.2f}% in chapter 1), {embedder.dim}-d features. "
+            f"Gallery: {len(data.gallery_y):,} training images "
+            f"({'cached' if gallery_cached else 'embedded now'}); queries: {len(data.query_y):,} "
+            f"test images ({'cached' if query_cached else 'embedded now'})")
 
 
-def load_embedder(profile_dir: str | Path, run_name: str = "resnet18", *, device: str | torch.device = "cpu"
-                  ) -> Embedder:
+def load_embedder(profile_dir: str | Path, run_name: str = "resnet18", *,
+                  device: str | torch.device = "cpu") -> Embedder:
     """Chapter 1's best checkpoint of ``run_name`` under ``outputs/<profile>`` as an
     :class:`Embedder`."""
     from .supervised import load_classifier
@@ -149,8 +152,8 @@ def load_embedder(profile_dir: str | Path, run_name: str = "resnet18", *, device
     try:
         model, info = load_classifier(profile_dir, run_name, device=str(device))
     except FileNotFoundError as err:
-        raise MissingCheckpointError(f"chapter 4 embeds images with chapter 1's {run_name!r} classifier, "
-                                     f"which is not there yet: {err}") from None
+        raise MissingCheckpointError(f"chapter 4 embeds images with chapter 1's {run_name!r} "
+                                     f"classifier, which is not there yet: {err}") from None
     path = storage.index_path(profile_dir).parent / info["checkpoint"]
     return Embedder(model=model, info=info, checkpoint=path, device=torch.device(device))
 
@@ -168,14 +171,16 @@ def _to_rgb_uint8(im) -> np.ndarray:
             arr = arr * 255.0  # floats in [0, 1]
         gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+    if (im.mode in ("RGBA", "LA", "PA", "La", "RGBa")
+            or (im.mode == "P" and "transparency" in im.info)):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def load_query_image(path: str | os.PathLike, *, size: int = 32, crop: str = "center") -> torch.Tensor:
+def load_query_image(path: str | os.PathLike, *, size: int = 32,
+                     crop: str = "center") -> torch.Tensor:
     """Read an image file of any size and mode as a uint8 ``(3, size, size)`` tensor.
 
     EXIF orientation is applied, transparency is composited on white, 16-bit images are scaled to 8
@@ -206,8 +211,8 @@ def load_query_image(path: str | os.PathLike, *, size: int = 32, crop: str = "ce
                 im = im.crop((left, top, left + side, top + side))
             rgb = _to_rgb_uint8(im)
     except UnidentifiedImageError:
-        raise QueryImageError(f"{path} is not an image file Pillow can read (PNG, JPEG, BMP, WebP, TIFF, ...); "
-                              f"{hint}") from None
+        raise QueryImageError(f"{path} is not an image file Pillow can read (PNG, JPEG, BMP, WebP, "
+                              f"TIFF, ...); {hint}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise QueryImageError(f"{path} is truncated or corrupt and cannot be decoded ({err}); "
                               f"re-save or re-download it, or {hint}") from None
@@ -227,8 +232,8 @@ def resolve_query(query: str | os.PathLike | int, *, test_x: torch.Tensor, test_
     path."""
     if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
         if not 0 <= int(query) < len(test_y):
-            raise QueryImageError(f"test index {query} is out of range: the test set here has {len(test_y)} "
-                                  f"images (0 to {len(test_y) - 1})")
+            raise QueryImageError(f"test index {query} is out of range: the test set here has "
+                                  f"{len(test_y)} images (0 to {len(test_y) - 1})")
         label = int(test_y[int(query)])
         return test_x[int(query)], label, f"test image #{int(query)} ({classes[label]})"
     path = Path(query)
@@ -236,7 +241,8 @@ def resolve_query(query: str | os.PathLike | int, *, test_x: torch.Tensor, test_
 
 
 def comparison_spaces(name: str, query_features: torch.Tensor, query_labels: torch.Tensor,
-                      gallery_features: torch.Tensor, query_images: torch.Tensor, gallery_images: torch.Tensor, *,
+                      gallery_features: torch.Tensor, query_images: torch.Tensor,
+                      gallery_images: torch.Tensor, *,
                       baseline_queries: int = 0, seed: int = 0) -> dict[str, tuple]:
     """The rows of :func:`retrieval_table`: learned features on every query, and raw pixels.
 
@@ -248,13 +254,16 @@ def comparison_spaces(name: str, query_features: torch.Tensor, query_labels: tor
     sub = torch.arange(len(query_labels))
     if baseline_queries and baseline_queries < len(query_labels):
         sub = D.stratified_split(query_labels, {"keep": baseline_queries}, seed=seed)["keep"]
-        spaces[f"{name} (same {len(sub):,} queries)"] = (query_features[sub], query_labels[sub], gallery_features)
-    spaces["raw pixels"] = (pixel_vectors(query_images[sub]), query_labels[sub], pixel_vectors(gallery_images))
+        spaces[f"{name} (same {len(sub):,} queries)"] = (query_features[sub], query_labels[sub],
+                                                         gallery_features)
+    spaces["raw pixels"] = (pixel_vectors(query_images[sub]), query_labels[sub],
+                            pixel_vectors(gallery_images))
     return spaces
 
 
 def retrieval_table(spaces: dict[str, tuple], gallery_labels: torch.Tensor, *, ks=(1, 5, 10),
-                    chunk_size: int = 500, k_time: int = 10, context: dict | None = None) -> pd.DataFrame:
+                    chunk_size: int = 500, k_time: int = 10,
+                    context: dict | None = None) -> pd.DataFrame:
     """One row per (feature space, metric): precision@k, mAP over the whole gallery, and time per
     query.
 
@@ -265,7 +274,8 @@ def retrieval_table(spaces: dict[str, tuple], gallery_labels: torch.Tensor, *, k
     rows = []
     for name, (qv, ql, gv) in spaces.items():
         for metric in METRICS:
-            m = rank_metrics(qv, ql, gv, gallery_labels, metric=metric, ks=ks, chunk_size=chunk_size)
+            m = rank_metrics(qv, ql, gv, gallery_labels, metric=metric, ks=ks,
+                             chunk_size=chunk_size)
             t_top = time_top_k(qv, gv, metric=metric, k=k_time, chunk_size=max(chunk_size, 1000))
             rows.append({"features": name, "dim": int(qv.shape[1]), "metric": metric,
                          **{f"P@{k} (%)": round(100 * m[f"P@{k}"], 2) for k in ks},
@@ -305,7 +315,8 @@ class XYZ:
     dist_xz: float
 
 
-def xyz_example(queries: torch.Tensor, gallery: torch.Tensor, *, query_labels: torch.Tensor | None = None,
+def xyz_example(queries: torch.Tensor, gallery: torch.Tensor, *,
+                query_labels: torch.Tensor | None = None,
                 gallery_labels: torch.Tensor | None = None, candidates: int = 500) -> XYZ:
     """X = a query; Y = its cosine nearest neighbour; Z = its Euclidean nearest neighbour, where
     they differ.
@@ -320,17 +331,20 @@ def xyz_example(queries: torch.Tensor, gallery: torch.Tensor, *, query_labels: t
     ci, ei = ci[:, 0], ei[:, 0]
     differ = (ci != ei).nonzero().flatten()
     if len(differ) == 0:
-        raise ValueError(f"cosine and Euclidean agree on the nearest neighbour of all {len(qs)} queries")
+        raise ValueError("cosine and Euclidean agree on the nearest neighbour of all "
+                         f"{len(qs)} queries")
     norms = gallery.float().norm(dim=1)
     gap = (norms[ci[differ]] - norms[ei[differ]]).abs()
     score = gap / gap.max().clamp_min(1e-12)
     if query_labels is not None and gallery_labels is not None:
         ql = query_labels[:candidates][differ]
-        score = score + 2.0 * ((gallery_labels[ci[differ]] == ql) & (gallery_labels[ei[differ]] != ql)).float()
+        score = score + 2.0 * ((gallery_labels[ci[differ]] == ql)
+                               & (gallery_labels[ei[differ]] != ql)).float()
     j = int(differ[score.argmax()])
     x, y, z = qs[j].float(), gallery[ci[j]].float(), gallery[ei[j]].float()
     return XYZ(x=j, y=int(ci[j]), z=int(ei[j]), vectors=torch.stack([x, y, z]),
-               cos_xy=float(F.cosine_similarity(x, y, dim=0)), cos_xz=float(F.cosine_similarity(x, z, dim=0)),
+               cos_xy=float(F.cosine_similarity(x, y, dim=0)),
+               cos_xz=float(F.cosine_similarity(x, z, dim=0)),
                dist_xy=float((x - y).norm()), dist_xz=float((x - z).norm()))
 
 
@@ -347,11 +361,13 @@ def xyz_table(ex: XYZ, labels: tuple, *, classes=D.CLASSES) -> pd.DataFrame:
 
 
 def xyz_plane(ex: XYZ) -> np.ndarray:
-    """2-D points for X, Y, Z that keep every length and both angles to X exact (X on the horizontal axis,
-    Y above it, Z below), so both |X - Y| and |X - Z| in the drawing equal the real distances."""
+    """2-D points for X, Y, Z that keep every length and both angles to X exact (X on the
+    horizontal axis, Y above it, Z below), so both |X - Y| and |X - Z| in the drawing equal the real
+    distances."""
     nx, ny, nz = (float(v.norm()) for v in ex.vectors)
     ay, az = np.arccos(np.clip(ex.cos_xy, -1, 1)), np.arccos(np.clip(ex.cos_xz, -1, 1))
-    return np.array([[nx, 0.0], [ny * np.cos(ay), ny * np.sin(ay)], [nz * np.cos(az), -nz * np.sin(az)]])
+    return np.array([[nx, 0.0], [ny * np.cos(ay), ny * np.sin(ay)],
+                     [nz * np.cos(az), -nz * np.sin(az)]])
 
 
 def xyz_figure(ex: XYZ, images: tuple[torch.Tensor, torch.Tensor, torch.Tensor], labels: tuple, *,
@@ -363,7 +379,8 @@ def xyz_figure(ex: XYZ, images: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ax = fig.add_subplot(gs[0])
     colors = {"X": "black", "Y": "tab:blue", "Z": "tab:orange"}
     for (name, c), (px, py) in zip(colors.items(), pts):
-        ax.annotate("", xy=(px, py), xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
+        ax.annotate("", xy=(px, py), xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
         ax.text(px, py, f" {name}", color=c, fontsize=13, fontweight="bold", va="center")
     ax.plot(*zip(pts[0], pts[1]), ls="--", color=colors["Y"], lw=1)
     ax.plot(*zip(pts[0], pts[2]), ls="--", color=colors["Z"], lw=1)

@@ -66,17 +66,20 @@ def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Me
         opt_d = make_optimizer(Dn.parameters(), name="adam", lr=s["lr"], betas=betas)
         return DCGAN(G, Dn, opt_g, opt_d), count_parameters(G) + count_parameters(Dn)
     unet = build_unet(channels=s["channels"], multipliers=tuple(s["multipliers"]),
-                      layers_per_block=s["layers_per_block"], attention_resolutions=tuple(s["attention_resolutions"]),
-                      dropout=s["dropout"])
+                      layers_per_block=s["layers_per_block"],
+                      attention_resolutions=tuple(s["attention_resolutions"]), dropout=s["dropout"])
     opt = make_optimizer(unet.parameters(), name="adam", lr=s["lr"])
-    warmup = max(1, min(s["warmup_steps"], total_steps // 10))  # Ho et al.: linear warm-up (5,000 steps), then constant
+    # Ho et al.: linear warm-up (5,000 steps), then constant
+    warmup = max(1, min(s["warmup_steps"], total_steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
     method = DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"])
     return method, count_parameters(unet)
 
 
-def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None) -> TrainedGenerator:
-    """Train ``kind`` (vae | dcgan | ddpm) on the training split with its ``<kind>_*`` params through :func:`fit`.
+def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
+                    tb_root: Path | None = None) -> TrainedGenerator:
+    """Train ``kind`` (vae | dcgan | ddpm) on the training split with its ``<kind>_*`` params
+    through :func:`lib.train.train_and_test`.
 
     The checkpoint folder is keyed by the settings, seed, data source and split sizes: re-running
     the notebook reuses a finished run or resumes an interrupted one, and a changed parameter never
@@ -85,43 +88,47 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path, tb_root
     """
     s = generator_settings(kind, params)
     device = pick_device(params["device"])
-    loader = D.BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"], device=device,
-                           seed=params["seed"], padding=0, normalize_fn=to_signed)  # flips only
+    loader = D.BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"],
+                           device=device, seed=params["seed"], padding=0,  # flips only
+                           normalize_fn=to_signed)
     steps_per_epoch = len(loader)
     total = max(1, round(s["epochs"] * steps_per_epoch))
     ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, "settings": s, "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
-        "total": total})
+        "kind": kind, "settings": s, "seed": params["seed"], "data": splits.source,
+        "sizes": splits.sizes(), "total": total})
     method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
     evaluate = None
     if kind == "vae":  # the epoch chosen on validation loss
-        val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,
-                            train=False, normalize_fn=to_signed)
+        val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+                            device=device, train=False, normalize_fn=to_signed)
         evaluate = lambda: method.evaluate(val)  # noqa: E731
     run = train_and_test(method, loader.forever, name=kind, total_steps=total, evaluate=evaluate,
                          steps_per_epoch=steps_per_epoch,
                          eval_every=max(1, round(s.get("eval_every_epochs", 1) * steps_per_epoch)),
                          select="val_loss", mode="min", ckpt_dir=ckpt_dir,
                          tb_dir=(Path(tb_root) / kind) if tb_root else None, device=device,
-                         amp=params["amp"], seed=params["seed"], log_every=max(1, steps_per_epoch // 4),
-                         compile=params["compile"], config={"kind": kind, "settings": s, "data": splits.source})
+                         amp=params["amp"], seed=params["seed"],
+                         log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
+                         config={"kind": kind, "settings": s, "data": splits.source})
     bs = params["sample_batch_size"]
     if kind == "ddpm":
         sample = lambda n, *, sampler="ddim", steps=None, seed=0: method.sample(  # noqa: E731
-            n, sampler=sampler, steps=steps or (s["ddim_steps"] if sampler == "ddim" else None), batch_size=bs,
-            seed=seed)
+            n, sampler=sampler, steps=steps or (s["ddim_steps"] if sampler == "ddim" else None),
+            batch_size=bs, seed=seed)
     else:
         sample = lambda n, *, seed=0, **_: method.sample(n, batch_size=bs, seed=seed)  # noqa: E731
-    return TrainedGenerator(**vars(run), settings={**s, "steps": total}, parameters=n_params, sample=sample)
+    return TrainedGenerator(**vars(run), settings={**s, "steps": total}, parameters=n_params,
+                            sample=sample)
 
 
 @torch.inference_mode()
 def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
     """SPEC 2.1: each model as trained here (size, schedule, time)."""
-    return pd.DataFrame([{"model": t.name, "parameters": t.parameters, "epochs": t.settings["epochs"],
-                          "steps": t.settings["steps"], "batch": t.settings["batch_size"],
-                          "lr": t.settings["lr"], "training time (s)": round(t.wall_time_s, 1),
-                          "device": t.device} for t in trained.values()])
+    return pd.DataFrame([{"model": t.name, "parameters": t.parameters,
+                          "epochs": t.settings["epochs"], "steps": t.settings["steps"],
+                          "batch": t.settings["batch_size"], "lr": t.settings["lr"],
+                          "training time (s)": round(t.wall_time_s, 1), "device": t.device}
+                         for t in trained.values()])
 
 
 def compared_fids(fid: pd.DataFrame, samples: dict[str, "Samples"]) -> dict[str, tuple[float, str]]:
@@ -133,7 +140,8 @@ def compared_fids(fid: pd.DataFrame, samples: dict[str, "Samples"]) -> dict[str,
             if s.model in ("dcgan", "ddpm") and label in by_label}
 
 
-def class_histogram(classifier: nn.Module, images: torch.Tensor, *, batch_size: int = 500) -> np.ndarray:
+def class_histogram(classifier: nn.Module, images: torch.Tensor, *,
+                    batch_size: int = 500) -> np.ndarray:
     """Counts of each class predicted by ``classifier`` (chapter-1 normalisation) over uint8
     ``images``."""
     classifier.eval()
@@ -150,8 +158,9 @@ def fid_row(name: str, stats, reference, *, presented: float | None = None, **ex
     counts."""
     from ..evaluate.fid import frechet_distance
 
-    return {"model": name, "FID": round(frechet_distance(stats, reference), 2), "images scored": stats.n,
-            "reference images": reference.n, "presented FID (5k)": presented, **extra}
+    return {"model": name, "FID": round(frechet_distance(stats, reference), 2),
+            "images scored": stats.n, "reference images": reference.n,
+            "presented FID (5k)": presented, **extra}
 
 
 def reconstruction_splits(vae: VAE, splits, *, mode: str):
@@ -162,9 +171,11 @@ def reconstruction_splits(vae: VAE, splits, *, mode: str):
 
     rec = vae.reconstruct(splits.train_x, splits.train_y)
     if mode == "reconstructions":
-        return replace(splits, train_x=rec, source=f"{splits.source}, VAE reconstructions of the training split")
+        return replace(splits, train_x=rec,
+                       source=f"{splits.source}, VAE reconstructions of the training split")
     if mode == "real+reconstructions":
-        return replace(splits, train_x=torch.cat([splits.train_x, rec]), train_y=torch.cat([splits.train_y] * 2),
+        return replace(splits, train_x=torch.cat([splits.train_x, rec]),
+                       train_y=torch.cat([splits.train_y] * 2),
                        source=f"{splits.source}, real + VAE reconstructions of the training split")
     raise ValueError(f"unknown mode {mode!r}; expected 'reconstructions' or 'real+reconstructions'")
 
@@ -206,7 +217,8 @@ def draw_samples(trained: dict[str, TrainedGenerator], params: dict) -> dict[str
     if "ddpm" in trained:
         steps = params["ddpm_ddim_steps"]
         x, sec = trained["ddpm"].sample(n, sampler="ddim", steps=steps, seed=seed)
-        out[f"DDPM, DDIM {steps} steps"] = Samples(f"DDPM, DDIM {steps} steps", "ddpm", f"DDIM, {steps} steps", x, sec)
+        out[f"DDPM, DDIM {steps} steps"] = Samples(f"DDPM, DDIM {steps} steps", "ddpm",
+                                                   f"DDIM, {steps} steps", x, sec)
         steps, m = params["ddpm_ancestral_steps"], params["ddpm_ancestral_images"]
         if m > 0:
             x, sec = trained["ddpm"].sample(m, sampler="ddpm", steps=steps, seed=seed)
@@ -222,7 +234,8 @@ def real_statistics(params: dict, *, device: str | torch.device = "cpu") -> dict
     from ..evaluate.fid import cached_statistics
 
     ds = D.load_cifar10(params["data"])
-    n_ref, n, seed, bs = params["fid_reference_images"], params["fid_images"], params["seed"], params["fid_batch_size"]
+    n_ref, n, seed, bs = (params["fid_reference_images"], params["fid_images"], params["seed"],
+                          params["fid_batch_size"])
     ref_x, _ = D.subsample(ds.train_x, ds.train_y, n_ref, seed=seed)
     train_x, _ = D.subsample(ds.train_x, ds.train_y, n, seed=seed + 1)
     test_x, _ = D.subsample(ds.test_x, ds.test_y, n, seed=seed)
@@ -232,8 +245,8 @@ def real_statistics(params: dict, *, device: str | torch.device = "cpu") -> dict
             "test": cached_statistics(test_x, split="test-floor", **kw), "source": ds.source}
 
 
-def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator], real: dict, params: dict, *,
-              presented: dict, device: str | torch.device = "cpu") -> pd.DataFrame:
+def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator], real: dict,
+              params: dict, *, presented: dict, device: str | torch.device = "cpu") -> pd.DataFrame:
     """SPEC 2.4: FID of each model's samples against the training-set reference, beside the
     real-image floors, the presented FID, the setting as run, parameters, training time and sampling
     time (per image and extrapolated to 5,000 images)."""
@@ -248,27 +261,31 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
             continue
         t = trained[smp.model]
         s = t.settings
-        rows.append(fid_row(label, statistics(smp.images, batch_size=params["fid_batch_size"], device=device), ref,
-                            presented=presented.get(smp.model), **{
-                                "FID floor (train)": floor, "lr": s["lr"], "batch": s["batch_size"],
-                                "epochs": s["epochs"], "steps": s["steps"], "parameters": t.parameters,
-                                "training time (s)": round(t.wall_time_s, 1),
-                                "sampler": smp.sampler, "sampling s / image": round(smp.seconds_per_image, 4),
-                                "s to sample 5,000 (extrapolated)": round(5000 * smp.seconds_per_image, 1)}))
+        rows.append(fid_row(
+            label, statistics(smp.images, batch_size=params["fid_batch_size"], device=device), ref,
+            presented=presented.get(smp.model), **{
+                "FID floor (train)": floor, "lr": s["lr"], "batch": s["batch_size"],
+                "epochs": s["epochs"], "steps": s["steps"], "parameters": t.parameters,
+                "training time (s)": round(t.wall_time_s, 1), "sampler": smp.sampler,
+                "sampling s / image": round(smp.seconds_per_image, 4),
+                "s to sample 5,000 (extrapolated)": round(5000 * smp.seconds_per_image, 1)}))
     df = pd.DataFrame(rows)
-    df["profile"], df["data"], df["device"] = params["profile"], real["source"], trained[next(iter(trained))].device
+    df["profile"], df["data"], df["device"] = (params["profile"], real["source"],
+                                               trained[next(iter(trained))].device)
     return df
 
 
 def sampling_times(samples: dict[str, Samples]) -> pd.DataFrame:
     """Seconds per image of every sampler (whether or not its sample was large enough for FID)."""
-    return pd.DataFrame([{"model / sampler": s.label, "images drawn": len(s.images), "seconds": round(s.seconds, 2),
+    return pd.DataFrame([{"model / sampler": s.label, "images drawn": len(s.images),
+                          "seconds": round(s.seconds, 2),
                           "s / image": round(s.seconds_per_image, 4),
                           "s to sample 5,000 (extrapolated)": round(5000 * s.seconds_per_image, 1)}
                          for s in samples.values()])
 
 
-def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
+def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path,
+                            tb_root: Path | None = None,
                             presented: tuple[float, float] = (60.0, 70.0)):
     """SPEC 2.2: the chapter-1 classifier trained on real images, on VAE reconstructions (labels
     kept), and on both; selected on real validation images, tested once on real test images. Returns
@@ -278,16 +295,22 @@ def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path, 
     cp = classifier_params(params)
     runs = {"real images": splits,
             "VAE reconstructions": reconstruction_splits(vae, splits, mode="reconstructions"),
-            "real + VAE reconstructions": reconstruction_splits(vae, splits, mode="real+reconstructions")}
+            "real + VAE reconstructions": reconstruction_splits(vae, splits,
+                                                                mode="real+reconstructions")}
     trained, rows = {}, []
     for label, sp in runs.items():
-        run = f"{params['classifier_model']}-" + label.replace(" + ", "-and-").replace(" ", "-").lower()
-        t = train_classifier(params["classifier_model"], sp, cp, ckpt_root=ckpt_root, tb_root=tb_root, run_name=run)
+        run = (f"{params['classifier_model']}-"
+               + label.replace(" + ", "-and-").replace(" ", "-").lower())
+        t = train_classifier(params["classifier_model"], sp, cp, ckpt_root=ckpt_root,
+                             tb_root=tb_root, run_name=run)
         trained[label] = t
         rows.append({"training images": label, "n train": len(sp.train_y),
-                     "test acc (%)": round(100 * t.test_acc, 2), "best val acc (%)": round(100 * t.val_acc, 2),
-                     "presented (%)": f"{presented[0]:.0f}-{presented[1]:.0f}" if "VAE" in label else None,
-                     "model": f"{params['classifier_model']} (width {cp['width']})", "epochs": t.epochs,
+                     "test acc (%)": round(100 * t.test_acc, 2),
+                     "best val acc (%)": round(100 * t.val_acc, 2),
+                     "presented (%)": (f"{presented[0]:.0f}-{presented[1]:.0f}" if "VAE" in label
+                                       else None),
+                     "model": f"{params['classifier_model']} (width {cp['width']})",
+                     "epochs": t.epochs,
                      "wall time (s)": round(t.wall_time_s, 1), "test images": len(sp.test_y),
                      "profile": params["profile"], "data": splits.source})
     return pd.DataFrame(rows), trained
@@ -301,14 +324,16 @@ def histogram_classifier(profile_dir: Path, fallback) -> tuple[nn.Module, str]:
 
     try:
         model, info = load_classifier(profile_dir, "resnet18")
-        return model, (f"chapter-1 ResNet-18 (width {info['width']}, test acc {100 * info['test_acc']:.2f}%, "
-                       f"profile {info['profile']})")
+        return model, (f"chapter-1 ResNet-18 (width {info['width']}, test acc "
+                       f"{100 * info['test_acc']:.2f}%, profile {info['profile']})")
     except FileNotFoundError as err:
-        return fallback.model.cpu().eval(), (f"chapter-1 checkpoint not found ({err}); using the 2.2 classifier "
-                                             f"trained on real images here (test acc {100 * fallback.test_acc:.2f}%)")
+        return fallback.model.cpu().eval(), (f"chapter-1 checkpoint not found ({err}); using the "
+                                             "2.2 classifier trained on real images here "
+                                             f"(test acc {100 * fallback.test_acc:.2f}%)")
 
 
-def sample_class_counts(classifier: nn.Module, samples: dict[str, Samples], trained: dict[str, TrainedGenerator], *,
+def sample_class_counts(classifier: nn.Module, samples: dict[str, Samples],
+                        trained: dict[str, TrainedGenerator], *,
                         real: torch.Tensor, n: int, seed: int) -> dict[str, np.ndarray]:
     """Predicted-class counts of ``n`` real test images and of ``n`` fresh samples of the VAE and
     DCGAN (cheap to draw); DDPM rows reuse their already drawn samples (slow to draw more)."""

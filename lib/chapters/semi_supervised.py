@@ -41,28 +41,33 @@ class SSLSplits:
     labelled_x: torch.Tensor
     labelled_y: torch.Tensor
     unlabelled_x: torch.Tensor
-    unlabelled_y: torch.Tensor  # kept only to report pseudo-label accuracy diagnostics; never used for training
+    # kept only to report pseudo-label accuracy diagnostics; never used for training
+    unlabelled_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: str
-    indices: dict = field(default_factory=dict, repr=False)  # indices into the training set, per part
+    # indices into the training set, per part
+    indices: dict = field(default_factory=dict, repr=False)
 
     def sizes(self) -> dict[str, int]:
         return {"validation": len(self.val_y), "labelled": len(self.labelled_y),
                 "unlabelled": len(self.unlabelled_x), "test": len(self.test_y)}
 
 
-def make_ssl_split(labels: torch.Tensor, *, labelled: int, val: int, unlabelled: int, seed: int) -> dict:
+def make_ssl_split(labels: torch.Tensor, *, labelled: int, val: int, unlabelled: int,
+                   seed: int) -> dict:
     """Disjoint, class-balanced index sets ``{"val", "labelled", "unlabelled"}`` of ``labels``.
 
     ``unlabelled=-1`` takes every image left over (41,000 of CIFAR-10's 50,000); a positive size
     takes a class-balanced subset of that size (small profiles).
     """
-    parts = D.stratified_split(labels, {"val": val, "labelled": labelled, "unlabelled": -1}, seed=seed)
+    parts = D.stratified_split(labels, {"val": val, "labelled": labelled, "unlabelled": -1},
+                               seed=seed)
     if unlabelled not in (-1, 0) and unlabelled < len(parts["unlabelled"]):
-        keep = D.stratified_split(labels[parts["unlabelled"]], {"keep": unlabelled}, seed=seed + 1)["keep"]
+        keep = D.stratified_split(labels[parts["unlabelled"]], {"keep": unlabelled},
+                                  seed=seed + 1)["keep"]
         parts["unlabelled"] = parts["unlabelled"][keep].sort().values
     return parts
 
@@ -73,20 +78,23 @@ def load_ssl_splits(params: dict) -> SSLSplits:
                            unlabelled=params["unlabelled_size"], seed=params["seed"])
     test_x, test_y = D.subsample(ds.test_x, ds.test_y, params["test_subset"], seed=params["seed"])
     tx, ty = ds.train_x, ds.train_y
-    return SSLSplits(tx[parts["labelled"]], ty[parts["labelled"]], tx[parts["unlabelled"]], ty[parts["unlabelled"]],
-                     tx[parts["val"]], ty[parts["val"]], test_x, test_y, source=ds.source, indices=parts)
+    return SSLSplits(tx[parts["labelled"]], ty[parts["labelled"]], tx[parts["unlabelled"]],
+                     ty[parts["unlabelled"]], tx[parts["val"]], ty[parts["val"]], test_x, test_y,
+                     source=ds.source, indices=parts)
 
 
 def split_table(splits: SSLSplits, presented: dict, *, profile: str) -> pd.DataFrame:
     """SPEC 3.4: sizes and per-class counts of each part, beside the presented split."""
     rows = []
-    parts = {"validation": splits.val_y, "labelled": splits.labelled_y, "unlabelled": splits.unlabelled_y,
-             "test (reported once)": splits.test_y}
+    parts = {"validation": splits.val_y, "labelled": splits.labelled_y,
+             "unlabelled": splits.unlabelled_y, "test (reported once)": splits.test_y}
     for name, y in parts.items():
         counts = torch.bincount(y, minlength=10)
-        rows.append({"part": name, "presented": presented.get(name.split(" ")[0]), "this run": len(y),
+        rows.append({"part": name, "presented": presented.get(name.split(" ")[0]),
+                     "this run": len(y),
                      "per class (min-max)": f"{int(counts.min())}-{int(counts.max())}",
-                     "labels used in training": {"labelled": "yes", "unlabelled": "no (images only)"}.get(
+                     "labels used in training": {"labelled": "yes",
+                                                 "unlabelled": "no (images only)"}.get(
                          name, "no (evaluation only)"),
                      "profile": profile, "data": splits.source})
     return pd.DataFrame(rows)
@@ -95,17 +103,19 @@ def split_table(splits: SSLSplits, presented: dict, *, profile: str) -> pd.DataF
 KINDS = ("mpl", "uda", "supervised")
 
 
-TRAIN_LOSS = {"mpl": "student_loss", "uda": "teacher_loss", "supervised": "loss", "finetune": "loss"}
+TRAIN_LOSS = {"mpl": "student_loss", "uda": "teacher_loss", "supervised": "loss",
+              "finetune": "loss"}
 
 
 LABELS = {"mpl": "MPL (student)", "uda": "UDA only (teacher, no MPL feedback)",
           "supervised": "supervised only (labelled images)", "finetune": "MPL + finetune"}
 
 
-TRAIN_KEYS = ("width", "bn_momentum", "teacher_dropout", "student_dropout", "total_steps", "batch_size", "mu",
-              "teacher_lr", "student_lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "warmup_steps",
-              "student_wait_steps", "uda_steps", "lambda_u", "threshold", "temperature", "ema", "grad_clip",
-              "randaug_ops", "randaug_magnitude", "cutout_size", "seed", "amp")
+TRAIN_KEYS = ("width", "bn_momentum", "teacher_dropout", "student_dropout", "total_steps",
+              "batch_size", "mu", "teacher_lr", "student_lr", "momentum", "nesterov",
+              "weight_decay", "label_smoothing", "warmup_steps", "student_wait_steps", "uda_steps",
+              "lambda_u", "threshold", "temperature", "ema", "grad_clip", "randaug_ops",
+              "randaug_magnitude", "cutout_size", "seed", "amp")
 
 
 @dataclass(kw_only=True)
@@ -131,21 +141,23 @@ class SSLRun(Run):
     @property
     def seconds_per_step(self) -> float:
         hist = self.history
-        return float(hist["train_batch_time"].mean()) if "train_batch_time" in hist else float("nan")
+        return (float(hist["train_batch_time"].mean()) if "train_batch_time" in hist
+                else float("nan"))
 
 
-def _loaders(splits: SSLSplits, params: dict, device, *, unlabelled: bool, labelled_batch: int | None = None):
+def _loaders(splits: SSLSplits, params: dict, device, *, unlabelled: bool,
+             labelled_batch: int | None = None):
     cl = device.type == "cuda"
     batches = D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x,
                          labelled_batch=labelled_batch or params["batch_size"],
                          unlabelled_batch=params["batch_size"] * params["mu"] if unlabelled else 0,
                          device=device, seed=params["seed"], randaug_ops=params["randaug_ops"],
-                         randaug_magnitude=params["randaug_magnitude"], cutout_size=params["cutout_size"],
-                         channels_last=cl)
-    val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], device=device,
-                        train=False, channels_last=cl)
-    test = D.BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"], device=device,
-                         train=False, channels_last=cl)
+                         randaug_magnitude=params["randaug_magnitude"],
+                         cutout_size=params["cutout_size"], channels_last=cl)
+    val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+                        device=device, train=False, channels_last=cl)
+    test = D.BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"],
+                         device=device, train=False, channels_last=cl)
     return batches, val, test
 
 
@@ -158,11 +170,12 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
     p = params
 
     def net(dropout):
-        return build_model("wrn28_2", width=p["width"], dropout=dropout, bn_momentum=p["bn_momentum"])
+        return build_model("wrn28_2", width=p["width"], dropout=dropout,
+                           bn_momentum=p["bn_momentum"])
 
     def opt(model, lr):
-        return make_optimizer(decay_groups(model, p["weight_decay"]), name="sgd", lr=lr, momentum=p["momentum"],
-                              nesterov=p["nesterov"])
+        return make_optimizer(decay_groups(model, p["weight_decay"]), name="sgd", lr=lr,
+                              momentum=p["momentum"], nesterov=p["nesterov"])
 
     torch.manual_seed(p["seed"])
     common = {"label_smoothing": p["label_smoothing"], "grad_clip": p["grad_clip"]}
@@ -173,8 +186,10 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
         t_opt, s_opt = opt(teacher, p["teacher_lr"]), opt(student, p["student_lr"])
         method = MetaPseudoLabels(
             teacher, student, teacher_optimizer=t_opt, student_optimizer=s_opt,
-            teacher_scheduler=warmup_cosine(t_opt, total_steps=total, warmup_steps=p["warmup_steps"]),
-            student_scheduler=warmup_cosine(s_opt, total_steps=total, warmup_steps=p["warmup_steps"],
+            teacher_scheduler=warmup_cosine(t_opt, total_steps=total,
+                                            warmup_steps=p["warmup_steps"]),
+            student_scheduler=warmup_cosine(s_opt, total_steps=total,
+                                            warmup_steps=p["warmup_steps"],
                                             wait_steps=p["student_wait_steps"]),
             ema_decay=p["ema"], **common, **uda)
     else:
@@ -188,25 +203,26 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
     return method
 
 
-def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
-              stop_after: int | None = None) -> SSLRun:
+def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
+              tb_root: Path | None = None, stop_after: int | None = None) -> SSLRun:
     """Train ``kind`` through :func:`lib.train.fit`: validation top-1 of the evaluated network (MPL:
     the student's EMA; UDA: the teacher's EMA; supervised: its EMA) every ``eval_every`` steps picks
     ``best.pt``; the test set is evaluated once, on that checkpoint. Re-running with the same
     parameters reuses/resumes it."""
     device = pick_device(params["device"])
     ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, **{k: params[k] for k in TRAIN_KEYS}, "data": splits.source, "sizes": splits.sizes()})
+        "kind": kind, **{k: params[k] for k in TRAIN_KEYS}, "data": splits.source,
+        "sizes": splits.sizes()})
     method = build_method(kind, params)
     batches, val, test = _loaders(splits, params, device, unlabelled=kind != "supervised")
     return _run(kind, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
-                tb_dir=(Path(tb_root) / kind) if tb_root else None, total_steps=params["total_steps"],
-                eval_every=params["eval_every"], stop_after=stop_after,
-                config={"kind": kind, **{k: params[k] for k in TRAIN_KEYS}})
+                tb_dir=(Path(tb_root) / kind) if tb_root else None,
+                total_steps=params["total_steps"], eval_every=params["eval_every"],
+                stop_after=stop_after, config={"kind": kind, **{k: params[k] for k in TRAIN_KEYS}})
 
 
-def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_dir, total_steps, eval_every,
-         stop_after=None, config=None) -> SSLRun:
+def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_dir, total_steps,
+         eval_every, stop_after=None, config=None) -> SSLRun:
     """Train through :func:`lib.train.train_and_test`: validation top-1 of the evaluated network
     picks ``best.pt``, the test set is evaluated once on it."""
     def evaluate():
@@ -218,8 +234,8 @@ def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_di
 
     with cpu_threads(params["cpu_threads"] if device.type == "cpu" else 0):
         run = train_and_test(method, batches_fn, name=kind, test=test_once, total_steps=total_steps,
-                             evaluate=evaluate, eval_every=eval_every, ckpt_dir=ckpt_dir, tb_dir=tb_dir,
-                             device=device, amp=params["amp"], seed=params["seed"],
+                             evaluate=evaluate, eval_every=eval_every, ckpt_dir=ckpt_dir,
+                             tb_dir=tb_dir, device=device, amp=params["amp"], seed=params["seed"],
                              log_every=params["log_every"], stop_after=stop_after, config=config,
                              compile=params["compile"])
     return SSLRun(**vars(run), parameters=count_parameters(method.eval_model), tb_dir=tb_dir)
@@ -230,7 +246,8 @@ class _Finetune(Supervised):
     student."""
 
 
-def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None) -> SSLRun:
+def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path,
+             tb_root: Path | None = None) -> SSLRun:
     """SPEC 3.5's final step: the selected MPL student (its EMA) trained on the labelled images
     alone with a tiny learning rate (presented: 625 epochs, batch 512, lr 3e-5, momentum 0.9);
     selected on validation again."""
@@ -242,7 +259,8 @@ def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path, t
     model = build_model("wrn28_2", width=params["width"], dropout=params["student_dropout"],
                         bn_momentum=params["bn_momentum"])
     model.load_state_dict(run.model.state_dict())
-    o = make_optimizer(model.parameters(), name="sgd", lr=params["finetune_lr"], momentum=params["finetune_momentum"],
+    o = make_optimizer(model.parameters(), name="sgd", lr=params["finetune_lr"],
+                       momentum=params["finetune_momentum"],
                        weight_decay=params["finetune_weight_decay"], nesterov=True)
     method = _Finetune(model, optimizer=o, scheduler=None, ema_decay=0.0, label_smoothing=0.0)
     batches, val, test = _loaders(splits, params, device, unlabelled=False, labelled_batch=bs)
@@ -251,19 +269,22 @@ def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path, t
         **{k: params[k] for k in params if k.startswith("finetune_")}})
     eval_every = max(1, params["finetune_eval_every_epochs"] * steps_per_epoch)
     out = _run("finetune", method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
-               tb_dir=(Path(tb_root) / "finetune") if tb_root else None, total_steps=total, eval_every=eval_every,
-               config={"kind": "finetune", "from": str(run.checkpoint)})
+               tb_dir=(Path(tb_root) / "finetune") if tb_root else None, total_steps=total,
+               eval_every=eval_every, config={"kind": "finetune", "from": str(run.checkpoint)})
     return out
 
 
-def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, source: str, n_test: int) -> pd.DataFrame:
+def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, source: str,
+                  n_test: int) -> pd.DataFrame:
     """SPEC 3.6/3.7: paper, reference-code and presented values, then this run's methods (test top-1
     / top-5 of the validation-selected checkpoint)."""
-    rows = [{"result": k, "top-1 test acc (%)": v, "source": "MPL paper" if k.startswith("paper") else
+    rows = [{"result": k, "top-1 test acc (%)": v,
+             "source": "MPL paper" if k.startswith("paper") else
              ("kekmodel/MPL-pytorch (300k steps)" if k.startswith("reference") else "presentation")}
             for k, v in presented.items()]
     for kind, r in runs.items():
-        rows.append({"result": f"this run: {LABELS[kind]}", "top-1 test acc (%)": round(100 * r.test["acc"], 2),
+        rows.append({"result": f"this run: {LABELS[kind]}",
+                     "top-1 test acc (%)": round(100 * r.test["acc"], 2),
                      "top-5 test acc (%)": round(100 * r.test["top5"], 2),
                      "best val top-1 (%)": round(100 * r.val_acc, 2), "selected step": r.best_step,
                      "steps": r.steps, "wall time (s)": round(r.wall_time_s, 1),
@@ -302,13 +323,16 @@ def hyperparameter_table(params: dict, splits: SSLSplits) -> pd.DataFrame:
         ("teacher", "batch size (labelled)", 128, p["batch_size"]),
         ("teacher", "dropout", 0.2, p["teacher_dropout"]),
         ("teacher", "UDA steps", 5000, p["uda_steps"]),
-        ("finetune", "epochs", 625, f"{p['finetune_epochs']} ({p['finetune_epochs'] * ft_steps} steps)"),
+        ("finetune", "epochs", 625,
+         f"{p['finetune_epochs']} ({p['finetune_epochs'] * ft_steps} steps)"),
         ("finetune", "batch size", 512, p["finetune_batch_size"]),
         ("finetune", "learning rate", 0.00003, p["finetune_lr"]),
         ("finetune", "momentum", 0.9, p["finetune_momentum"]),
         # not in the presented table; the reference code's values, as run
-        ("reference code", "unlabelled batch ratio mu", None, f"{p['mu']} ({p['mu'] * p['batch_size']} images/step)"),
-        ("reference code", "warm-up steps (student waits)", None, f"{p['warmup_steps']} ({p['student_wait_steps']})"),
+        ("reference code", "unlabelled batch ratio mu", None,
+         f"{p['mu']} ({p['mu'] * p['batch_size']} images/step)"),
+        ("reference code", "warm-up steps (student waits)", None,
+         f"{p['warmup_steps']} ({p['student_wait_steps']})"),
         ("reference code", "UDA weight / threshold / temperature", None,
          f"{p['lambda_u']} / {p['threshold']} / {p['temperature']}"),
         ("reference code", "student EMA decay", None, p["ema"]),
@@ -317,7 +341,8 @@ def hyperparameter_table(params: dict, splits: SSLSplits) -> pd.DataFrame:
          f"per-sample RandAugment({p['randaug_ops']} ops, magnitude {p['randaug_magnitude']}/30) + "
          f"Cutout {p['cutout_size']}px"),
     ]
-    return pd.DataFrame([{"group": g, "hyperparameter": k, "presented": v, "this run": r} for g, k, v, r in rows])
+    return pd.DataFrame([{"group": g, "hyperparameter": k, "presented": v, "this run": r}
+                         for g, k, v, r in rows])
 
 
 def reference_table(reference: dict) -> pd.DataFrame:
@@ -341,8 +366,10 @@ def read_tensorboard(tb_dir: str | Path) -> pd.DataFrame:
             for ev in acc.Scalars(tag):
                 rows.append({"run": run, "tag": tag, "step": ev.step, "value": ev.value})
     if not rows:
-        raise FileNotFoundError(f"no TensorBoard scalars under {tb_dir}; train the chapter's methods first")
-    return pd.DataFrame(rows).drop_duplicates(["run", "tag", "step"], keep="last").sort_values(["run", "tag", "step"])
+        raise FileNotFoundError(f"no TensorBoard scalars under {tb_dir}; train the chapter's "
+                                "methods first")
+    return (pd.DataFrame(rows).drop_duplicates(["run", "tag", "step"], keep="last")
+            .sort_values(["run", "tag", "step"]))
 
 
 def curves_figure(scalars: pd.DataFrame, *, runs: dict[str, str] | None = None, title: str = ""):
@@ -355,7 +382,8 @@ def curves_figure(scalars: pd.DataFrame, *, runs: dict[str, str] | None = None, 
     panels = [("(a) top-1 accuracy, validation (%)", lambda r: "eval/val_acc", 100),
               ("(b) top-5 accuracy, validation (%)", lambda r: "eval/val_top5", 100),
               ("(c) loss, validation", lambda r: "eval/val_loss", 1),
-              ("(d) training loss (MPL: student)", lambda r: f"train/{TRAIN_LOSS.get(r, 'loss')}", 1)]
+              ("(d) training loss (MPL: student)", lambda r: f"train/{TRAIN_LOSS.get(r, 'loss')}",
+               1)]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), layout="constrained")
     for ax, (label, tag_of, scale) in zip(axes, panels):
         parts = []
@@ -364,7 +392,8 @@ def curves_figure(scalars: pd.DataFrame, *, runs: dict[str, str] | None = None, 
             parts.append(d.assign(method=name, value=d.value * scale))
         df = pd.concat(parts) if parts else pd.DataFrame()
         if len(df):
-            sns.lineplot(df, x="step", y="value", hue="method", ax=ax, marker="o" if df.step.nunique() < 30 else None)
+            sns.lineplot(df, x="step", y="value", hue="method", ax=ax,
+                         marker="o" if df.step.nunique() < 30 else None)
         ax.set(title=label, xlabel="step", ylabel="")
         if ax is not axes[-1] and ax.get_legend():
             ax.get_legend().remove()

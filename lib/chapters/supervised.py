@@ -48,11 +48,13 @@ def load_splits(params: dict) -> Splits:
     and optional class-balanced subsets (``train_subset``, ``test_subset``) for the small
     profiles."""
     ds = D.load_cifar10(params["data"])
-    train_x, train_y = D.subsample(ds.train_x, ds.train_y, params["train_subset"], seed=params["seed"])
-    parts = D.stratified_split(train_y, {"val": params["val_size"], "train": -1}, seed=params["seed"])
+    train_x, train_y = D.subsample(ds.train_x, ds.train_y, params["train_subset"],
+                                   seed=params["seed"])
+    parts = D.stratified_split(train_y, {"val": params["val_size"], "train": -1},
+                               seed=params["seed"])
     test_x, test_y = D.subsample(ds.test_x, ds.test_y, params["test_subset"], seed=params["seed"])
-    return Splits(train_x[parts["train"]], train_y[parts["train"]], train_x[parts["val"]], train_y[parts["val"]],
-                  test_x, test_y, source=ds.source)
+    return Splits(train_x[parts["train"]], train_y[parts["train"]], train_x[parts["val"]],
+                  train_y[parts["val"]], test_x, test_y, source=ds.source)
 
 
 def recipe(params: dict, name: str | None = None) -> dict:
@@ -62,7 +64,8 @@ def recipe(params: dict, name: str | None = None) -> dict:
     keys = {k: params.get(f"{name}_{k}") for k in RECIPE_KEYS}
     missing = [f"{name}_{k}" for k, v in keys.items() if v is None]
     if missing:
-        raise KeyError(f"recipe {name!r} is missing keys {missing} in params/{params.get('chapter')}.yaml")
+        raise KeyError(f"recipe {name!r} is missing keys {missing} in "
+                       f"params/{params.get('chapter')}.yaml")
     return keys
 
 
@@ -98,8 +101,9 @@ class Trained(Run):
         return self.test["labels"]
 
 
-def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path, tb_root: Path | None = None,
-                     recipe_name: str | None = None, epochs: int | None = None, overrides: dict | None = None,
+def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
+                     tb_root: Path | None = None, recipe_name: str | None = None,
+                     epochs: int | None = None, overrides: dict | None = None,
                      run_name: str | None = None) -> Trained:
     """Train registered model ``name`` with a recipe, select the best epoch on validation, report
     test once.
@@ -114,8 +118,8 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     channels_last = device.type == "cuda"
     run_name = run_name or name
     ckpt_dir = storage.run_dir(ckpt_root, run_name, {
-        "model": name, "width": params["width"], "epochs": epochs, "recipe": rec, "seed": params["seed"],
-        "data": splits.source, "sizes": splits.sizes()})
+        "model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
+        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes()})
     torch.manual_seed(params["seed"])
     model = build_model(name, width=params["width"])
     n_params, flops = count_parameters(model), flops_per_image(model)
@@ -123,13 +127,16 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     def loader(x, y, **kw):
         return D.BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
 
-    train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"], seed=params["seed"])
+    train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"],
+                   seed=params["seed"])
     val = loader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], train=False)
     steps_per_epoch = len(train)
     total = epochs * steps_per_epoch
-    opt = make_optimizer(model.parameters(), name=rec["optimizer"], lr=rec["lr"], momentum=rec["momentum"],
-                         weight_decay=rec["weight_decay"], nesterov=rec["nesterov"])
-    sched = make_scheduler(opt, name=rec["scheduler"], total_steps=total, steps_per_epoch=steps_per_epoch,
+    opt = make_optimizer(model.parameters(), name=rec["optimizer"], lr=rec["lr"],
+                         momentum=rec["momentum"], weight_decay=rec["weight_decay"],
+                         nesterov=rec["nesterov"])
+    sched = make_scheduler(opt, name=rec["scheduler"], total_steps=total,
+                           steps_per_epoch=steps_per_epoch,
                            step_size_epochs=rec["step_size_epochs"], gamma=rec["gamma"],
                            warmup_steps=int(rec["warmup_epochs"] * steps_per_epoch))
     method = Classifier(model, opt, sched, label_smoothing=rec["label_smoothing"])
@@ -142,26 +149,29 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
         return {"val_acc": m["acc"], "val_loss": m["loss"]}
 
     def test():
-        logits, labels = logits_of(loader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"],
-                                          train=False))
-        return {"acc": classification_metrics(logits, labels)["acc"], "logits": logits, "labels": labels}
+        logits, labels = logits_of(loader(splits.test_x, splits.test_y,
+                                          batch_size=params["eval_batch_size"], train=False))
+        return {"acc": classification_metrics(logits, labels)["acc"], "logits": logits,
+                "labels": labels}
 
     run = train_and_test(method, train.forever, name=run_name, test=test, total_steps=total,
                          evaluate=evaluate, steps_per_epoch=steps_per_epoch, ckpt_dir=ckpt_dir,
                          tb_dir=(Path(tb_root) / run_name) if tb_root else None, device=device,
-                         amp=params["amp"], seed=params["seed"], log_every=max(1, steps_per_epoch // 4),
-                         compile=params["compile"],
-                         config={"model": name, "width": params["width"], "epochs": epochs, "recipe": rec})
+                         amp=params["amp"], seed=params["seed"],
+                         log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
+                         config={"model": name, "width": params["width"], "epochs": epochs,
+                                 "recipe": rec})
     storage.record_checkpoint(ckpt_root, run_name, {
         "model": name, "width": params["width"],
         "checkpoint": str(run.checkpoint.relative_to(ckpt_root)) if run.best else None,
         "val_acc": run.best.get("value"), "test_acc": run.test["acc"], "data": splits.source,
         "profile": params["profile"], "epochs": epochs})
-    return Trained(**vars(run), recipe=rec, recipe_name=recipe_name or params["recipe"], epochs=epochs,
-                   parameters=n_params, flops=flops)
+    return Trained(**vars(run), recipe=rec, recipe_name=recipe_name or params["recipe"],
+                   epochs=epochs, parameters=n_params, flops=flops)
 
 
-def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *, device: str = "cpu") -> tuple:
+def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *,
+                    device: str = "cpu") -> tuple:
     """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as
     ``(model in eval mode, info)``.
 
@@ -173,14 +183,15 @@ def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *, devi
     return model.to(device).eval(), info
 
 
-def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str, source: str,
-                   n_test: int) -> pd.DataFrame:
+def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str,
+                   source: str, n_test: int) -> pd.DataFrame:
     """SPEC 1.4: test accuracy of each model (chosen on validation) beside the presented value."""
     rows = []
     for r in results:
         pres = presented.get(r.name)
         rows.append({
-            "model": r.name, "recipe": r.recipe_name, "presented test acc (%)": pres, "reproduced test acc (%)": round(100 * r.test_acc, 2),
+            "model": r.name, "recipe": r.recipe_name, "presented test acc (%)": pres,
+            "reproduced test acc (%)": round(100 * r.test_acc, 2),
             "difference (pp)": None if pres is None else round(100 * r.test_acc - pres, 2),
             "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
             "parameters": r.parameters, "GFLOPs / image": round(r.flops / 1e9, 3),
@@ -190,15 +201,19 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     return pd.DataFrame(rows)
 
 
-def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str, epochs: int) -> pd.DataFrame:
+def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str,
+                         epochs: int) -> pd.DataFrame:
     """SPEC 1.8: the presented hyperparameters beside the ones this run actually used."""
     sched = {"step": f"StepLR(step={rec['step_size_epochs']} epochs, gamma={rec['gamma']})",
              "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, linear decay)",
-             "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)", "constant": "constant"}[rec["scheduler"]]
-    opt = f"{rec['optimizer'].upper()} + {'Nesterov ' if rec['nesterov'] else ''}momentum {rec['momentum']}"
-    ran = {"learning rate": rec["lr"], "batch size": rec["batch_size"], "scheduler": sched, "optimizer": opt,
-           "transforms": "batched RandomCrop(32, padding=4) + horizontal flip on the training device, "
-                         "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"}
+             "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)",
+             "constant": "constant"}[rec["scheduler"]]
+    opt = (f"{rec['optimizer'].upper()} + {'Nesterov ' if rec['nesterov'] else ''}"
+           f"momentum {rec['momentum']}")
+    ran = {"learning rate": rec["lr"], "batch size": rec["batch_size"], "scheduler": sched,
+           "optimizer": opt,
+           "transforms": "batched RandomCrop(32, padding=4) + horizontal flip on the training "
+                         "device, Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"}
     extra = {"weight decay": rec["weight_decay"], "label smoothing": rec["label_smoothing"],
              "test-time flip": rec["flip_tta"], "epochs": epochs}
     rows = [{"hyperparameter": k, "presented": presented.get(k), f"this run ({recipe_name})": v}
@@ -224,18 +239,22 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
     validation AUC.
     """
     if params["sweep_train_subset"]:
-        tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"], seed=params["seed"])
-        splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y, source=splits.source)
+        tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"],
+                             seed=params["seed"])
+        splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y,
+                        source=splits.source)
     rows = []
     for bs in params["sweep_batch_sizes"]:
         for lr in params["sweep_lrs"]:
-            t = train_classifier(params["sweep_model"], splits, params, ckpt_root=ckpt_root, recipe_name="presented",
-                                 epochs=params["sweep_epochs"], overrides={"batch_size": bs, "lr": lr},
+            t = train_classifier(params["sweep_model"], splits, params, ckpt_root=ckpt_root,
+                                 recipe_name="presented", epochs=params["sweep_epochs"],
+                                 overrides={"batch_size": bs, "lr": lr},
                                  run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")
             val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                                 device=next(t.model.parameters()).device, train=False)
             val_logits, val_labels = predict(t.model, val)
-            rows.append({"batch size": bs, "learning rate": lr, "val AUC": round(macro_auc(val_logits, val_labels), 4),
+            rows.append({"batch size": bs, "learning rate": lr,
+                         "val AUC": round(macro_auc(val_logits, val_labels), 4),
                          "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
                          "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
                          "wall time (s)": round(t.wall_time_s, 1)})
@@ -247,30 +266,35 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
 def sweep_with_presented(df: pd.DataFrame, presented: dict) -> pd.DataFrame:
     """The sweep table with the presented test AUC of each cell beside ours."""
     out = df.copy()
-    out.insert(2, "presented test AUC", [presented.get((b, lr)) for b, lr in zip(df["batch size"], df["learning rate"])])
+    out.insert(2, "presented test AUC",
+               [presented.get((b, lr)) for b, lr in zip(df["batch size"], df["learning rate"])])
     return out
 
 
-def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, classes, presented: dict) -> pd.DataFrame:
+def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, classes,
+                                presented: dict) -> pd.DataFrame:
     """SPEC 1.10: per-class precision / recall / f1 / support (scikit-learn) beside the presented
     values."""
     from sklearn.metrics import classification_report
 
-    rep = classification_report(labels.numpy(), logits.argmax(1).numpy(), labels=list(range(len(classes))),
-                                target_names=list(classes), output_dict=True, zero_division=0)
+    rep = classification_report(labels.numpy(), logits.argmax(1).numpy(),
+                                labels=list(range(len(classes))), target_names=list(classes),
+                                output_dict=True, zero_division=0)
     rows = []
     for cls in classes:
         r, p = rep[cls], presented.get(cls, (None, None, None))
-        rows.append({"class": cls, "precision": round(r["precision"], 3), "recall": round(r["recall"], 3),
+        rows.append({"class": cls, "precision": round(r["precision"], 3),
+                     "recall": round(r["recall"], 3),
                      "f1": round(r["f1-score"], 3), "support": int(r["support"]),
                      "presented precision": p[0], "presented recall": p[1], "presented f1": p[2]})
     df = pd.DataFrame(rows)
     summary = pd.DataFrame([
         {"class": "accuracy", "f1": round(rep["accuracy"], 3), "support": int(len(labels))},
         {"class": "macro avg", "precision": round(rep["macro avg"]["precision"], 3),
-         "recall": round(rep["macro avg"]["recall"], 3), "f1": round(rep["macro avg"]["f1-score"], 3),
-         "support": int(len(labels))},
-        {"class": "all classes but cat (mean f1)", "f1": round(df.loc[df["class"] != "cat", "f1"].mean(), 3),
+         "recall": round(rep["macro avg"]["recall"], 3),
+         "f1": round(rep["macro avg"]["f1-score"], 3), "support": int(len(labels))},
+        {"class": "all classes but cat (mean f1)",
+         "f1": round(df.loc[df["class"] != "cat", "f1"].mean(), 3),
          "support": int(df.loc[df["class"] != "cat", "support"].sum())},
     ])
     return pd.concat([df, summary], ignore_index=True)

@@ -48,12 +48,15 @@ def make_two_moons(*, n_samples: int, noise: float, labels_per_class: int, seed:
     x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     x = (x - x.mean(0)) / x.std(0)
     rng = np.random.default_rng(seed)
-    labelled = np.concatenate([rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False) for c in (0, 1)])
-    return TwoMoons(torch.tensor(x, dtype=torch.float32), torch.tensor(y), torch.tensor(np.sort(labelled)))
+    labelled = np.concatenate([rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False)
+                               for c in (0, 1)])
+    return TwoMoons(torch.tensor(x, dtype=torch.float32), torch.tensor(y),
+                    torch.tensor(np.sort(labelled)))
 
 
 def mlp(hidden: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, 2))
 
 
 def train_supervised(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int) -> nn.Module:
@@ -68,7 +71,8 @@ def train_supervised(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed
     return model.eval()
 
 
-def train_pseudo_label(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int) -> nn.Module:
+def train_pseudo_label(data: TwoMoons, *, hidden: int, steps: int, lr: float,
+                       seed: int) -> nn.Module:
     teacher = train_supervised(data, hidden=hidden, steps=steps, lr=lr, seed=seed)
     x_u = data.x[data.unlabelled]
     with torch.no_grad():
@@ -121,18 +125,20 @@ def run(params: dict) -> tuple[TwoMoons, dict[str, nn.Module], pd.DataFrame]:
     table."""
     data = make_two_moons(n_samples=params["twomoon_samples"], noise=params["twomoon_noise"],
                           labels_per_class=params["twomoon_labels_per_class"], seed=params["seed"])
-    kw = {"hidden": params["twomoon_hidden"], "steps": params["twomoon_steps"], "lr": params["twomoon_lr"],
-          "seed": params["seed"]}
+    kw = {"hidden": params["twomoon_hidden"], "steps": params["twomoon_steps"],
+          "lr": params["twomoon_lr"], "seed": params["seed"]}
     with cpu_threads(params["cpu_threads"]):
-        models = {"supervised only": train_supervised(data, **kw), "pseudo-labelling": train_pseudo_label(data, **kw),
-                  "Meta Pseudo Labels (student)": train_mpl(data, feedback_weight=params["twomoon_feedback_weight"],
-                                                            **kw)[0]}
+        models = {"supervised only": train_supervised(data, **kw),
+                  "pseudo-labelling": train_pseudo_label(data, **kw),
+                  "Meta Pseudo Labels (student)": train_mpl(
+                      data, feedback_weight=params["twomoon_feedback_weight"], **kw)[0]}
     rows = []
     for name, m in models.items():
         with torch.no_grad():
             acc = (m(data.x).argmax(1) == data.y).float().mean().item()
         rows.append({"method": name, "accuracy on all points (%)": round(100 * acc, 1),
-                     "labelled points": len(data.labelled), "unlabelled points": len(data.unlabelled)})
+                     "labelled points": len(data.labelled),
+                     "unlabelled points": len(data.unlabelled)})
     return data, models, pd.DataFrame(rows)
 
 
@@ -142,7 +148,8 @@ def boundaries_figure(data: TwoMoons, models: dict[str, nn.Module], table: pd.Da
     import matplotlib.pyplot as plt
 
     lo, hi = data.x.min(0).values - 0.5, data.x.max(0).values + 0.5
-    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200), indexing="xy")
+    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200),
+                            indexing="xy")
     grid = torch.stack([gx.flatten(), gy.flatten()], 1)
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.2), layout="constrained")
     acc = dict(zip(table["method"], table["accuracy on all points (%)"]))
@@ -153,7 +160,8 @@ def boundaries_figure(data: TwoMoons, models: dict[str, nn.Module], table: pd.Da
         ax.contourf(gx, gy, p, levels=20, cmap="RdBu_r", alpha=0.35, vmin=0, vmax=1)
         ax.contour(gx, gy, p, levels=[0.5], colors="k", linewidths=2)
         ax.scatter(*data.x[u].T, c=data.y[u], cmap="coolwarm", s=6, alpha=0.5, vmin=0, vmax=1)
-        ax.scatter(*data.x[lab].T, c=data.y[lab], cmap="coolwarm", s=160, marker="*", edgecolors="k", vmin=0, vmax=1)
+        ax.scatter(*data.x[lab].T, c=data.y[lab], cmap="coolwarm", s=160, marker="*",
+                   edgecolors="k", vmin=0, vmax=1)
         ax.set(title=f"{name}: {acc[name]:.1f}%", xticks=[], yticks=[])
     fig.suptitle(f"Two moons, {len(lab)} labelled (stars) and {len(u)} unlabelled points; "
                  "black line = decision boundary, title = accuracy on all points")

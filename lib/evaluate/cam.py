@@ -45,8 +45,9 @@ def head_weights(model: nn.Module) -> torch.Tensor:
         return head.weight.detach()
     if isinstance(head, nn.Conv2d) and head.kernel_size == (1, 1) and head.groups == 1:
         return head.weight.detach().flatten(1)
-    raise TypeError(f"CAM needs a model whose `classifier` is an nn.Linear or a 1x1 nn.Conv2d applied after global "
-                    f"average pooling; {type(model).__name__}.classifier is {type(head).__name__}")
+    raise TypeError("CAM needs a model whose `classifier` is an nn.Linear or a 1x1 nn.Conv2d "
+                    f"applied after global average pooling; {type(model).__name__}.classifier is "
+                    f"{type(head).__name__}")
 
 
 def target_layer(model: nn.Module) -> nn.Module:
@@ -54,8 +55,8 @@ def target_layer(model: nn.Module) -> nn.Module:
     ``model.features(x)``)."""
     layer = getattr(model, "cam_layer", None)
     if not isinstance(layer, nn.Module):
-        raise TypeError(f"{type(model).__name__} has no `cam_layer` module; models in lib.models name the module "
-                        "that outputs features(x) as `cam_layer`")
+        raise TypeError(f"{type(model).__name__} has no `cam_layer` module; models in lib.models "
+                        "name the module that outputs features(x) as `cam_layer`")
     return layer
 
 
@@ -72,7 +73,8 @@ def _eval_mode(model: nn.Module):
 def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4) or x.shape[-3] != 3:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected a normalised image tensor (3, H, W) or a batch (B, 3, H, W); got {shape}")
+        raise ValueError("expected a normalised image tensor (3, H, W) or a batch (B, 3, H, W); "
+                         f"got {shape}")
     return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)
 
 
@@ -81,7 +83,8 @@ def _class_indices(class_idx, batch: int) -> torch.Tensor:
     if idx.numel() == 1:
         idx = idx.expand(batch)
     if idx.numel() != batch:
-        raise ValueError(f"class_idx must be one class or one per image; got {idx.numel()} for {batch} images")
+        raise ValueError(f"class_idx must be one class or one per image; got {idx.numel()} for "
+                         f"{batch} images")
     return idx
 
 
@@ -99,14 +102,17 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, class_idx, *, upsamp
     weights = head_weights(model)
     idx = _class_indices(class_idx, len(xb))
     if int(idx.max()) >= weights.shape[0] or int(idx.min()) < 0:
-        raise ValueError(f"class_idx {idx.tolist()} out of range for a {weights.shape[0]}-class model")
+        raise ValueError(f"class_idx {idx.tolist()} out of range for a "
+                         f"{weights.shape[0]}-class model")
     with torch.no_grad(), _eval_mode(model):
         fmap = model.features(xb.to(weights.device)).float()
     if fmap.shape[1] != weights.shape[1]:
-        raise ValueError(f"features(x) has {fmap.shape[1]} channels but the classifier expects {weights.shape[1]}")
+        raise ValueError(f"features(x) has {fmap.shape[1]} channels but the classifier expects "
+                         f"{weights.shape[1]}")
     maps = torch.einsum("bc,bchw->bhw", weights[idx.to(weights.device)].float(), fmap).cpu()
     if upsample:
-        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear",
+                             align_corners=False)[:, 0]
     if normalize:
         maps = _minmax(maps)
     return maps[0] if single else maps
@@ -125,7 +131,8 @@ def activation_map(model: nn.Module, x: torch.Tensor, *, upsample: bool = True,
     with torch.no_grad(), _eval_mode(model):
         maps = model.features(xb.to(device)).float().mean(dim=1).cpu()
     if upsample:
-        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear",
+                             align_corners=False)[:, 0]
     if normalize:
         maps = _minmax(maps)
     return maps[0] if single else maps
@@ -155,7 +162,8 @@ def _to_hwc_uint8(image) -> np.ndarray:
     if img.ndim == 3 and img.shape[0] == 3 and img.shape[-1] != 3:
         img = img.transpose(1, 2, 0)
     if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image (3, H, W) or (H, W, 3); got {img.dtype} {img.shape}")
+        raise ValueError(f"expected a uint8 RGB image (3, H, W) or (H, W, 3); got {img.dtype} "
+                         f"{img.shape}")
     return img
 
 
@@ -165,7 +173,8 @@ def overlay(image_uint8, cam, *, alpha: float = 0.5) -> np.ndarray:
     import matplotlib
 
     img = _to_hwc_uint8(image_uint8).astype(np.float32) / 255.0
-    m = cam.detach().cpu().float().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam, dtype=np.float32)
+    m = (cam.detach().cpu().float().numpy() if isinstance(cam, torch.Tensor)
+         else np.asarray(cam, dtype=np.float32))
     if m.shape != img.shape[:2]:
         raise ValueError(f"map shape {m.shape} does not match the image's {img.shape[:2]}; "
                          "use class_activation_map(..., upsample=True)")
@@ -200,8 +209,8 @@ def cam_rows(model: nn.Module, x: torch.Tensor, *, labels=None, wrong_class: int
     return rows, titles
 
 
-def cam_figure(images, cams: Mapping[str, Sequence] | Sequence, titles: Sequence[str] | None = None, *,
-               alpha: float = 0.5, title: str = ""):
+def cam_figure(images, cams: Mapping[str, Sequence] | Sequence, titles: Sequence[str] | None = None,
+               *, alpha: float = 0.5, title: str = ""):
     """A grid: the input images in the first row, then one row of jet overlays per entry of
     ``cams``.
 
@@ -219,7 +228,8 @@ def cam_figure(images, cams: Mapping[str, Sequence] | Sequence, titles: Sequence
     if titles is not None and len(titles) != n:
         raise ValueError(f"{len(titles)} titles for {n} images")
     nrows = 1 + len(cams)
-    fig, axes = plt.subplots(nrows, n, figsize=(1.9 * n + 1.2, 2.0 * nrows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrows, n, figsize=(1.9 * n + 1.2, 2.0 * nrows), squeeze=False,
+                             layout="constrained")
     row_images = [("Input image", [_to_hwc_uint8(im) for im in images])]
     row_images += [(label, [overlay(im, m, alpha=alpha) for im, m in zip(images, maps)])
                    for label, maps in cams.items()]

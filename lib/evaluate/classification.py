@@ -9,12 +9,14 @@ import torch.nn.functional as F
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader, *, flip_tta: bool = False, autocast_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, loader, *, flip_tta: bool = False,
+            autocast_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (float32, on CPU) and labels for every batch of ``loader``; ``flip_tta`` averages with
     the mirror."""
     model.eval()
     device = next(model.parameters()).device
-    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    ctx = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype
+           else contextlib.nullcontext())
     logits, labels = [], []
     with ctx:
         for x, y in loader.epoch(0):

@@ -51,8 +51,9 @@ def weights_path() -> Path:
 
 def missing_weights_message() -> str:
     return (f"FID needs pytorch-fid's Inception weights at {weights_path()} "
-            f"($TORCH_HOME/hub/checkpoints/{WEIGHTS_FILE}); they could not be downloaded here. Copy or link the "
-            f"file there (e.g. ln -s ../shared/weights/{WEIGHTS_FILE} {weights_path()}) and re-run.")
+            f"($TORCH_HOME/hub/checkpoints/{WEIGHTS_FILE}); they could not be downloaded here. "
+            f"Copy or link the file there (e.g. ln -s ../shared/weights/{WEIGHTS_FILE} "
+            f"{weights_path()}) and re-run.")
 
 
 def inception_status(*, download: bool = True) -> tuple[bool, str]:
@@ -83,17 +84,20 @@ def load_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
 
     try:
         model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[DIMS]])
-    except (OSError, RuntimeError, ValueError) as err:  # urllib errors are OSErrors; a corrupt file a RuntimeError
+    # urllib errors are OSErrors; a corrupt file a RuntimeError
+    except (OSError, RuntimeError, ValueError) as err:
         raise FIDUnavailable(f"{missing_weights_message()} ({type(err).__name__}: {err})") from None
     model = model.eval().to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # faster on CPU: bench/fid_throughput.py
+        # faster on CPU: bench/fid_throughput.py
+        model = model.to(memory_format=torch.channels_last)
     _MODELS[str(device)] = model
     return model
 
 
 @torch.inference_mode()
-def inception_features(images: torch.Tensor, *, batch_size: int = 50, device: str | torch.device = "cpu",
+def inception_features(images: torch.Tensor, *, batch_size: int = 50,
+                       device: str | torch.device = "cpu",
                        model: torch.nn.Module | None = None) -> np.ndarray:
     """``(N, 2048)`` float64 pool3 features of uint8 images ``(N, 3, H, W)``, computed in batches.
 
@@ -101,7 +105,8 @@ def inception_features(images: torch.Tensor, *, batch_size: int = 50, device: st
     itself resizes to 299x299 and maps to ``[-1, 1]``.
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {images.dtype} "
+                         f"{tuple(images.shape)}")
     device = torch.device(device)
     model = model or load_inception(device)
     out = []
@@ -135,14 +140,16 @@ def frechet_distance(a: Stats, b: Stats) -> float:
     return float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
 
 
-def statistics(images: torch.Tensor, *, batch_size: int = 50, device: str | torch.device = "cpu") -> Stats:
+def statistics(images: torch.Tensor, *, batch_size: int = 50,
+               device: str | torch.device = "cpu") -> Stats:
     """Inception statistics of uint8 images, timed."""
     t0 = time.perf_counter()
     feats = inception_features(images, batch_size=batch_size, device=device)
     return Stats.of(feats, time.perf_counter() - t0)
 
 
-def cache_path(*, source: str, split: str, n: int, seed: int, cache_dir: str | Path | None = None) -> Path:
+def cache_path(*, source: str, split: str, n: int, seed: int,
+               cache_dir: str | Path | None = None) -> Path:
     """``<cache>/fid-stats/<split>-<n>-<hash of source and seed>.npz``."""
     from ..data import default_cache_dir
 
@@ -150,8 +157,9 @@ def cache_path(*, source: str, split: str, n: int, seed: int, cache_dir: str | P
     return Path(cache_dir or default_cache_dir()) / "fid-stats" / f"{split}-{n}-{key}.npz"
 
 
-def cached_statistics(images: torch.Tensor, *, source: str, split: str, seed: int, batch_size: int = 50,
-                      device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> Stats:
+def cached_statistics(images: torch.Tensor, *, source: str, split: str, seed: int,
+                      batch_size: int = 50, device: str | torch.device = "cpu",
+                      cache_dir: str | Path | None = None) -> Stats:
     """Statistics of real images, computed once and cached as ``.npz`` keyed by (source, split,
     count, seed).
 

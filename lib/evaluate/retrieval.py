@@ -38,16 +38,18 @@ def _prepare(gallery: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Te
     return gallery, (gallery * gallery).sum(1)
 
 
-def _ranking_keys(q: torch.Tensor, g: torch.Tensor, g_sq: torch.Tensor | None, metric: str) -> torch.Tensor:
-    """Lower = more similar, one matrix product. Cosine: ``-q_hat . g_hat``. Euclidean: ``|g|^2 - 2 q.g``, which
-    is ``|q - g|^2 - |q|^2`` and so ranks the gallery exactly as the distance does."""
+def _ranking_keys(q: torch.Tensor, g: torch.Tensor, g_sq: torch.Tensor | None,
+                  metric: str) -> torch.Tensor:
+    """Lower = more similar, one matrix product. Cosine: ``-q_hat . g_hat``. Euclidean:
+    ``|g|^2 - 2 q.g``, which is ``|q - g|^2 - |q|^2`` and so ranks the gallery exactly as the
+    distance does."""
     if metric == "cosine":
         return F.normalize(q.float(), dim=1).neg_() @ g.T
     return torch.addmm(g_sq.unsqueeze(0), q.float(), g.T, alpha=-2.0)
 
 
-def top_k(queries: torch.Tensor, gallery: torch.Tensor, *, metric: str, k: int = 10, chunk_size: int = 1000
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(queries: torch.Tensor, gallery: torch.Tensor, *, metric: str, k: int = 10,
+          chunk_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """``(values, indices)`` of the ``k`` nearest gallery items per query, best first.
 
     Values are cosine similarities (``metric="cosine"``) or Euclidean distances (``"euclidean"``).
@@ -114,7 +116,8 @@ def _sort_rows_inplace(keys: np.ndarray, workers: int) -> None:
         list(pool.map(lambda ab: keys[ab[0]:ab[1]].sort(axis=1), zip(bounds[:-1], bounds[1:])))
 
 
-def ranked_relevance(keys: torch.Tensor, relevant: torch.Tensor, *, workers: int | None = None) -> np.ndarray:
+def ranked_relevance(keys: torch.Tensor, relevant: torch.Tensor, *,
+                     workers: int | None = None) -> np.ndarray:
     """Boolean rows of relevance in ranked order (lowest key = most similar first) for a ``(Q, N)``
     block.
 
@@ -149,7 +152,8 @@ def _average_precision_sparse(rel: np.ndarray) -> np.ndarray:
 
 
 def rank_metrics(queries: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor,
-                 gallery_labels: torch.Tensor, *, metric: str, ks=(1, 5, 10), chunk_size: int = 500) -> dict:
+                 gallery_labels: torch.Tensor, *, metric: str, ks=(1, 5, 10),
+                 chunk_size: int = 500) -> dict:
     """precision@k and mAP of ``metric`` with the whole gallery ranked for every query (relevant =
     same class).
 
@@ -159,7 +163,8 @@ def rank_metrics(queries: torch.Tensor, query_labels: torch.Tensor, gallery: tor
     g, g_sq = _prepare(gallery, metric)
     gl = gallery_labels.to(g.device)
     classes = torch.unique(torch.cat([gl, query_labels.to(g.device)]))
-    member = (gl[None, :] == classes[:, None]).to(torch.int32)  # (C, N): one row per class, gathered per query
+    # (C, N): one row per class, gathered per query
+    member = (gl[None, :] == classes[:, None]).to(torch.int32)
     ks = tuple(int(k) for k in ks)
     prec = {k: [] for k in ks}
     aps = []
@@ -173,8 +178,8 @@ def rank_metrics(queries: torch.Tensor, query_labels: torch.Tensor, gallery: tor
             prec[k].append(rel[:, :k].mean(axis=1))
     elapsed = time.perf_counter() - t0
     out = {f"P@{k}": float(np.concatenate(v).mean()) for k, v in prec.items()}
-    out.update({"mAP": float(np.concatenate(aps).mean()), "queries": len(queries), "gallery": len(gallery),
-                "rank_s": elapsed})
+    out.update({"mAP": float(np.concatenate(aps).mean()), "queries": len(queries),
+                "gallery": len(gallery), "rank_s": elapsed})
     return out
 
 
@@ -190,8 +195,8 @@ def normalised_agreement(queries: torch.Tensor, gallery: torch.Tensor, *, k: int
                          chunk_size: int = 1000) -> pd.DataFrame:
     """How often cosine and Euclidean give the same top-``k``, on raw and on L2-normalised features.
 
-    On unit vectors ``|a - b|^2 = 2 - 2 cos(a, b)``, so the rankings must coincide; the last column checks
-    that identity numerically.
+    On unit vectors ``|a - b|^2 = 2 - 2 cos(a, b)``, so the rankings must coincide; the last column
+    checks that identity numerically.
     """
     _, cos_idx = top_k(queries, gallery, metric="cosine", k=k, chunk_size=chunk_size)
     rows = []
@@ -205,16 +210,21 @@ def normalised_agreement(queries: torch.Tensor, gallery: torch.Tensor, *, k: int
         qn, gn = F.normalize(qv[:n].float(), dim=1), F.normalize(gv.float(), dim=1)
         identity = None
         if name.startswith("L2"):
-            identity = float((torch.cdist(qv[:n].float(), gv.float()).pow(2) - (2 - 2 * qn @ gn.T)).abs().max())
-        # where the orders differ: the cosine gap (float64) between the first two items they disagree on
+            identity = float((torch.cdist(qv[:n].float(), gv.float()).pow(2)
+                              - (2 - 2 * qn @ gn.T)).abs().max())
+        # where the orders differ: the cosine gap (float64) between the first two items they
+        # disagree on
         mism = cos_idx != euc_idx
         differ = mism.any(1).nonzero().flatten()
         first = mism[differ].float().argmax(1)
         a, b = cos_idx[differ, first], euc_idx[differ, first]
-        q64, g64 = F.normalize(queries[differ].double(), dim=1), F.normalize(gallery.double(), dim=1)
-        gap = (q64 * (g64[a] - g64[b])).sum(1).abs().max() if len(differ) else torch.tensor(float("nan"))
+        q64, g64 = (F.normalize(queries[differ].double(), dim=1),
+                    F.normalize(gallery.double(), dim=1))
+        gap = ((q64 * (g64[a] - g64[b])).sum(1).abs().max() if len(differ)
+               else torch.tensor(float("nan")))
         rows.append({"Euclidean on": name, "queries": len(qv),
-                     "same top-1 as cosine (%)": round(100 * float((cos_idx[:, 0] == euc_idx[:, 0]).float().mean()), 2),
+                     "same top-1 as cosine (%)":
+                         round(100 * float((cos_idx[:, 0] == euc_idx[:, 0]).float().mean()), 2),
                      f"same ordered top-{k} (%)": round(100 * float(same_order), 2),
                      f"mean top-{k} overlap (%)": round(100 * float(overlap.mean()), 2),
                      "max |d^2 - (2 - 2 cos)|": identity,
@@ -226,7 +236,8 @@ def first_disagreement(queries: torch.Tensor, gallery: torch.Tensor, *, k: int =
                        block: int = 256) -> int:
     """Index of the first query (from ``start``) whose top-``k`` set differs between cosine and
     Euclidean."""
-    for i in range(start, len(queries), block):  # blocks of queries, so a hit early on costs one block
+    # blocks of queries, so a hit early on costs one block
+    for i in range(start, len(queries), block):
         _, ci = top_k(queries[i:i + block], gallery, metric="cosine", k=k)
         _, ei = top_k(queries[i:i + block], gallery, metric="euclidean", k=k)
         differ = (ci.sort(1).values != ei.sort(1).values).any(1).nonzero().flatten()

@@ -29,7 +29,8 @@ class DCGAN(Method):
         self.D = discriminator
         self.opt_g = opt_g
         self.opt_d = opt_d
-        self.state = {"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d}
+        self.state = {"generator": generator, "discriminator": discriminator, "opt_g": opt_g,
+                      "opt_d": opt_d}
 
     def train_step(self, batch):
         real, _ = batch
@@ -55,7 +56,8 @@ class DCGAN(Method):
         self.optimise(loss_g, self.opt_g, model=self.G)
         # 4. the loop repeats with the next batch
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
+                "d_real": torch.sigmoid(d_real).mean().detach(),
+                "d_fake": torch.sigmoid(d_fake).mean().detach()}
 
     @torch.inference_mode()
     def sample(self, n: int, *, batch_size: int = 500, seed: int = 0):

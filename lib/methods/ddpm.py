@@ -3,11 +3,13 @@
 The network is diffusers' ``UNet2DModel`` in Ho et al.'s layout
 (:func:`lib.models.unet.build_unet`).
 
-Training is epsilon prediction with the simple loss ``||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,
-t)||^2`` (Ho et al., Algorithm 1), T = 1000 linear betas 1e-4 -> 0.02, gradient clipping at 1 and an EMA of
-the weights, which is what samples. :class:`DDPM` returns its own loss (:meth:`DDPM.loss`), so any loop could
-train it; here :func:`lib.train.fit` does. Sampling is either the 1000-step ancestral sampler (Algorithm 2,
-diffusers' ``DDPMScheduler``) or DDIM (Song et al. 2021, ``DDIMScheduler``, eta = 0) with far fewer steps.
+Training is epsilon prediction with the simple loss
+``||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t)||^2`` (Ho et al., Algorithm 1),
+T = 1000 linear betas 1e-4 -> 0.02, gradient clipping at 1 and an EMA of the weights, which is what
+samples. :class:`DDPM` returns its own loss (:meth:`DDPM.loss`), so any loop could train it; here
+:func:`lib.train.fit` does. Sampling is either the 1000-step ancestral sampler (Algorithm 2,
+diffusers' ``DDPMScheduler``) or DDIM (Song et al. 2021, ``DDIMScheduler``, eta = 0) with far fewer
+steps.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    """Forward noising in closed form, ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)`` (Ho et al., eq. 4)."""
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+             abar: torch.Tensor) -> torch.Tensor:
+    """Forward noising in closed form, ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``
+    (Ho et al., eq. 4)."""
     a = abar.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.ndim - 1)))
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
@@ -78,8 +82,8 @@ class DDPM(Method):
         x, _ = batch
         self.unet.train()
         loss = self.loss(x)
-        grad_norm = self.optimise(loss, self.optimizer, model=self.unet, scheduler=self.lr_scheduler,
-                                  clip=self.grad_clip, ema=True)
+        grad_norm = self.optimise(loss, self.optimizer, model=self.unet,
+                                  scheduler=self.lr_scheduler, clip=self.grad_clip, ema=True)
         logs = {"loss": loss.detach()}
         if grad_norm is not None:
             logs["grad_norm"] = grad_norm.detach()
@@ -89,18 +93,19 @@ class DDPM(Method):
         return {"num_train_timesteps": self.num_timesteps, "beta_start": self.beta_start,
                 "beta_end": self.beta_end, "beta_schedule": "linear"}
 
-    def sample(self, n: int, *, sampler: str = "ddpm", steps: int | None = None, batch_size: int = 256,
-               seed: int = 0) -> tuple[torch.Tensor, float]:
+    def sample(self, n: int, *, sampler: str = "ddpm", steps: int | None = None,
+               batch_size: int = 256, seed: int = 0) -> tuple[torch.Tensor, float]:
         """``n`` uint8 images from the EMA network with ``sampler`` (``ddpm``: ancestral, ``steps``
         = T by default; ``ddim``: deterministic DDIM, eta 0), and the seconds it took."""
-        return sample_diffusion(self.ema.module, n, sampler=sampler, steps=steps or self.num_timesteps,
-                                batch_size=batch_size, seed=seed, autocast_dtype=self.autocast_dtype,
-                                **self.schedulers_config())
+        return sample_diffusion(self.ema.module, n, sampler=sampler,
+                                steps=steps or self.num_timesteps, batch_size=batch_size, seed=seed,
+                                autocast_dtype=self.autocast_dtype, **self.schedulers_config())
 
 
 @torch.inference_mode()
-def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch_size: int, seed: int,
-                     num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str = "linear",
+def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch_size: int,
+                     seed: int, num_train_timesteps: int, beta_start: float, beta_end: float,
+                     beta_schedule: str = "linear",
                      autocast_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, float]:
     """Draw ``n`` images in batches with diffusers' DDPM (ancestral) or DDIM scheduler; returns
     uint8 images on the CPU and the wall time in seconds. Seeded: the same call gives the same
@@ -120,14 +125,16 @@ def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch
     was_training = unet.training
     unet.eval()
     gen = torch.Generator().manual_seed(seed)
-    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else torch.autocast("cpu", enabled=False)
+    ctx = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype
+           else torch.autocast("cpu", enabled=False))
     out = []
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
-        x = torch.randn(b, 3, unet.config.sample_size, unet.config.sample_size, generator=gen).to(device)
+        x = torch.randn(b, 3, unet.config.sample_size, unet.config.sample_size,
+                        generator=gen).to(device)
         for t in sched.timesteps:
             with ctx:
                 eps = unet(x, t).sample.float()

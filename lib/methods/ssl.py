@@ -34,7 +34,8 @@ def uda_consistency(logits_weak: torch.Tensor, logits_strong: torch.Tensor, *, t
 
 
 def mpl_feedback(student_loss_before: torch.Tensor, student_loss_after: torch.Tensor,
-                 teacher_logits: torch.Tensor, pseudo_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 teacher_logits: torch.Tensor, pseudo_labels: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The MPL teacher term ``h * CE(teacher_logits, pseudo_labels)`` with ``h = before - after``.
 
     ``h > 0`` when the student's labelled loss fell after learning the pseudo labels: minimising the
@@ -64,8 +65,8 @@ class UDAObjective(SSLMethod):
     images plus the UDA consistency on the unlabelled views, weighted by ``lambda_u`` ramped up over
     ``uda_steps``."""
 
-    def __init__(self, *, label_smoothing: float, temperature: float, threshold: float, lambda_u: float,
-                 uda_steps: int, grad_clip: float = 0.0):
+    def __init__(self, *, label_smoothing: float, temperature: float, threshold: float,
+                 lambda_u: float, uda_steps: int, grad_clip: float = 0.0):
         super().__init__()
         self.counter = StepCounter()
         self.ls = label_smoothing
@@ -83,8 +84,8 @@ class UDAObjective(SSLMethod):
         loss_u, mask, pseudo = uda_consistency(logits_uw, logits_us, temperature=self.temperature,
                                                threshold=self.threshold)
         weight_u = self.lambda_u * min(1.0, (self.counter.value + 1) / max(1, self.uda_steps))
-        return {"loss": loss_l + weight_u * loss_u, "loss_l": loss_l, "loss_u": loss_u, "weight_u": weight_u,
-                "mask": mask, "pseudo": pseudo, "logits_us": logits_us}
+        return {"loss": loss_l + weight_u * loss_u, "loss_l": loss_l, "loss_u": loss_u,
+                "weight_u": weight_u, "mask": mask, "pseudo": pseudo, "logits_us": logits_us}
 
 
 class MetaPseudoLabels(UDAObjective):
@@ -95,8 +96,9 @@ class MetaPseudoLabels(UDAObjective):
     eval_name = "student"
     compiled = ("teacher", "student")
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, *, teacher_optimizer, student_optimizer,
-                 teacher_scheduler=None, student_scheduler=None, ema_decay: float = 0.0, **objective):
+    def __init__(self, teacher: nn.Module, student: nn.Module, *, teacher_optimizer,
+                 student_optimizer, teacher_scheduler=None, student_scheduler=None,
+                 ema_decay: float = 0.0, **objective):
         super().__init__(**objective)
         self.teacher = teacher
         self.student = student
@@ -104,7 +106,8 @@ class MetaPseudoLabels(UDAObjective):
         self.s_opt = student_optimizer
         self.t_sched = teacher_scheduler
         self.s_sched = student_scheduler
-        self.state = {"teacher": teacher, "student": student, "teacher_optimizer": teacher_optimizer,
+        self.state = {"teacher": teacher, "student": student,
+                      "teacher_optimizer": teacher_optimizer,
                       "student_optimizer": student_optimizer, "step": self.counter}
         if teacher_scheduler is not None:
             self.state["teacher_scheduler"] = teacher_scheduler
@@ -128,10 +131,11 @@ class MetaPseudoLabels(UDAObjective):
             s_logits = self.net("student")(torch.cat([x_l, x_us]))
             s_loss_l_old = F.cross_entropy(s_logits[:n_l].detach().float(), y_l)
             s_loss = F.cross_entropy(s_logits[n_l:].float(), t["pseudo"], label_smoothing=self.ls)
-        self.optimise(s_loss, self.s_opt, model=self.student, scheduler=self.s_sched, clip=self.grad_clip,
-                      ema=True)
+        self.optimise(s_loss, self.s_opt, model=self.student, scheduler=self.s_sched,
+                      clip=self.grad_clip, ema=True)
 
-        # 1) feedback: how the student's labelled loss changed, applied to the teacher's own hard labels
+        # 1) feedback: how the student's labelled loss changed, applied to the teacher's own hard
+        # labels
         with self.autocast():
             with torch.no_grad():
                 s_loss_l_new = F.cross_entropy(self.net("student")(x_l).float(), y_l)
@@ -139,12 +143,13 @@ class MetaPseudoLabels(UDAObjective):
                                          t["logits_us"].detach().argmax(-1))
             # 2) + 3) labelled CE and UDA consistency
             t_loss = t["loss"] + t_loss_mpl
-        self.optimise(t_loss, self.t_opt, model=self.teacher, scheduler=self.t_sched, clip=self.grad_clip)
+        self.optimise(t_loss, self.t_opt, model=self.teacher, scheduler=self.t_sched,
+                      clip=self.grad_clip)
         self.counter.value += 1
         return {"student_loss": s_loss.detach(), "teacher_loss": t_loss.detach(),
                 "t_loss_l": t["loss_l"].detach(), "t_loss_uda": t["loss_u"].detach(),
-                "t_loss_mpl": t_loss_mpl.detach(), "mpl_h": h, "mask_ratio": t["mask"].mean().detach(),
-                "uda_weight": torch.tensor(t["weight_u"]),
+                "t_loss_mpl": t_loss_mpl.detach(), "mpl_h": h,
+                "mask_ratio": t["mask"].mean().detach(), "uda_weight": torch.tensor(t["weight_u"]),
                 "lr_teacher": torch.tensor(self.t_opt.param_groups[0]["lr"]),
                 "lr_student": torch.tensor(self.s_opt.param_groups[0]["lr"])}
 
@@ -156,7 +161,8 @@ class UDA(UDAObjective):
     eval_name = "teacher"
     compiled = ("teacher",)
 
-    def __init__(self, model: nn.Module, *, optimizer, scheduler=None, ema_decay: float = 0.0, **objective):
+    def __init__(self, model: nn.Module, *, optimizer, scheduler=None, ema_decay: float = 0.0,
+                 **objective):
         super().__init__(**objective)
         self.model = model
         self.opt = optimizer
@@ -171,8 +177,8 @@ class UDA(UDAObjective):
         with self.autocast():
             logits = self.net("teacher")(torch.cat([batch.x_l, batch.x_uw, batch.x_us]))
             t = self.uda_loss(logits, batch.y_l)
-        self.optimise(t["loss"], self.opt, model=self.model, scheduler=self.sched, clip=self.grad_clip,
-                      ema=True)
+        self.optimise(t["loss"], self.opt, model=self.model, scheduler=self.sched,
+                      clip=self.grad_clip, ema=True)
         self.counter.value += 1
         return {"teacher_loss": t["loss"].detach(), "t_loss_l": t["loss_l"].detach(),
                 "t_loss_uda": t["loss_u"].detach(), "mask_ratio": t["mask"].mean().detach(),
@@ -203,6 +209,8 @@ class Supervised(SSLMethod):
         with self.autocast():
             logits = self.net("model")(batch.x_l)
             loss = F.cross_entropy(logits.float(), batch.y_l, label_smoothing=self.ls)
-        self.optimise(loss, self.opt, model=self.model, scheduler=self.sched, clip=self.grad_clip, ema=True)
-        return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y_l).float().mean().detach(),
+        self.optimise(loss, self.opt, model=self.model, scheduler=self.sched, clip=self.grad_clip,
+                      ema=True)
+        return {"loss": loss.detach(),
+                "acc": (logits.argmax(1) == batch.y_l).float().mean().detach(),
                 "lr": torch.tensor(self.opt.param_groups[0]["lr"])}

@@ -18,7 +18,8 @@ from ..train.device import elapsed_since
 
 def vae_loss(model: ConvVAE, x: torch.Tensor, y: torch.Tensor | None, *,
              beta: float = 1.0) -> dict[str, torch.Tensor]:
-    """Negative ELBO per image: Bernoulli reconstruction of pixels in [0, 1] + beta * KL(q(z|x) || N(0, I))."""
+    """Negative ELBO per image: Bernoulli reconstruction of pixels in [0, 1]
+    + beta * KL(q(z|x) || N(0, I))."""
     logits, mu, logvar = model(x, y)
     target = (x + 1) / 2
     rec = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / len(x)
@@ -58,7 +59,8 @@ class VAE(Method):
         return {"val_loss": total / n}
 
     @torch.inference_mode()
-    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, *,
+                    batch_size: int = 500) -> torch.Tensor:
         """uint8 reconstructions (decoder mean at the posterior mean) of uint8 images, labels
         preserved."""
         self.model.eval()
@@ -71,7 +73,8 @@ class VAE(Method):
         return torch.cat(out)
 
     @torch.inference_mode()
-    def sample(self, n: int, *, labels: torch.Tensor | None = None, batch_size: int = 500, seed: int = 0):
+    def sample(self, n: int, *, labels: torch.Tensor | None = None, batch_size: int = 500,
+               seed: int = 0):
         """``n`` uint8 samples from the prior (classes cycled 0..9 unless ``labels`` fix them) and
         the seconds."""
         self.model.eval()

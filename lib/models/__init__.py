@@ -14,4 +14,5 @@ register("drn_c_26")(drn.drn_c_26)
 register("drn_d_22")(drn.drn_d_22)
 from .efficientnet import EfficientNetB0  # noqa: E402  (registers efficientnet_b0)
 
-__all__ = ["MODELS", "EfficientNetB0", "build_model", "count_parameters", "flops_per_image", "register"]
+__all__ = ["MODELS", "EfficientNetB0", "build_model", "count_parameters", "flops_per_image",
+           "register"]

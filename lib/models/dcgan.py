@@ -15,8 +15,10 @@ class DCGANGenerator(nn.Module):
         self.nz = nz
         g = width
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(nz, 4 * g, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU(True),
-            nn.ConvTranspose2d(4 * g, 2 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * g), nn.ReLU(True),
+            nn.ConvTranspose2d(nz, 4 * g, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(4 * g), nn.ReLU(True),
+            nn.ConvTranspose2d(4 * g, 2 * g, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * g), nn.ReLU(True),
             nn.ConvTranspose2d(2 * g, g, 4, 2, 1, bias=False), nn.BatchNorm2d(g), nn.ReLU(True),
             nn.ConvTranspose2d(g, 3, 4, 2, 1, bias=False), nn.Tanh())
 
@@ -33,8 +35,10 @@ class DCGANDiscriminator(nn.Module):
         d = width
         self.net = nn.Sequential(
             nn.Conv2d(3, d, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(d, 2 * d, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * d), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * d, 4 * d, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * d), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(d, 2 * d, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * d), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * d, 4 * d, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(4 * d), nn.LeakyReLU(0.2, True),
             nn.Conv2d(4 * d, 1, 4, 1, 0, bias=False), nn.Flatten())
 
     def forward(self, x):

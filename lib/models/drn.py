@@ -56,8 +56,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: tuple[int, int] = (1, 1), residual: bool = True):
+    def __init__(self, inplanes: int, planes: int, *, stride: int = 1,
+                 downsample: nn.Module | None = None, dilation: tuple[int, int] = (1, 1),
+                 residual: bool = True):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride=stride, dilation=dilation[0])
         self.bn1 = nn.BatchNorm2d(planes)
@@ -104,7 +105,8 @@ class DRN(nn.Module):
         self.arch, self.imagenet = arch, imagenet
         ch = [scaled_channels(c, width) for c in CHANNELS]
         self.inplanes = ch[0]
-        # layer0 = the 7x7 stem (stride 1 in the reference DRN-C/D: resolution is reduced in levels 2-4)
+        # layer0 = the 7x7 stem (stride 1 in the reference DRN-C/D: resolution is reduced in
+        # levels 2-4)
         self.layer0 = nn.Sequential(nn.Conv2d(3, ch[0], 7, stride=1, padding=3, bias=False),
                                     nn.BatchNorm2d(ch[0]), nn.ReLU(inplace=True))
         level2_stride = 2 if imagenet else 1  # the CIFAR adaptation: 32x32 -> 8x8 instead of 4x4
@@ -119,8 +121,10 @@ class DRN(nn.Module):
         self.layer5 = self._make_layer(ch[4], layers[4], dilation=2, new_level=False)
         self.layer6 = self._make_layer(ch[5], layers[5], dilation=4, new_level=False)
         if arch == "C":  # degridding: non-residual blocks with decreasing dilation
-            self.layer7 = self._make_layer(ch[6], layers[6], dilation=2, new_level=False, residual=False)
-            self.layer8 = self._make_layer(ch[7], layers[7], dilation=1, new_level=False, residual=False)
+            self.layer7 = self._make_layer(ch[6], layers[6], dilation=2, new_level=False,
+                                           residual=False)
+            self.layer8 = self._make_layer(ch[7], layers[7], dilation=1, new_level=False,
+                                           residual=False)
         else:            # degridding: plain convolution layers
             self.layer7 = self._make_conv_layers(ch[6], layers[6], dilation=2)
             self.layer8 = self._make_conv_layers(ch[7], layers[7], dilation=1)
@@ -134,24 +138,27 @@ class DRN(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, planes: int, blocks: int, *, stride: int = 1, dilation: int = 1, new_level: bool = True,
-                    residual: bool = True) -> nn.Sequential:
+    def _make_layer(self, planes: int, blocks: int, *, stride: int = 1, dilation: int = 1,
+                    new_level: bool = True, residual: bool = True) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes))
         first = (1, 1) if dilation == 1 else (dilation // 2 if new_level else dilation, dilation)
-        mods = [BasicBlock(self.inplanes, planes, stride=stride, downsample=downsample, dilation=first,
-                           residual=residual)]
+        mods = [BasicBlock(self.inplanes, planes, stride=stride, downsample=downsample,
+                           dilation=first, residual=residual)]
         self.inplanes = planes
         mods += [BasicBlock(planes, planes, dilation=(dilation, dilation), residual=residual)
                  for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
-    def _make_conv_layers(self, channels: int, convs: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    def _make_conv_layers(self, channels: int, convs: int, *, stride: int = 1,
+                          dilation: int = 1) -> nn.Sequential:
         mods: list[nn.Module] = []
         for i in range(convs):
-            mods += [_conv3x3(self.inplanes, channels, stride=stride if i == 0 else 1, dilation=dilation),
+            mods += [_conv3x3(self.inplanes, channels, stride=stride if i == 0 else 1,
+                              dilation=dilation),
                      nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
             self.inplanes = channels
         return nn.Sequential(*mods)

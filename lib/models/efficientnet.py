@@ -27,16 +27,18 @@ class EfficientNetB0(nn.Module):
             src_mean, src_std = torch.tensor(MEAN), torch.tensor(STD)
             dst_mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)))
             dst_std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)))
-            # x_imagenet = (x_cifar * src_std + src_mean - dst_mean) / dst_std = x_cifar * scale + shift
+            # x_imagenet = (x_cifar * src_std + src_mean - dst_mean) / dst_std
+            #            = x_cifar * scale + shift
             self.register_buffer("scale", (src_std / dst_std).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("shift", ((src_mean - dst_mean) / dst_std).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("shift", ((src_mean - dst_mean) / dst_std).view(1, 3, 1, 1),
+                                 persistent=False)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size is None:
             return x
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                                          align_corners=False)
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size),
+                                          mode="bilinear", align_corners=False)
         return x * self.scale + self.shift
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,15 +68,17 @@ def _pretrained_efficientnet_b0(num_classes: int, **kwargs) -> nn.Module:
     except ImportError:
         pass
     try:
-        return timm.create_model("efficientnet_b0", pretrained=True, num_classes=num_classes, **kwargs)
+        return timm.create_model("efficientnet_b0", pretrained=True, num_classes=num_classes,
+                                 **kwargs)
     except errors as err:
         raise RuntimeError(
-            "efficientnet_b0 with pretrained=True needs timm's ImageNet weights (Hugging Face Hub repository "
-            "'timm/efficientnet_b0.ra_in1k'), and they could not be loaded: "
+            "efficientnet_b0 with pretrained=True needs timm's ImageNet weights (Hugging Face Hub "
+            "repository 'timm/efficientnet_b0.ra_in1k'), and they could not be loaded: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"
-            "Fix: run once on a machine that can reach huggingface.co (the weights are cached under "
-            "$HF_HOME, default ~/.cache/huggingface, and found offline afterwards), or copy that cache here; "
-            "or set `pretrained: false` to train EfficientNet-B0 from scratch at 32x32.") from err
+            "Fix: run once on a machine that can reach huggingface.co (the weights are "
+            "cached under $HF_HOME, default ~/.cache/huggingface, and found offline afterwards), "
+            "or copy that cache here; or set `pretrained: false` to train EfficientNet-B0 from "
+            "scratch at 32x32.") from err
 
 
 @register("efficientnet_b0")
@@ -93,19 +97,21 @@ def efficientnet_b0(*, num_classes: int = 10, width: float = 1.0, pretrained: bo
 
     if pretrained or resize_to is not None:
         if width != 1.0:
-            raise ValueError(f"the ImageNet-shaped efficientnet_b0 (pretrained / resize_to) exists only at width 1.0, "
-                             f"not width={width}")
+            raise ValueError("the ImageNet-shaped efficientnet_b0 (pretrained / resize_to) exists "
+                             f"only at width 1.0, not width={width}")
         kwargs = dict(num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
         net = (_pretrained_efficientnet_b0(**kwargs) if pretrained
                else timm.create_model("efficientnet_b0", pretrained=False, **kwargs))
         return EfficientNetB0(net, input_size=resize_to or 224)
     if width == 1.0:
-        net = timm.create_model("efficientnet_b0", pretrained=False, num_classes=num_classes, drop_rate=drop_rate,
-                                drop_path_rate=drop_path_rate)
+        net = timm.create_model("efficientnet_b0", pretrained=False, num_classes=num_classes,
+                                drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     else:  # timm's own generator with a channel multiplier (what efficientnet_b0 calls with 1.0)
         from timm.models.efficientnet import _gen_efficientnet
 
-        net = _gen_efficientnet("efficientnet_b0", channel_multiplier=width, depth_multiplier=1.0, pretrained=False,
-                                num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
-    net.conv_stem.stride = (1, 1)  # the CIFAR adaptation: total stride 16, a 32x32 image ends on 2x2 (not 1x1)
+        net = _gen_efficientnet("efficientnet_b0", channel_multiplier=width, depth_multiplier=1.0,
+                                pretrained=False, num_classes=num_classes, drop_rate=drop_rate,
+                                drop_path_rate=drop_path_rate)
+    # the CIFAR adaptation: total stride 16, a 32x32 image ends on 2x2 (not 1x1)
+    net.conv_stem.stride = (1, 1)
     return EfficientNetB0(net)

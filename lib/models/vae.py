@@ -11,7 +11,8 @@ class ConvVAE(nn.Module):
     """32x32 RGB VAE: 3 strided convs (32 -> 4) to ``latent`` Gaussian dims, mirrored by transposed
     convs."""
 
-    def __init__(self, *, latent: int = 128, width: int = 64, num_classes: int = 10, conditional: bool = True):
+    def __init__(self, *, latent: int = 128, width: int = 64, num_classes: int = 10,
+                 conditional: bool = True):
         super().__init__()
         self.latent, self.num_classes, self.conditional = latent, num_classes, conditional
         c = (width, 2 * width, 4 * width)
@@ -35,7 +36,8 @@ class ConvVAE(nn.Module):
             raise ValueError("this VAE is class-conditional: pass labels")
         return F.one_hot(y.to(device), self.num_classes).float().view(n, -1)
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         oh = self._onehot(y, len(x), x.device)
         if oh is not None:
             x = torch.cat([x, oh[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)

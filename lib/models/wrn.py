@@ -19,8 +19,8 @@ class BasicBlock(nn.Module):
     """Pre-activation block: BN-LReLU-conv3x3-BN-LReLU-dropout-conv3x3, with a 1x1 projection when
     shapes change."""
 
-    def __init__(self, cin: int, cout: int, stride: int, *, dropout: float, activate_before_residual: bool,
-                 bn_momentum: float = 0.01):
+    def __init__(self, cin: int, cout: int, stride: int, *, dropout: float,
+                 activate_before_residual: bool, bn_momentum: float = 0.01):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin, momentum=bn_momentum)
         self.relu1 = nn.LeakyReLU(0.1, inplace=True)
@@ -34,9 +34,10 @@ class BasicBlock(nn.Module):
         self.activate_before_residual = activate_before_residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # As in the original TensorFlow FixMatch/MPL code: the residual branch always starts from BN-LReLU(x); the
-        # shortcut takes it too in the first group ("activate before residual"), else the raw input. (The popular
-        # PyTorch port feeds the raw input to conv1 of projecting blocks, leaving their bn1 unused.)
+        # As in the original TensorFlow FixMatch/MPL code: the residual branch always starts from
+        # BN-LReLU(x); the shortcut takes it too in the first group ("activate before residual"),
+        # else the raw input. (The popular PyTorch port feeds the raw input to conv1 of projecting
+        # blocks, leaving their bn1 unused.)
         act = self.relu1(self.bn1(x))
         shortcut_in = act if self.activate_before_residual and not self.equal else x
         out = self.relu2(self.bn2(self.conv1(act)))
@@ -50,8 +51,8 @@ class WideResNet(nn.Module):
     """WRN-``depth``-``widen``; ``features(x)`` is the last feature map, ``classifier`` the linear
     head."""
 
-    def __init__(self, *, num_classes: int = 10, depth: int = 28, widen: int = 2, dropout: float = 0.0,
-                 width: float = 1.0, bn_momentum: float = 0.01):
+    def __init__(self, *, num_classes: int = 10, depth: int = 28, widen: int = 2,
+                 dropout: float = 0.0, width: float = 1.0, bn_momentum: float = 0.01):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4 (e.g. 28), got {depth}")
@@ -66,7 +67,8 @@ class WideResNet(nn.Module):
             groups.append(nn.Sequential(*blocks))
         self.block1, self.block2, self.block3 = groups
         self.bn = nn.BatchNorm2d(ch[3], momentum=bn_momentum)
-        self.relu = nn.LeakyReLU(0.1)  # not in-place: its output is features(x), which Grad-CAM hooks
+        # not in-place: its output is features(x), which Grad-CAM hooks
+        self.relu = nn.LeakyReLU(0.1)
         self.fc = nn.Linear(ch[3], num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -95,5 +97,7 @@ class WideResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
-def wrn28_2(*, num_classes: int = 10, width: float = 1.0, dropout: float = 0.0, bn_momentum: float = 0.01) -> WideResNet:
-    return WideResNet(num_classes=num_classes, depth=28, widen=2, dropout=dropout, width=width, bn_momentum=bn_momentum)
+def wrn28_2(*, num_classes: int = 10, width: float = 1.0, dropout: float = 0.0,
+            bn_momentum: float = 0.01) -> WideResNet:
+    return WideResNet(num_classes=num_classes, depth=28, widen=2, dropout=dropout, width=width,
+                      bn_momentum=bn_momentum)

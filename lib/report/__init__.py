@@ -69,8 +69,8 @@ def library_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "pytorch-fid", "grad-cam",
-                "diffusers", "papermill"):
+    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "pytorch-fid",
+                "grad-cam", "diffusers", "papermill"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -104,7 +104,8 @@ class Report:
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
-        if device is None and "device" in params:  # what the chapter trains on: params' device as resolved
+        # what the chapter trains on: params' device as resolved
+        if device is None and "device" in params:
             from ..train import device_description, pick_device
 
             device = device_description(pick_device(params["device"]))
@@ -117,7 +118,8 @@ class Report:
 
     def describe(self, detail: str = "") -> str:
         """The chapter's opening line (Markdown): profile, device, data source and ``detail``."""
-        return f"**Profile `{self.profile}`** on {self.device}; data: {self.data_source}" + (f"; {detail}." if detail else ".")
+        return (f"**Profile `{self.profile}`** on {self.device}; data: {self.data_source}"
+                + (f"; {detail}." if detail else "."))
 
     # -- places for work that outlives one run
     def work_dir(self, kind: str, *names: str) -> Path:
@@ -141,9 +143,11 @@ class Report:
 
     def _sidecar(self, name: str, extra: dict) -> None:
         side = {**self.provenance(), **extra}
-        write_text_atomic(self.staging / f"{name}.provenance.json", json.dumps(side, indent=2, default=str))
+        write_text_atomic(self.staging / f"{name}.provenance.json",
+                          json.dumps(side, indent=2, default=str))
 
-    def table(self, df: pd.DataFrame, name: str, *, item: str, title: str, notes: str = "") -> pd.DataFrame:
+    def table(self, df: pd.DataFrame, name: str, *, item: str, title: str,
+              notes: str = "") -> pd.DataFrame:
         """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` for
         display."""
         df.to_csv(self.staging / f"{name}.csv", index=False)
@@ -183,16 +187,19 @@ class Report:
         """
         known = {r["key"] for r in presented_numbers()}
         if key not in known:
-            raise ValueError(f"unknown presented number {key!r}; see lib.spec.presented_numbers() for the keys")
+            raise ValueError(f"unknown presented number {key!r}; see lib.spec.presented_numbers() "
+                             "for the keys")
         self.comparisons = [c for c in self.comparisons if c["key"] != key]
-        self.comparisons.append({"key": key, "reproduced": None if reproduced is None else float(reproduced),
+        self.comparisons.append({"key": key,
+                                 "reproduced": None if reproduced is None else float(reproduced),
                                  "note": note})
 
     def comparison_table(self) -> pd.DataFrame:
         """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will
         hold)."""
         return comparison_frame(self.comparisons, profile=self.profile,
-                                items={k.split("/")[0] for k in (c["key"] for c in self.comparisons)})
+                                items={k.split("/")[0]
+                                       for k in (c["key"] for c in self.comparisons)})
 
     def finish(self) -> Path:
         """Move the staged outputs into place in one step and record them in the manifest."""
@@ -200,7 +207,8 @@ class Report:
             self.comparison_table().to_csv(self.staging / "comparison.csv", index=False)
         prov = self.provenance()
         write_text_atomic(self.staging / "provenance.json", json.dumps(prov, indent=2, default=str))
-        write_text_atomic(self.staging / "params.json", json.dumps(self.params, indent=2, default=str))
+        write_text_atomic(self.staging / "params.json",
+                          json.dumps(self.params, indent=2, default=str))
         old = self.profile_dir / ".staging" / f"{self.chapter}.old"
         if old.exists():
             shutil.rmtree(old)
@@ -213,7 +221,8 @@ class Report:
         return self.final_dir
 
 
-def comparison_frame(comparisons: list[dict], *, profile: str, items: set | None = None) -> pd.DataFrame:
+def comparison_frame(comparisons: list[dict], *, profile: str,
+                     items: set | None = None) -> pd.DataFrame:
     """Presented numbers (all, or those of ``items``) joined with reproduced values, with difference
     and status."""
     got = {c["key"]: c for c in comparisons}
@@ -228,10 +237,12 @@ def comparison_frame(comparisons: list[dict], *, profile: str, items: set | None
         if value is not None and not isinstance(pres, (tuple, list)):
             diff = round(value - pres, 4)
         rows.append({"item": spec_row["item"], "quantity": spec_row["quantity"],
-                     "presented": f"{pres[0]:g}-{pres[1]:g}" if isinstance(pres, (tuple, list)) else pres,
+                     "presented": (f"{pres[0]:g}-{pres[1]:g}" if isinstance(pres, (tuple, list))
+                                   else pres),
                      "reproduced": None if value is None else round(value, 4), "difference": diff,
                      "unit": spec_row["unit"],
-                     "status": status(pres, value, unit=spec_row["unit"], higher_is_better=spec_row["higher_is_better"]),
+                     "status": status(pres, value, unit=spec_row["unit"],
+                                      higher_is_better=spec_row["higher_is_better"]),
                      "profile": profile, "note": c.get("note", ""), "key": spec_row["key"]})
     return pd.DataFrame(rows)
 
@@ -243,12 +254,14 @@ def read_manifest(profile_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict, skipped: dict) -> None:
+def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict,
+                    skipped: dict) -> None:
     man = read_manifest(profile_dir)
     man["chapters"][chapter] = prov
     man["items"] = {k: [e for e in v if not (e.get("path") or "").startswith(f"{chapter}/")
                         and e.get("chapter") != chapter] for k, v in man["items"].items()}
-    man["skipped"] = {k: v for k, v in man.get("skipped", {}).items() if v.get("chapter") != chapter}
+    man["skipped"] = {k: v for k, v in man.get("skipped", {}).items()
+                      if v.get("chapter") != chapter}
     for item, entries in items.items():
         man["items"].setdefault(item, []).extend({**e, "chapter": chapter} for e in entries)
     for item, reason in skipped.items():
@@ -258,7 +271,7 @@ def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict, sk
     write_text_atomic(Path(profile_dir) / "manifest.json", json.dumps(man, indent=2, default=str))
 
 
-# ---------------------------------------------------------------------------------------------- index page
+# -------------------------------------------------------------------------------- index page
 def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
     """Every presented number beside this profile's value, read from the chapters' saved
     ``comparison.csv``."""
@@ -268,7 +281,8 @@ def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
         path = profile_dir / ch / "comparison.csv"
         if path.is_file():
             df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            rows += [{"key": r["key"], "reproduced": None if pd.isna(r["reproduced"]) else float(r["reproduced"]),
+            rows += [{"key": r["key"],
+                      "reproduced": None if pd.isna(r["reproduced"]) else float(r["reproduced"]),
                       "note": r.get("note") or "", "chapter": ch} for r in df.to_dict("records")]
     found = {r["key"]: r for r in rows if r["reproduced"] is not None}
     out = comparison_frame(list(found.values()), profile=profile_dir.name)
@@ -276,10 +290,11 @@ def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
     return out
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
-          "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
-          "text-align:left;vertical-align:top}th{background:#f3f3f3}.better{background:#e3f6e3}"
-          ".worse{background:#fbe9e7}.reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px;"
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;"
+          "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+          "th{background:#f3f3f3}.better{background:#e3f6e3}.worse{background:#fbe9e7}"
+          ".reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px;"
           "border:1px solid #ddd}.note{color:#555}")
 
 
@@ -295,29 +310,35 @@ def build_index(profile_dir: str | Path) -> Path:
     built = [ch for ch in CHAPTERS if (html_dir / f"{ch}.html").is_file()]
     parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(profile)}</code></h1>"]
     if profile not in ("full", "full-long"):
-        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on reduced data to prove "
-                     "every step quickly; its numbers are not comparable with the presentation's. Run the "
-                     "<code>full</code> profile on a GPU for the real comparison.</p>")
-    links = [f'<a href="{ch}.html">{esc(CHAPTERS[ch])}</a> (<a href="{ch}-code.html">with code</a>)' for ch in built]
+        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on "
+                     "reduced data to prove every step quickly; its numbers are not comparable "
+                     "with the presentation's. Run the <code>full</code> profile on a GPU for the "
+                     "real comparison.</p>")
+    links = [f'<a href="{ch}.html">{esc(CHAPTERS[ch])}</a> (<a href="{ch}-code.html">with code</a>)'
+             for ch in built]
     if (html_dir / "report.html").is_file():
         links.insert(0, '<a href="report.html"><b>All chapters in one file (report.html)</b></a>')
     parts.append("<h2>Chapters</h2><ul>" + "".join(f"<li>{x}</li>" for x in links) +
-                 "".join(f"<li>{esc(CHAPTERS[ch])}: not built in this profile</li>" for ch in CHAPTERS if ch not in built)
+                 "".join(f"<li>{esc(CHAPTERS[ch])}: not built in this profile</li>"
+                         for ch in CHAPTERS if ch not in built)
                  + "</ul>")
 
     summary = summary_frame(profile_dir)
-    parts.append("<h2>Presented vs reproduced</h2><p class='note'>Every number the presentation gives. "
-                 "<i>reproduced</i>: within 0.5 percentage points (0.005 AUC, 0.01 precision/recall/f1, 5% FID) "
-                 "or inside a presented range. Values come from each chapter's <code>comparison.csv</code>.</p>")
-    parts.append("<table><tr><th>item</th><th>quantity</th><th>presented</th><th>this run</th><th>difference</th>"
-                 "<th>status</th></tr>")
+    parts.append("<h2>Presented vs reproduced</h2><p class='note'>Every number the "
+                 "presentation gives. <i>reproduced</i>: within 0.5 percentage points (0.005 AUC, "
+                 "0.01 precision/recall/f1, 5% FID) or inside a presented range. Values come from "
+                 "each chapter's <code>comparison.csv</code>.</p>")
+    parts.append("<table><tr><th>item</th><th>quantity</th><th>presented</th><th>this run</th>"
+                 "<th>difference</th><th>status</th></tr>")
     for r in summary.to_dict("records"):
-        fmt = lambda v: "" if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        fmt = lambda v: ("" if v is None or v != v  # noqa: E731
+                         else f"{v:g}" if isinstance(v, float) else str(v))
         cls = r["status"] if r["status"] in ("better", "worse", "reproduced") else ""
-        link = f'<a href="{r["chapter"]}.html">{esc(r["item"])}</a>' if r["chapter"] in built else esc(r["item"])
-        parts.append(f"<tr class='{cls}'><td>{link}</td><td>{esc(r['quantity'])}</td><td>{esc(fmt(r['presented']))}"
-                     f"</td><td>{esc(fmt(r['reproduced']))}</td><td>{esc(fmt(r['difference']))}</td>"
-                     f"<td>{esc(r['status'])}</td></tr>")
+        link = (f'<a href="{r["chapter"]}.html">{esc(r["item"])}</a>' if r["chapter"] in built
+                else esc(r["item"]))
+        parts.append(f"<tr class='{cls}'><td>{link}</td><td>{esc(r['quantity'])}</td>"
+                     f"<td>{esc(fmt(r['presented']))}</td><td>{esc(fmt(r['reproduced']))}</td>"
+                     f"<td>{esc(fmt(r['difference']))}</td><td>{esc(r['status'])}</td></tr>")
     parts.append("</table>")
 
     parts.append("<h2>Coverage of the presentation (SPEC items)</h2>")
@@ -326,14 +347,17 @@ def build_index(profile_dir: str | Path) -> Path:
         entries = man["items"].get(item, [])
         if entries:
             cells = "<br>".join(
-                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a> (<a href="{esc(e["chapter"])}.html">chapter</a>)'
-                if e.get("path") else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>' for e in entries)
+                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a> '
+                f'(<a href="{esc(e["chapter"])}.html">chapter</a>)'
+                if e.get("path") else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>'
+                for e in entries)
         elif item in man.get("skipped", {}):
             cells = f"not regenerated: {esc(man['skipped'][item]['reason'])}"
         else:
             cells = "not run in this profile"
         if entries and item in man.get("skipped", {}):
-            cells += f"<br><span class='note'>partly skipped: {esc(man['skipped'][item]['reason'])}</span>"
+            cells += ("<br><span class='note'>partly skipped: "
+                      f"{esc(man['skipped'][item]['reason'])}</span>")
         parts.append(f"<tr><td>{item}</td><td>{esc(what)}</td><td>{cells}</td></tr>")
     parts.append("</table>")
 
@@ -346,18 +370,22 @@ def build_index(profile_dir: str | Path) -> Path:
         parts.append("</div>")
 
     parts.append("<h2>Provenance</h2>")
-    parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th><th>params hash</th>"
-                 "<th>seed</th><th>wall time (s)</th><th>started (UTC)</th></tr>")
+    parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th>"
+                 "<th>params hash</th><th>seed</th><th>wall time (s)</th>"
+                 "<th>started (UTC)</th></tr>")
     for ch, prov in man["chapters"].items():
         parts.append("<tr>" + "".join(f"<td>{esc(str(prov.get(k)))}</td>" for k in (
-            "chapter", "git_commit", "device", "data_source", "params_hash", "seed", "wall_time_s", "started_utc"))
+            "chapter", "git_commit", "device", "data_source", "params_hash", "seed", "wall_time_s",
+            "started_utc"))
             + "</tr>")
     parts.append("</table>")
     if man["chapters"]:
         libs = next(iter(man["chapters"].values())).get("libraries", {})
-        parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items()) + "</p>")
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>CIFAR-10 report ({esc(profile)})"
-            f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+        parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items())
+                     + "</p>")
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>CIFAR-10 report ({esc(profile)})</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(parts)}</body></html>")
     out = html_dir / "index.html"
     write_text_atomic(out, page)
     return out

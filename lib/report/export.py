@@ -5,8 +5,8 @@ Each page stands alone (figures are embedded as data URIs) and opens with a tabl
 from the notebook's headings. The class version also drops stream output (progress lines, warnings),
 so students see the tables and figures, not the machinery. Called by ``run_all.sh``::
 
-    python -m lib.report.export chapter outputs/<profile>/notebooks/01_supervised.ipynb outputs/<profile>/html
-    python -m lib.report.export finish outputs/<profile>     # index.html and the combined report.html
+    python -m lib.report.export chapter outputs/<profile>/notebooks/<chapter>.ipynb <html folder>
+    python -m lib.report.export finish outputs/<profile>  # index.html and the combined report.html
 """
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def _insert_toc(nb):
 def _html(nb, *, with_code: bool) -> str:
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=not with_code, exclude_input_prompt=not with_code,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="lab", exclude_input=not with_code,
+                            exclude_input_prompt=not with_code, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     return body
 
@@ -103,8 +103,8 @@ def export_combined(profile_dir: str | Path) -> Path | None:
     combined.metadata = nbformat.read(parts[0], as_version=4).metadata
     combined.cells.append(nbformat.v4.new_markdown_cell(
         f"# CIFAR-10 deep learning report (profile `{profile_dir.name}`)\n\n"
-        "All chapters in one file; the start page `index.html` has the presented-vs-reproduced summary "
-        "and the provenance of every number."))
+        "All chapters in one file; the start page `index.html` has the presented-vs-reproduced "
+        "summary and the provenance of every number."))
     for p in parts:
         combined.cells.extend(class_version(nbformat.read(p, as_version=4)).cells)
     combined.cells.insert(1, toc_cell(combined, levels=(1, 2)))

@@ -15,18 +15,20 @@ from ..evaluate.retrieval import nearest_neighbours
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def training_curves(histories: dict[str, pd.DataFrame], *, train_col: str = "train_acc", val_col: str = "val_acc",
-                    title: str = "") -> plt.Figure:
+def training_curves(histories: dict[str, pd.DataFrame], *, train_col: str = "train_acc",
+                    val_col: str = "val_acc", title: str = "") -> plt.Figure:
     """Two panels: training accuracy and validation accuracy per epoch, one line per model (SPEC
     1.6)."""
     rows = []
     for name, h in histories.items():
         for _, r in h.iterrows():
-            rows.append({"model": name, "epoch": r["epoch"], "train": 100 * r.get(train_col, float("nan")),
+            rows.append({"model": name, "epoch": r["epoch"],
+                         "train": 100 * r.get(train_col, float("nan")),
                          "validation": 100 * r.get(val_col, float("nan"))})
     df = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False, layout="constrained")
-    for ax, col, label in zip(axes, ("train", "validation"), ("(a) training accuracy", "(b) validation accuracy")):
+    for ax, col, label in zip(axes, ("train", "validation"),
+                              ("(a) training accuracy", "(b) validation accuracy")):
         sns.lineplot(df, x="epoch", y=col, hue="model", marker="o", ax=ax)
         ax.set(title=label, xlabel="epoch", ylabel="accuracy (%)")
     if title:
@@ -38,9 +40,11 @@ def confusion_matrix_figure(logits, labels, classes, *, title: str = "") -> plt.
     """SPEC 1.9: confusion matrix heatmap (rows true class, columns predicted), counts annotated."""
     from sklearn.metrics import confusion_matrix
 
-    cm = confusion_matrix(labels.numpy(), logits.argmax(1).numpy(), labels=list(range(len(classes))))
+    cm = confusion_matrix(labels.numpy(), logits.argmax(1).numpy(),
+                          labels=list(range(len(classes))))
     fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
-    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes, cbar=False, ax=ax)
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes,
+                cbar=False, ax=ax)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     return fig
 
@@ -58,7 +62,8 @@ def sample_grid(images: dict[str, torch.Tensor], *, nrow: int = 8, title: str = 
     """One panel of uint8 samples per model, side by side."""
     from torchvision.utils import make_grid
 
-    fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 4.6), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 4.6), layout="constrained",
+                             squeeze=False)
     for ax, (name, x) in zip(axes[0], images.items()):
         grid = make_grid(x[: nrow * nrow], nrow=nrow, padding=1, pad_value=255)
         ax.imshow(grid.permute(1, 2, 0).numpy())
@@ -68,13 +73,14 @@ def sample_grid(images: dict[str, torch.Tensor], *, nrow: int = 8, title: str = 
     return fig
 
 
-def neighbours_figure(samples: dict[str, torch.Tensor], train: torch.Tensor, *, per_model: int = 4, k: int = 3):
+def neighbours_figure(samples: dict[str, torch.Tensor], train: torch.Tensor, *,
+                      per_model: int = 4, k: int = 3):
     """Rows: a sample, then its ``k`` nearest training images by pixel L2 distance (memorisation
     check)."""
 
     rows = [(name, x[j]) for name, x in samples.items() for j in range(min(per_model, len(x)))]
-    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.5 * (k + 1), 1.5 * len(rows)), layout="constrained",
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.5 * (k + 1), 1.5 * len(rows)),
+                             layout="constrained", squeeze=False)
     for r, (name, img) in enumerate(rows):
         idx, dist = nearest_neighbours(img[None], train, k=k)
         axes[r, 0].imshow(img.permute(1, 2, 0).numpy())
@@ -104,9 +110,11 @@ def histogram_figure(counts: dict[str, np.ndarray], *, title: str = ""):
     return fig
 
 
-def show_similar_images(query_image: torch.Tensor, neighbours: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                        gallery_images: torch.Tensor, gallery_labels: torch.Tensor, *, query_label: int | None = None,
-                        query_title: str = "query", classes=CLASSES) -> plt.Figure:
+def show_similar_images(query_image: torch.Tensor,
+                        neighbours: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                        gallery_images: torch.Tensor, gallery_labels: torch.Tensor, *,
+                        query_label: int | None = None, query_title: str = "query",
+                        classes=CLASSES) -> plt.Figure:
     """The query and its nearest gallery images, one row per metric, each titled with its class and
     score.
 
@@ -115,12 +123,14 @@ def show_similar_images(query_image: torch.Tensor, neighbours: dict[str, tuple[t
     red.
     """
     k = max(len(ix) for _, ix in neighbours.values())
-    fig, axes = plt.subplots(len(neighbours), k + 1, figsize=(1.45 * (k + 1), 1.75 * len(neighbours)),
+    fig, axes = plt.subplots(len(neighbours), k + 1,
+                             figsize=(1.45 * (k + 1), 1.75 * len(neighbours)),
                              squeeze=False, layout="constrained")
     for row, (metric, (scores, idx)) in enumerate(neighbours.items()):
         ax = axes[row, 0]
         ax.imshow(query_image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(query_title + (f"\n({classes[query_label]})" if query_label is not None else ""), fontsize=8)
+        ax.set_title(query_title + (f"\n({classes[query_label]})" if query_label is not None
+                                    else ""), fontsize=8)
         ax.set_ylabel(metric, fontsize=10)
         ax.set_xticks([]), ax.set_yticks([])
         for s in ax.spines.values():
@@ -132,10 +142,12 @@ def show_similar_images(query_image: torch.Tensor, neighbours: dict[str, tuple[t
                 continue
             g = int(idx[col])
             lab = int(gallery_labels[g])
-            color = "black" if query_label is None else ("tab:green" if lab == query_label else "tab:red")
+            color = ("black" if query_label is None
+                     else ("tab:green" if lab == query_label else "tab:red"))
             what = "cos" if metric == "cosine" else "dist"
             ax.imshow(gallery_images[g].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_title(f"{classes[lab]}\n{what} {float(scores[col]):.3f}", fontsize=8, color=color)
+            ax.set_title(f"{classes[lab]}\n{what} {float(scores[col]):.3f}", fontsize=8,
+                         color=color)
     return fig
 
 
@@ -147,12 +159,14 @@ def tsne_figure(features: torch.Tensor, labels: torch.Tensor, *, n: int, seed: i
     from threadpoolctl import threadpool_limits
 
     x, y = subsample(features, labels, n, seed=seed)
-    with threadpool_limits(limits=1):  # its OpenMP threads spin-wait; on a shared 2-core CPU that costs 15x
-        xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed
-                  ).fit_transform(F.normalize(x.float(), dim=1).numpy())
+    # its OpenMP threads spin-wait; on a shared 2-core CPU that costs 15x
+    with threadpool_limits(limits=1):
+        xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3),
+                  random_state=seed).fit_transform(F.normalize(x.float(), dim=1).numpy())
     fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
-    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=[classes[int(i)] for i in y], hue_order=list(classes),
-                    palette="tab10", s=8, linewidth=0, ax=ax)
-    ax.set(xticks=[], yticks=[], title=f"t-SNE of {len(x):,} test-image embeddings (cosine geometry)")
+    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=[classes[int(i)] for i in y],
+                    hue_order=list(classes), palette="tab10", s=8, linewidth=0, ax=ax)
+    ax.set(xticks=[], yticks=[],
+           title=f"t-SNE of {len(x):,} test-image embeddings (cosine geometry)")
     ax.legend(markerscale=2, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     return fig

@@ -42,7 +42,8 @@ def _progress_mode() -> str:
 
 
 def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+          "python": random.getstate()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -135,7 +136,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     def payload():
         return {"method": method.state_dict(), "rng": _rng_state(), "step": step, "history": rows,
                 "best": best, "elapsed": elapsed, "config": config or {}, "select": select,
-                "window": {"sums": {k: v.cpu() for k, v in sums.items()}, "count": count, "seen": seen}}
+                "window": {"sums": {k: v.cpu() for k, v in sums.items()}, "count": count,
+                           "seen": seen}}
 
     writer = None
     if tb_dir:
@@ -174,10 +176,12 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         seen += method.batch_size(batch)
         count += 1
         for k, v in logs.items():
-            sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v) else torch.tensor(float(v)))
+            sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v)
+                                        else torch.tensor(float(v)))
         at_eval = step % eval_every == 0 or step == total_steps
         if step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000:
-            times = collect_times()  # the only place the host waits for the device, besides logging below
+            # the only place the host waits for the device, besides logging below
+            times = collect_times()
             if writer is not None and step % log_every == 0:
                 for k, v in {**logs, **times}.items():
                     writer.add_scalar(f"train/{k}", float(v), step)
@@ -187,7 +191,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
             bar.update(1)
-        if at_eval:  # collect_times above waited for this step's last event: the clock below is the device's too
+        # collect_times above waited for this step's last event: the clock below is the device's too
+        if at_eval:
             now = time.perf_counter()
             row = {"step": step, "epoch": step / steps_per_epoch}
             row.update({f"train_{k}": (v / count).item() for k, v in sums.items()})
@@ -204,12 +209,16 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             if writer is not None:
                 for k, v in row.items():
                     if k not in ("step",) and v is not None and np.isscalar(v):
-                        writer.add_scalar(f"eval/{k}" if not k.startswith("train_") else f"epoch/{k}", v, step)
+                        writer.add_scalar(f"eval/{k}" if not k.startswith("train_")
+                                          else f"epoch/{k}", v, step)
             if mode_ == "log":
-                shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "epoch")
-                print(f"{desc}: step {step}/{total_steps} (epoch {row['epoch']:.2f}) {shown}", flush=True)
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
+                                  if isinstance(v, float) and k != "epoch")
+                print(f"{desc}: step {step}/{total_steps} (epoch {row['epoch']:.2f}) {shown}",
+                      flush=True)
             metric = row.get(select)
-            if metric is not None and (not best or (metric > best["value"] if mode == "max" else metric < best["value"])):
+            if metric is not None and (not best or (metric > best["value"] if mode == "max"
+                                                    else metric < best["value"])):
                 best = {"metric": select, "value": metric, "step": step}
                 if best_path:
                     save_atomic(payload(), best_path)
@@ -224,8 +233,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         writer.flush()
         writer.close()
     finished = finished or step >= total_steps
-    return FitResult(pd.DataFrame(rows), best, last_path, best_path if best_path and best_path.is_file() else None,
-                     finished)
+    return FitResult(pd.DataFrame(rows), best, last_path,
+                     best_path if best_path and best_path.is_file() else None, finished)
 
 
 @dataclass(kw_only=True)
@@ -235,7 +244,8 @@ class Run:
     name: str
     method: Method
     history: pd.DataFrame
-    best: dict                # {"metric", "value", "step"} of the validation-selected evaluation; {} if none
+    # {"metric", "value", "step"} of the validation-selected evaluation; {} if none
+    best: dict
     test: dict                # what ``test()`` returned for the selected step
     wall_time_s: float
     device: str
@@ -265,6 +275,7 @@ def train_and_test(method: Method, batches: Callable[[int], Iterator], *, name: 
         method.setup(method.device, method.autocast_dtype)
     hist = result.history
     wall = float(hist["elapsed_s"].iloc[-1]) if len(hist) else math.nan
-    return Run(name=name, method=method, history=hist, best=result.best, test=test() if test else {},
+    return Run(name=name, method=method, history=hist, best=result.best,
+               test=test() if test else {},
                wall_time_s=wall, device=device_description(method.device),
                checkpoint=result.best_checkpoint or result.last_checkpoint)

@@ -69,7 +69,8 @@ class StepCounter:
 class Method:
     """Base of everything :func:`lib.train.fit` trains (see the module docstring)."""
 
-    compiled: tuple[str, ...] = ()  # names in ``state`` of the modules to compile when ``compile`` is on
+    # names in ``state`` of the modules to compile when ``compile`` is on
+    compiled: tuple[str, ...] = ()
     device = torch.device("cpu")
     autocast_dtype: torch.dtype | None = None
     compile: bool | str = False
@@ -101,7 +102,8 @@ class Method:
         on = resolve_compile(self.compile, device)
         self._nets = {name: maybe_compile(self.state[name], on) for name in self.compiled}
         if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
-            self._scalers = {k: self._scalers.get(k) or torch.amp.GradScaler(device.type) for k in optimizers}
+            self._scalers = {k: self._scalers.get(k) or torch.amp.GradScaler(device.type)
+                             for k in optimizers}
         else:
             self._scalers = {}
 
@@ -171,11 +173,13 @@ class Method:
     def load_state_dict(self, sd: dict) -> None:
         missing = set(self.state) - set(sd)
         if missing:
-            raise KeyError(f"checkpoint lacks {sorted(missing)}; it was written by a different method")
+            raise KeyError(f"checkpoint lacks {sorted(missing)}; it was written by a "
+                           "different method")
         for name, obj in self.state.items():
             obj.load_state_dict(sd[name])
         for name, scaler_sd in sd.get("grad_scalers", {}).items():
-            self._scalers.setdefault(name, torch.amp.GradScaler(self.device.type)).load_state_dict(scaler_sd)
+            self._scalers.setdefault(
+                name, torch.amp.GradScaler(self.device.type)).load_state_dict(scaler_sd)
 
 
 def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:

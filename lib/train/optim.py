@@ -7,12 +7,14 @@ import torch
 import torch.nn as nn
 
 
-def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                   nesterov: bool = False, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0, nesterov: bool = False,
+                   betas=(0.9, 0.999)) -> torch.optim.Optimizer:
     """SGD (optionally Nesterov) or Adam/AdamW. :meth:`Method.setup` switches them to fused kernels
     on CUDA."""
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
@@ -30,10 +32,12 @@ def make_scheduler(optimizer, *, name: str, total_steps: int, steps_per_epoch: i
         fn = lambda s: gamma ** (s // size)  # noqa: E731
     elif name == "cosine":
         fn = lambda s: (min(1.0, (s + 1) / warmup_steps) if s < warmup_steps else  # noqa: E731
-                        0.5 * (1 + math.cos(math.pi * (s - warmup_steps) / max(1, total_steps - warmup_steps))))
+                        0.5 * (1 + math.cos(math.pi * (s - warmup_steps)
+                                            / max(1, total_steps - warmup_steps))))
     elif name == "onecycle":
         w = max(1, warmup_steps or int(0.2 * total_steps))
-        fn = lambda s: (s + 1) / w if s < w else max(0.0, (total_steps - s) / max(1, total_steps - w))  # noqa: E731
+        fn = lambda s: ((s + 1) / w if s < w  # noqa: E731
+                        else max(0.0, (total_steps - s) / max(1, total_steps - w)))
     else:
         raise ValueError(f"unknown scheduler {name!r}; expected constant, step, cosine or onecycle")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
@@ -58,4 +62,5 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, prm in model.named_parameters():
         (no_decay if prm.ndim <= 1 else decay).append(prm)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
