@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
+ARGS="$*"
 PROFILE=auto ONLY="" DATA=""
 usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -36,7 +37,7 @@ mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"
 export CIFAR_REPORT_PROGRESS=log   # one plain line per evaluation instead of progress-bar frames in the HTML
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning:matplotlib}"
 
-failed=() done_=()
+failed=() done_=() times=()
 start_all=$(date +%s)
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   ch="$(basename "$nb" .ipynb)"
@@ -51,12 +52,15 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
     mv "$tmp" "$OUT/notebooks/$ch.ipynb"
     if "$PY" -m lib.report.export chapter "$OUT/notebooks/$ch.ipynb" "$OUT/html" >>"$OUT/logs/$ch.log" 2>&1; then
       done_+=("$ch ($(( $(date +%s) - t0 )) s)")
+      times+=("$ch=$(( $(date +%s) - t0 ))=ok")
       echo "[run_all] $ch: done in $(( $(date +%s) - t0 )) s"
     else
       failed+=("$ch: HTML export failed, see $OUT/logs/$ch.log")
+      times+=("$ch=$(( $(date +%s) - t0 ))=export failed")
     fi
   else
     failed+=("$ch: notebook failed after $(( $(date +%s) - t0 )) s; the partly executed notebook is $tmp, the log $OUT/logs/$ch.log")
+    times+=("$ch=$(( $(date +%s) - t0 ))=failed")
     echo "[run_all] $ch: FAILED (previous outputs left untouched)"
     tail -n 15 "$OUT/logs/$ch.log" | sed 's/^/    /'
   fi
@@ -64,6 +68,20 @@ done
 "$PY" -m lib.report.export finish "$OUT" >"$OUT/logs/export.log" 2>&1 \
   || failed+=("index page / report.html: see $OUT/logs/export.log")
 echo "[run_all] report: $OUT/html/index.html ($(( $(date +%s) - start_all )) s)"
+# run.json, after a whole-report run: how long each chapter took, and where (see scripts/readme.py record)
+if [ -z "$ONLY" ]; then
+  "$PY" - "$OUT/run.json" "$PROFILE" "$(( $(date +%s) - start_all ))" "./run_all.sh $ARGS" "${times[@]}" \
+    <<'EOF' || echo "[run_all] could not write $OUT/run.json" >&2
+import json, subprocess, sys
+path, profile, seconds, command, *times = sys.argv[1:]
+ctx = json.loads(subprocess.run([sys.executable, "scripts/readme.py", "context", command],
+                                capture_output=True, text=True, check=True).stdout)
+chapters = {t.split("=")[0]: int(t.split("=")[1]) for t in times}
+status = {t.split("=")[0]: t.split("=", 2)[2] for t in times}
+run = {"profile": profile, "seconds": int(seconds), "chapters": chapters, "status": status, **ctx}
+open(path, "w").write(json.dumps(run, indent=1) + "\n")
+EOF
+fi
 for d in "${done_[@]}"; do echo "  ok      $d"; done
 if [ ${#failed[@]} -gt 0 ]; then
   for f in "${failed[@]}"; do echo "  FAILED  $f"; done

@@ -4,4 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
-exec "$PY" -m pytest -q tests "$@"
+# junit.xml + context.json: what `python scripts/readme.py record outputs/tests` files for the README
+mkdir -p outputs/tests
+"$PY" scripts/readme.py context ./run_tests.sh "$@" > outputs/tests/context.json || true
+exec "$PY" -m pytest -q tests --junitxml=outputs/tests/junit.xml "$@"

@@ -16,6 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import record  # noqa: E402
+
 from lib.evaluate import fid  # noqa: E402
 from lib.train import pick_device  # noqa: E402
 
@@ -33,6 +35,7 @@ def main() -> None:
     device = pick_device(args.device)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     fid.inception_features(images[:2], device=device)  # warm-up (weights, allocator)
+    rows = []
     for threads in args.threads if device.type == "cpu" else [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         t0 = time.perf_counter()
@@ -42,6 +45,11 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(f"{device.type}, {threads} threads, batch {args.batch}: {args.images / dt:.2f} images/s "
               f"({args.images} images in {dt:.1f} s; 5,000 images would take {5000 * dt / args.images / 60:.1f} min)")
+        rows.append({"device": device.type, "threads": threads, "batch": args.batch,
+                     "images_per_s": args.images / dt})
+    best = max(rows, key=lambda r: r["images_per_s"])
+    record.save("fid_throughput", rows, f"Inception-v3 {best['images_per_s']:.1f} images/s ({best['device']}, "
+                f"{best['threads']} threads, batch {best['batch']})")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import budget  # noqa: E402
+import record  # noqa: E402
 
 from lib import data as D  # noqa: E402
 from lib import params as P  # noqa: E402
@@ -170,7 +171,7 @@ def mpl_rates(device, *, gpu: bool) -> dict:
 def inception_rate(device, *, gpu: bool) -> dict:
     from lib.evaluate import fid
 
-    ok, msg = fid.inception_status(download=False)
+    ok, msg = fid.inception_status(download="never")
     if not ok:
         return {"error": msg}
     n = 2000 if gpu else 8
@@ -276,6 +277,9 @@ def main() -> int:
             traceback.print_exc()
         shown = "counted" if name == "flops" and "error" not in results[name] else json.dumps(results[name])
         print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {shown}", flush=True)
+        # saved after every section: a run cut off by its time limit keeps what it measured so far
+        record.save("gpu_check", [], f"incomplete: sections up to {name}", out_dir=out, extra=results,
+                    quiet=True)
 
     work = budget.profile_work("full")
     rates = budget.unit_rates(results)
@@ -292,11 +296,13 @@ def main() -> int:
                      "ssl:mpl": "MPL", "inception": "Inception"}
             results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
                                           for k, label in names.items() if k in rates and k in flops}
-    (out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+    rows = table_rows(results, gpu=gpu)
+    verdict = [v for k, v in rows if k.startswith("full profile within") or k.startswith("FLOP-based")]
+    record.save("gpu_check", [{"what": k, "value": v} for k, v in rows],
+                f"{results['device']}: " + "; ".join(str(v) for v in verdict), out_dir=out, extra=results)
     print(f"\n[gpu_check] per-workload projection (python bench/budget.py --rates {out / 'gpu_check.json'}):")
     print(budget.work_table(work, rates, flops if "error" not in flops else None).to_string(index=False))
 
-    rows = table_rows(results, gpu=gpu)
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     print(f"\nfull log: {out / 'gpu_check.json'}")

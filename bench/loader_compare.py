@@ -15,6 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import record  # noqa: E402
+
 from lib import augment  # noqa: E402
 from lib import data as D  # noqa: E402
 from lib.methods.classifier import Classifier  # noqa: E402
@@ -83,9 +85,13 @@ def main() -> int:
             batches = plain_dataloader(ds, args.batch_size, args.workers, device)
         rates[name] = timed(method, batches, args.steps, device)
         print(f"{name}: {rates[name]:.1f} images/s", flush=True)
-    print(f"ratio project / DataLoader: {rates['project loop'] / rates['DataLoader + PIL']:.2f}x "
-          f"(resnet18 width {args.width}, batch {args.batch_size}, {args.steps} steps, {device}, "
-          f"{args.workers} workers, data {ds.source})")
+    ratio = rates["project loop"] / rates["DataLoader + PIL"]
+    setting = (f"resnet18 width {args.width:g}, batch {args.batch_size}, {args.steps} steps, {device}, "
+               f"{args.workers} workers, data {ds.source}")
+    print(f"ratio project / DataLoader: {ratio:.2f}x ({setting})")
+    record.save(f"loader_compare_w{args.width:g}", [{"loader": k, "images_per_s": v} for k, v in rates.items()],
+                f"{ratio:.2f}x ({rates['project loop']:.1f} vs {rates['DataLoader + PIL']:.1f} images/s; "
+                f"{setting})")
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import record  # noqa: E402
 import torch  # noqa: E402
 
 from lib import data as D  # noqa: E402
@@ -79,6 +80,12 @@ def main() -> None:
                  f"; full ranking + P@k + mAP: {row['full ranking s']:6.2f} s "
                  f"(P@1 {100 * row['P@1']:.2f}%, mAP {100 * row['mAP']:.2f}%)"))
     print(f"load average after {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    n = len(qf)
+    summary = "; ".join(
+        f"{r['metric']}: top-10 {1000 * r['top-10 s'] / n:.2f} ms/query"
+        + ("" if "full ranking s" not in r else f", whole-gallery ranking {1000 * r['full ranking s'] / n:.2f} ms/query")
+        for r in rows)
+    record.save("retrieval_speed", rows, f"{what}: {n:,} queries x {len(gf):,} gallery, {qf.shape[1]}-d; {summary}")
 
 
 if __name__ == "__main__":

@@ -112,8 +112,13 @@ def main() -> int:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     import pandas as pd
+    import record
 
     print(pd.DataFrame(rows).to_markdown(index=False))
+    ok = [r for r in rows if "images_per_s" in r]
+    summary = ", ".join(f"{r['model']} {r['images_per_s']:.0f}" for r in ok)
+    record.save(f"train_speed_w{args.width:g}_b{args.batch_size}", rows,
+                f"training images/s at width {args.width:g}, batch {args.batch_size}: {summary}")
     return 0
 
 

@@ -129,6 +129,7 @@ def status(presented, reproduced, *, unit: str, higher_is_better: bool) -> str:
             return "reproduced"
         return "better" if (reproduced > hi) == higher_is_better else "worse"
     tol = TOLERANCE.get(unit, 0.01) * (abs(presented) if unit == "FID" else 1)
-    if abs(reproduced - presented) <= tol:
+    # a difference equal to the tolerance counts, whatever the float rounding of the subtraction
+    if abs(reproduced - presented) <= tol * (1 + 1e-9):
         return "reproduced"
     return "better" if (reproduced > presented) == higher_is_better else "worse"

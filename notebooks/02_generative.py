@@ -72,7 +72,8 @@ params = P.load("02_generative", profile, {"data": data} if data != "auto" else 
 splits = supervised.load_splits(params)
 device = pick_device(params["device"])
 report = R.Report("02_generative", params, out_root=out_dir or None, data_source=splits.source)
-fid_ok, fid_message = fid.inception_status()
+fid_ok, fid_message = fid.inception_status(download=params["fid_download"],
+                                          timeout_s=params["fid_download_timeout_s"])
 display(Markdown(report.describe(f"split sizes {splits.sizes()}") + f" FID: {params['fid_images']:,} generated images "
                  f"per model against {params['fid_reference_images'] or 50000:,} training images. {fid_message}"))
 

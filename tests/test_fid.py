@@ -1,4 +1,7 @@
 """FID: known values of the Fréchet distance, and the in-memory path against pytorch-fid's own file path."""
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -50,11 +53,34 @@ def test_cached_statistics_are_keyed_and_reused(tmp_path, monkeypatch):
     assert len(list((tmp_path / "fid-stats").glob("*.npz"))) == 2
 
 
-def test_missing_weights_message_names_the_file(monkeypatch, tmp_path):
+def test_missing_weights_message_names_the_file_and_never_downloads(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    ok, msg = fid.inception_status(download=False)
+    monkeypatch.setattr(fid.subprocess, "run", lambda *a, **k: pytest.fail("no download with 'never'"))
+    ok, msg = fid.inception_status(download="never")
     assert not ok
-    assert str(tmp_path / "hub" / "checkpoints" / fid.WEIGHTS_FILE) in msg
+    assert str(tmp_path / "hub" / "checkpoints" / fid.WEIGHTS_FILE) in msg and "no download was tried" in msg
+    with pytest.raises(ValueError, match="download must be one of"):
+        fid.inception_status(download="yes")
+
+
+def test_a_stalled_download_is_tried_once_and_stopped_at_its_time_limit(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(fid, "_TRIED", {})
+    monkeypatch.setattr(fid, "_download_command", lambda: [sys.executable, "-c", "import time; time.sleep(30)"])
+    t0 = time.perf_counter()
+    ok, msg = fid.inception_status(download="try", timeout_s=1)
+    assert not ok and "did not finish within 1 s" in msg and time.perf_counter() - t0 < 10
+    monkeypatch.setattr(fid.subprocess, "run", lambda *a, **k: pytest.fail("tried a second time"))
+    assert fid.inception_status(download="try", timeout_s=1) == (ok, msg)
+
+
+def test_a_successful_download_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(fid, "_TRIED", {})
+    target = tmp_path / "hub" / "checkpoints" / fid.WEIGHTS_FILE
+    script = f"import pathlib; p = pathlib.Path({str(target)!r}); p.parent.mkdir(parents=True); p.write_text('w')"
+    monkeypatch.setattr(fid, "_download_command", lambda: [sys.executable, "-c", script])
+    assert fid.inception_status(download="try") == (True, f"Inception weights downloaded to {target}")
 
 
 def test_rejects_float_images():

@@ -165,11 +165,16 @@ def test_reconstruction_splits_keep_labels_and_real_evaluation_sets():
     assert rec.train_x.shape == splits.train_x.shape and rec.train_x.dtype == torch.uint8
     assert torch.equal(rec.train_y, splits.train_y) and torch.equal(rec.test_x, splits.test_x)
     assert len(both.train_y) == 60 and torch.equal(both.train_x[:30], splits.train_x)
-    assert rec.source != splits.source != both.source
+    assert len({rec.source, splits.source, both.source}) == 3
 
 
 @pytest.mark.parametrize("profile", P.PROFILES)
 def test_every_profile_loads(profile):
     p = P.load("02_generative", profile)
     for kind in generative.GENERATORS:
-        assert generative.generator_settings(kind, p)["epochs"] > 0
+        s = generative.generator_settings(kind, p)
+        assert s["epochs"] > 0 and s["lr"] > 0 and s["batch_size"] > 0
+        assert s == {k[len(kind) + 1:]: v for k, v in p.items() if k.startswith(kind + "_")}
+    if profile == "full":  # the presented settings (SPEC 2.4)
+        assert (p["dcgan_lr"], p["dcgan_batch_size"], p["dcgan_epochs"]) == (1e-4, 128, 200)
+        assert (p["ddpm_lr"], p["ddpm_batch_size"]) == (2e-4, 128)

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from lib import params as P
 
@@ -70,9 +71,17 @@ def test_every_profile_of_every_params_file_loads():
     files = sorted(P.PARAMS_DIR.glob("*.yaml"))
     assert files, "no params files"
     for f in files:
+        doc = yaml.safe_load(f.read_text())
+        assert set(doc["profiles"]) == set(P.PROFILES), f"{f.name} does not define every profile"
         for profile in P.PROFILES:
             p = P.load(f.stem, profile)
-            assert p["profile"] == profile
+            overrides = doc["profiles"][profile] or {}
+            for key, value in overrides.items():  # every override took effect
+                expected = float(value) if isinstance(doc["defaults"][key], float) else value
+                assert p[key] == expected, (f.name, profile, key)
+            untouched = set(doc["defaults"]) - set(overrides)
+            assert all(p[k] == doc["defaults"][k] for k in untouched), (f.name, profile)
+            assert (p["profile"], p["chapter"]) == (profile, f.stem)
 
 
 def test_params_hash_is_stable_and_sensitive():

@@ -44,8 +44,14 @@ def test_load_ssl_splits_follows_the_params():
     splits = semi_supervised.load_ssl_splits(params)
     assert splits.sizes() == {"validation": params["val_size"], "labelled": params["labelled_size"],
                               "unlabelled": params["unlabelled_size"], "test": params["test_subset"]}
-    table = semi_supervised.split_table(splits, {"validation": 5000, "labelled": 4000, "unlabelled": 41000}, profile="smoke")
-    assert table.loc[table.part == "labelled", "presented"].item() == 4000
+    table = semi_supervised.split_table(splits, {"validation": 5000, "labelled": 4000, "unlabelled": 41000},
+                                        profile="smoke").set_index("part")
+    assert table.loc["labelled", "presented"] == 4000
+    assert table["this run"].tolist() == [params["val_size"], params["labelled_size"], params["unlabelled_size"],
+                                          params["test_subset"]]
+    per_class = params["labelled_size"] // 10
+    assert table.loc["labelled", "per class (min-max)"] == f"{per_class}-{per_class}"
+    assert table.loc["unlabelled", "labels used in training"] == "no (images only)"
 
 
 def test_wrn28_2_has_the_reference_parameter_count():

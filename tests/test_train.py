@@ -4,6 +4,7 @@ import torch.nn as nn
 
 from lib import augment
 from lib import data as D
+from lib.chapters import semi_supervised
 from lib.evaluate.classification import classification_metrics, predict
 from lib.methods.classifier import Classifier
 from lib.models import build_model, count_parameters
@@ -77,9 +78,14 @@ def test_best_checkpoint_tracks_validation_metric(tmp_path):
 
 def test_tensorboard_scalars_are_written(tmp_path):
     method, train, evaluate = setup()
-    fit(method, train.forever, total_steps=10, evaluate=evaluate, steps_per_epoch=5, tb_dir=tmp_path, log_every=2,
-        device="cpu")
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    result = fit(method, train.forever, total_steps=10, evaluate=evaluate, steps_per_epoch=5, tb_dir=tmp_path,
+                 log_every=2, device="cpu")
+    scalars = semi_supervised.read_tensorboard(tmp_path)
+    val = scalars[scalars.tag == "eval/val_acc"]
+    assert val.step.tolist() == [5, 10]
+    assert val.value.tolist() == pytest.approx(result.history["val_acc"].tolist())
+    loss = scalars[scalars.tag == "train/loss"]
+    assert loss.step.tolist() == [2, 4, 6, 8, 10] and loss.value.notna().all()
 
 
 def test_schedulers_shapes():

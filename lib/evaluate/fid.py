@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,19 +58,41 @@ def missing_weights_message() -> str:
             f"{weights_path()}) and re-run.")
 
 
-def inception_status(*, download: bool = True) -> tuple[bool, str]:
-    """``(available, message)``: whether the weights are on disk (downloading them when ``download``
-    and the network allow), and a line saying which file is used or where to put it."""
+DOWNLOADS = ("try", "never")
+_TRIED: dict[str, str] = {}  # weights path -> why the one download attempt of this process failed
+
+
+def _download_command() -> list[str]:
+    """A child process that makes pytorch-fid download its weights (killed if it overruns)."""
+    return [sys.executable, "-c", "from pytorch_fid.inception import fid_inception_v3; fid_inception_v3()"]
+
+
+def inception_status(*, download: str = "try", timeout_s: float = 120) -> tuple[bool, str]:
+    """``(available, message)``: whether the weights are on disk, and a line saying which file is used
+    or where to put it.
+
+    Missing weights: ``download="try"`` makes one attempt per process, in a child process stopped after
+    ``timeout_s`` seconds, so an offline or flaky network never stalls a report; ``"never"`` does not
+    touch the network.
+    """
+    if download not in DOWNLOADS:
+        raise ValueError(f"download must be one of {DOWNLOADS}, got {download!r}")
     path = weights_path()
     if path.is_file():
         return True, f"Inception weights: {path}"
-    if download:
+    if download == "never":
+        return False, missing_weights_message() + " (fid_download: never, so no download was tried)"
+    if str(path) not in _TRIED:
         try:
-            load_inception("cpu")
-        except FIDUnavailable as err:
-            return False, str(err)
-        return True, f"Inception weights downloaded to {path}"
-    return False, missing_weights_message()
+            proc = subprocess.run(_download_command(), capture_output=True, text=True, timeout=timeout_s)
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            _TRIED[str(path)] = lines[-1] if proc.returncode and lines else ""
+        except subprocess.TimeoutExpired:
+            _TRIED[str(path)] = f"the download did not finish within {timeout_s:g} s"
+        if path.is_file():
+            return True, f"Inception weights downloaded to {path}"
+    why = _TRIED[str(path)] or "the download left no file"
+    return False, f"{missing_weights_message()} ({why})"
 
 
 _MODELS: dict[str, torch.nn.Module] = {}

@@ -1,0 +1,230 @@
+"""The README's generated sections: every measured number in them comes from a record under bench/records/.
+
+    python scripts/readme.py record outputs/quick            # a finished report: manifest, run.json, tables
+    python scripts/readme.py record outputs/tests            # the last ./run_tests.sh: junit.xml, context.json
+    python scripts/readme.py record outputs/bench/NAME.json  # one bench run (bench/*.py write these)
+    python scripts/readme.py write                           # regenerate README.md's generated sections
+    python scripts/readme.py check                           # exit 1 when README.md differs from `write`
+    python scripts/readme.py context [COMMAND ...]           # JSON: command, commit, date, machine
+
+Records are small (JSON and the headline CSV tables) and committed, so the README can be checked against them
+on any clone; a record that is missing is said to be missing instead of leaving a stale number.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import record  # noqa: E402
+
+from lib.report import CHAPTERS, summary_frame  # noqa: E402
+
+README = ROOT / "README.md"
+RECORDS = ROOT / "bench" / "records"
+HEADLINE_TABLES = {"01_supervised": ["accuracy"], "02_generative": ["fid"], "03_semi_supervised": ["results"],
+                   "04_extras": ["retrieval_quality"]}
+SHOWN_COLUMNS = 9
+
+
+# ---------------------------------------------------------------------------------------------- recording
+def context(command: str) -> dict:
+    return {"command": command, "commit": record.git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": record.machine()}
+
+
+def record_tests(folder: Path, records: Path) -> Path:
+    """``outputs/tests`` (junit.xml + context.json of ``./run_tests.sh``) -> ``records/tests.json``."""
+    junit, ctx = folder / "junit.xml", folder / "context.json"
+    for path in (junit, ctx):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run ./run_tests.sh first")
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    out = {**json.loads(ctx.read_text()), "passed": n["tests"] - n["failures"] - n["errors"] - n["skipped"],
+           "failed": n["failures"] + n["errors"], "skipped": n["skipped"],
+           "seconds": round(float(suite.get("time", 0)), 1)}
+    path = records / "tests.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return path
+
+
+def record_report(profile_dir: Path, records: Path) -> Path:
+    """``outputs/<profile>`` -> ``records/reports/<profile>/``: manifest, run.json and the tables the README
+    shows (headline tables and every chapter's comparison.csv)."""
+    for name in ("manifest.json", "run.json"):
+        if not (profile_dir / name).is_file():
+            raise FileNotFoundError(f"{profile_dir / name} not found: run ./run_all.sh --profile "
+                                    f"{profile_dir.name} first")
+    dest = records / "reports" / profile_dir.name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ("manifest.json", "run.json"):
+        shutil.copy(profile_dir / name, dest / name)
+    for ch in CHAPTERS:
+        for name in [*HEADLINE_TABLES.get(ch, []), "comparison"]:
+            src = profile_dir / ch / f"{name}.csv"
+            if src.is_file():
+                (dest / ch).mkdir(exist_ok=True)
+                shutil.copy(src, dest / ch / src.name)
+    return dest
+
+
+def record_bench(path: Path, records: Path) -> Path:
+    data = json.loads(path.read_text())
+    if "summary" not in data or "command" not in data:
+        raise ValueError(f"{path} is not a bench record (no summary/command); bench/*.py write those")
+    dest = records / "benches" / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, dest)
+    return dest
+
+
+def record_any(path: Path, records: Path = RECORDS) -> Path:
+    path = path.resolve()
+    records.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        return record_bench(path, records)
+    if (path / "junit.xml").exists() or path.name == "tests":
+        return record_tests(path, records)
+    return record_report(path, records)
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(round(seconds), 60)
+    return f"{minutes} min {sec} s" if minutes else f"{sec} s"
+
+
+def _where(rec: dict) -> tuple[str, str]:
+    when = f"`{str(rec.get('commit'))[:12]}` {rec.get('date', '')[:10]}"
+    return record.describe_machine(rec.get("machine", {})), when
+
+
+def measurements_section(records: Path = RECORDS) -> str:
+    rows = []
+    tests = records / "tests.json"
+    if tests.is_file():
+        t = json.loads(tests.read_text())
+        rows.append(("test suite", f"{t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped in "
+                                   f"{_duration(t['seconds'])}", *_where(t), t["command"]))
+    else:
+        shown = tests.relative_to(ROOT) if tests.is_relative_to(ROOT) else tests
+        rows.append(("test suite", f"not recorded: no {shown} (./run_tests.sh, then python scripts/readme.py "
+                                   "record outputs/tests)", "", "", ""))
+    reports = sorted((records / "reports").glob("*/run.json"))
+    for path in reports:
+        run = json.loads(path.read_text())
+        chapters = ", ".join(f"{ch[:2]} {sec:,} s" for ch, sec in run["chapters"].items())
+        failed = [ch for ch, status in run.get("status", {}).items() if status != "ok"]
+        rows.append((f"{run['profile']} report, whole pipeline", f"{_duration(run['seconds'])} (chapters {chapters})"
+                     + (f"; FAILED: {', '.join(failed)}" if failed else ""), *_where(run), run["command"]))
+    if not reports:
+        rows.append(("report", "not recorded: no report under bench/records/reports", "", "", ""))
+    benches = [json.loads(p.read_text()) for p in sorted((records / "benches").glob("*.json"))]
+    for b in benches:
+        rows.append((f"`{b['bench']}`", b["summary"], *_where(b), b["command"]))
+    gpu = any(r.get("machine", {}).get("gpu") for r in benches)
+    lines = ["### Measurements", "",
+             "Generated by `python scripts/readme.py write` from the records in `bench/records/`, each made by "
+             "the command shown on the machine shown" + ("." if gpu else "; no GPU has been measured yet."), "",
+             "| what | measured | machine | commit, date | command |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {w} | {m} | {mach} | {when} | {f'`{cmd}`' if cmd else ''} |" for w, m, mach, when, cmd in rows]
+    return "\n".join(lines)
+
+
+def recipe_line(accuracy: pd.DataFrame) -> str:
+    """Strong vs presented recipe for ResNet-18, when both rows were trained."""
+    acc = dict(zip(accuracy["model"], accuracy["reproduced test acc (%)"]))
+    if "resnet18" not in acc or "resnet18-presented-recipe" not in acc:
+        return ""
+    epochs = accuracy.loc[accuracy["model"] == "resnet18", "epochs"].item()
+    return (f"ResNet-18 with the strong recipe: {acc['resnet18']}% test accuracy; with the presented recipe, same "
+            f"{epochs} epochs and data: {acc['resnet18-presented-recipe']}%.")
+
+
+def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
+    folder = records / "reports" / profile
+    if not (folder / "manifest.json").is_file():
+        shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+        return f"### Results of the `{profile}` profile\n\nnot recorded: no {shown}/manifest.json"
+    man = json.loads((folder / "manifest.json").read_text())
+    lines = [f"### Results of the `{profile}` profile", "",
+             "| chapter | device | data | wall time (s) | commit |", "| --- | --- | --- | --- | --- |"]
+    for ch, prov in man["chapters"].items():
+        lines.append(f"| {ch} | {prov.get('device')} | {prov.get('data_source')} | {prov.get('wall_time_s')} | "
+                     f"`{str(prov.get('git_commit'))[:12]}` |")
+    for ch, names in HEADLINE_TABLES.items():
+        for name in names:
+            path = folder / ch / f"{name}.csv"
+            if path.is_file():
+                df = pd.read_csv(path)
+                lines += ["", f"**{CHAPTERS[ch]}: `{ch}/{name}.csv`**", "",
+                          df.iloc[:, :SHOWN_COLUMNS].to_markdown(index=False)]
+                if name == "accuracy" and recipe_line(df):
+                    lines += ["", recipe_line(df)]
+    counts = summary_frame(folder)["status"].value_counts().to_dict()
+    lines += ["", "Presented numbers, by status: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."]
+    return "\n".join(lines)
+
+
+SECTIONS = {"measurements": measurements_section, "results": results_section}
+
+
+def render(text: str, records: Path = RECORDS) -> str:
+    """``text`` with every ``<!-- NAME:start -->`` ... ``<!-- NAME:end -->`` section regenerated."""
+    for name, make in SECTIONS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            raise ValueError(f"README.md lacks the markers {start} ... {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{make(records)}\n{end}{tail}"
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("record", "write", "check", "context"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, args = argv[0], argv[1:]
+    if cmd == "context":
+        print(json.dumps(context(" ".join(args))))
+        return 0
+    if cmd == "record":
+        for arg in args:
+            try:
+                print(f"recorded {record_any(Path(arg)).relative_to(ROOT)}")
+            except (FileNotFoundError, ValueError) as err:
+                print(f"record {arg}: {err}", file=sys.stderr)
+                return 2
+        return 0
+    text = README.read_text()
+    new = render(text)
+    if cmd == "write":
+        README.write_text(new)
+        print("README.md: generated sections rewritten from bench/records/")
+        return 0
+    if new != text:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True), "README.md",
+                                                   "README.md as generated"))
+        print("README.md's generated sections differ from bench/records/: run python scripts/readme.py write",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,94 @@
+"""The README's generated sections: they match the committed records, and the generator says when one is
+missing instead of keeping a stale number."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import readme  # noqa: E402
+
+MACHINE = {"cpu": "x86_64", "cores": 2, "memory_gib": 23.4, "torch_threads": 2}
+
+
+def test_readme_generated_sections_match_the_records():
+    proc = subprocess.run([sys.executable, "scripts/readme.py", "check"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+
+
+def test_missing_records_are_named_not_kept(tmp_path):
+    text = readme.measurements_section(tmp_path)
+    assert "test suite | not recorded" in text and "report | not recorded" in text
+    assert "no GPU has been measured yet" in text
+    assert "not recorded: no" in readme.results_section(tmp_path)
+
+
+def test_records_become_rows_with_machine_commit_and_command(tmp_path):
+    (tmp_path / "tests.json").write_text(json.dumps({
+        "command": "./run_tests.sh", "commit": "abcdef1234567", "date": "2026-11-29T10:00:00+00:00",
+        "machine": MACHINE, "passed": 170, "failed": 1, "skipped": 2, "seconds": 295.0}))
+    run = tmp_path / "reports" / "quick" / "run.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"profile": "quick", "seconds": 2108, "chapters": {"01_supervised": 1113,
+                               "02_generative": 434}, "status": {"01_supervised": "ok", "02_generative": "failed"},
+                               "command": "./run_all.sh --profile quick", "commit": "1234567890abc",
+                               "date": "2026-11-29T11:00:00+00:00", "machine": MACHINE}))
+    bench = tmp_path / "benches" / "fid_throughput.json"
+    bench.parent.mkdir()
+    bench.write_text(json.dumps({"bench": "fid_throughput", "summary": "Inception-v3 15.1 images/s",
+                                 "command": "python bench/fid_throughput.py", "commit": "fedcba987654",
+                                 "date": "2026-11-29T12:00:00+00:00", "machine": {**MACHINE, "gpu": "NVIDIA H200"},
+                                 "rows": []}))
+    lines = readme.measurements_section(tmp_path).splitlines()
+    row = next(line for line in lines if line.startswith("| test suite"))
+    assert "170 passed, 1 failed, 2 skipped in 4 min 55 s" in row and "`abcdef123456` 2026-11-29" in row
+    assert "CPU only (2 cores, 23.4 GiB)" in row and "`./run_tests.sh`" in row
+    row = next(line for line in lines if line.startswith("| quick report"))
+    assert "35 min 8 s (chapters 01 1,113 s, 02 434 s); FAILED: 02_generative" in row
+    row = next(line for line in lines if "fid_throughput" in line)
+    assert "Inception-v3 15.1 images/s" in row and "NVIDIA H200 (2 cores" in row
+    assert "no GPU has been measured yet" not in "\n".join(lines)
+
+
+def test_results_section_reads_the_recorded_tables(tmp_path):
+    folder = tmp_path / "reports" / "quick"
+    (folder / "01_supervised").mkdir(parents=True)
+    prov = {"device": "cpu (2 cores)", "data_source": "synthetic", "wall_time_s": 12.5,
+            "git_commit": "0123456789abcdef"}
+    (folder / "manifest.json").write_text(json.dumps({"chapters": {"01_supervised": prov}}))
+    pd.DataFrame({"model": ["resnet18", "resnet18-presented-recipe"], "reproduced test acc (%)": [46.35, 24.35],
+                  "epochs": [4, 4]}).to_csv(folder / "01_supervised" / "accuracy.csv", index=False)
+    pd.DataFrame({"key": ["1.4/resnet18"], "reproduced": [46.35], "note": [""]}).to_csv(
+        folder / "01_supervised" / "comparison.csv", index=False)
+    text = readme.results_section(tmp_path)
+    assert "| 01_supervised | cpu (2 cores) | synthetic | 12.5 | `0123456789ab` |" in text
+    assert "strong recipe: 46.35% test accuracy; with the presented recipe, same 4 epochs and data: 24.35%" in text
+    assert "worse: 1" in text and "not run in this profile: " in text
+
+
+def test_render_replaces_only_between_markers(tmp_path):
+    text = "intro\n<!-- measurements:start -->\nold 1\n<!-- measurements:end -->\nmiddle\n" \
+           "<!-- results:start -->\nold 2\n<!-- results:end -->\nend\n"
+    out = readme.render(text, tmp_path)
+    assert out.startswith("intro\n<!-- measurements:start -->\n### Measurements") and out.endswith("end\n")
+    assert "old 1" not in out and "old 2" not in out and "\nmiddle\n" in out
+    assert readme.render(out, tmp_path) == out
+    with pytest.raises(ValueError, match="lacks the markers"):
+        readme.render("no markers", tmp_path)
+
+
+def test_record_tests_reads_junit_and_context(tmp_path):
+    src = tmp_path / "tests"
+    src.mkdir()
+    (src / "junit.xml").write_text('<testsuites><testsuite name="pytest" errors="1" failures="2" skipped="3" '
+                                   'tests="20" time="61.25"/></testsuites>')
+    (src / "context.json").write_text(json.dumps({"command": "./run_tests.sh", "commit": "c", "date": "d",
+                                                  "machine": MACHINE}))
+    out = json.loads(readme.record_any(src, tmp_path / "records").read_text())
+    assert (out["passed"], out["failed"], out["skipped"], out["seconds"]) == (14, 3, 3, 61.2)
+    with pytest.raises(FileNotFoundError, match="run ./run_tests.sh first"):
+        readme.record_tests(tmp_path / "nothing", tmp_path / "records")
