@@ -34,6 +34,10 @@ except P.ParamError as err:
 export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
 OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"
 mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"
+# one writer per profile: a second run_all.sh or a notebook on the same profile stops, saying who holds it
+"$PY" -m lib.storage lock "$OUT" $$ "./run_all.sh $ARGS" || exit 1
+trap 'rm -rf "$OUT/.lock"' EXIT
+export CIFAR_REPORT_LOCK="$OUT/.lock"
 export CIFAR_REPORT_PROGRESS=log   # one plain line per evaluation instead of progress-bar frames in the HTML
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning:matplotlib}"
 

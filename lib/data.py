@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import cpu_threads, cutout, normalize, rand_augment, random_crop_flip
-from .storage import save_atomic
+from .storage import UnreadableFile, recover, save_atomic, torch_load
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -94,11 +94,19 @@ def load_cifar10(data: str | os.PathLike = "auto", *, cache_dir: str | os.PathLi
         key = hashlib.sha256(
             f"{path}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
         label = f"local {path.name} ({'JPEG' if _is_jpeg_source(path) else 'images'})"
+    # the cache is keyed by the source's path, size and modification time (not its bytes: hashing
+    # the archive would cost about as much as decoding it)
     cached = cache_dir / f"cifar10-{key}.pt"
     if cached.is_file():
-        blob = torch.load(cached, mmap=True, weights_only=True)
-        return Cifar10(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
-                       source=blob["source"])
+        try:
+            blob = torch_load(cached, mmap=True)
+            ds = Cifar10(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
+                         source=blob["source"])
+            if ds.train_x.shape[1:] != (3, 32, 32) or len(ds.train_x) != len(ds.train_y):
+                raise UnreadableFile(f"unexpected shapes {tuple(ds.train_x.shape)}")
+            return ds
+        except (UnreadableFile, KeyError, TypeError) as err:
+            recover(cached, str(err), "decoding the source again")
     if source == "torchvision":
         arrays = _load_torchvision(Path(download_root) if download_root
                                    else cache_dir / "torchvision")

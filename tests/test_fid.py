@@ -47,10 +47,24 @@ def test_cached_statistics_are_keyed_and_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(fid, "inception_features", fake_features)
     x = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
     a = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
-    b = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
-    c = fid.cached_statistics(x, source="other", split="train", seed=0, cache_dir=tmp_path)
-    assert calls == [12, 12] and np.array_equal(a.mu, b.mu) and np.array_equal(a.sigma, c.sigma) and b.n == 12
+    b = fid.cached_statistics(x, source="other label", split="train", seed=1, cache_dir=tmp_path)
+    assert calls == [12] and np.array_equal(a.mu, b.mu) and b.n == 12  # same images: reused
+    y = x.clone()
+    y[0, 0, 0, 0] ^= 1  # one pixel differs, same label: new statistics
+    c = fid.cached_statistics(y, source="s", split="train", seed=0, cache_dir=tmp_path)
+    assert calls == [12, 12] and not np.array_equal(a.mu, c.mu)
     assert len(list((tmp_path / "fid-stats").glob("*.npz"))) == 2
+
+
+def test_an_unreadable_statistics_cache_is_moved_aside_and_recomputed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fid, "inception_features", lambda images, **_: images.flatten(1)[:, :4].double().numpy())
+    x = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    a = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
+    path = fid.cache_path(x, split="train", cache_dir=tmp_path)
+    path.write_bytes(path.read_bytes()[:40])  # truncated, as by a sync that died half-way
+    b = fid.cached_statistics(x, source="s", split="train", seed=0, cache_dir=tmp_path)
+    assert np.array_equal(a.mu, b.mu) and path.is_file() and path.with_name(path.name + ".corrupt").is_file()
+    assert f"[recovered] {path} could not be read" in capsys.readouterr().err
 
 
 def test_missing_weights_message_names_the_file_and_never_downloads(monkeypatch, tmp_path):

@@ -125,7 +125,13 @@ class Embedder:
         cache_dir = Path(cache_dir)
         path = cache_dir / f"{name}-{self.info['model']}-{self.cache_key(images, source)}.pt"
         if path.is_file():
-            return torch.load(path, weights_only=True)["features"], True
+            try:
+                feats = storage.torch_load(path)["features"]
+                if feats.shape == (len(images), self.dim):
+                    return feats, True
+                storage.recover(path, f"features of shape {tuple(feats.shape)}", "embedding again")
+            except (storage.UnreadableFile, KeyError, TypeError) as err:
+                storage.recover(path, str(err), "embedding again")
         feats = self.embed(images, batch_size=batch_size)
         storage.save_atomic({"features": feats, "checkpoint": str(self.checkpoint),
                              "source": source, "n": len(images)}, path)

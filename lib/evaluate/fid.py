@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +65,17 @@ _TRIED: dict[str, str] = {}  # weights path -> why the one download attempt of t
 
 def _download_command() -> list[str]:
     """A child process that makes pytorch-fid download its weights (killed if it overruns)."""
-    return [sys.executable, "-c", "from pytorch_fid.inception import fid_inception_v3; fid_inception_v3()"]
+    code = "from pytorch_fid.inception import fid_inception_v3; fid_inception_v3()"
+    return [sys.executable, "-c", code]
 
 
 def inception_status(*, download: str = "try", timeout_s: float = 120) -> tuple[bool, str]:
-    """``(available, message)``: whether the weights are on disk, and a line saying which file is used
-    or where to put it.
+    """``(available, message)``: whether the weights are on disk, and a line saying which file is
+    used or where to put it.
 
-    Missing weights: ``download="try"`` makes one attempt per process, in a child process stopped after
-    ``timeout_s`` seconds, so an offline or flaky network never stalls a report; ``"never"`` does not
-    touch the network.
+    Missing weights: ``download="try"`` makes one attempt per process, in a child process stopped
+    after ``timeout_s`` seconds, so an offline or flaky network never stalls a report; ``"never"``
+    does not touch the network.
     """
     if download not in DOWNLOADS:
         raise ValueError(f"download must be one of {DOWNLOADS}, got {download!r}")
@@ -84,7 +86,8 @@ def inception_status(*, download: str = "try", timeout_s: float = 120) -> tuple[
         return False, missing_weights_message() + " (fid_download: never, so no download was tried)"
     if str(path) not in _TRIED:
         try:
-            proc = subprocess.run(_download_command(), capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(_download_command(), capture_output=True, text=True,
+                                  timeout=timeout_s)
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             _TRIED[str(path)] = lines[-1] if proc.returncode and lines else ""
         except subprocess.TimeoutExpired:
@@ -172,28 +175,39 @@ def statistics(images: torch.Tensor, *, batch_size: int = 50,
     return Stats.of(feats, time.perf_counter() - t0)
 
 
-def cache_path(*, source: str, split: str, n: int, seed: int,
-               cache_dir: str | Path | None = None) -> Path:
-    """``<cache>/fid-stats/<split>-<n>-<hash of source and seed>.npz``."""
+def cache_path(images: torch.Tensor, *, split: str, cache_dir: str | Path | None = None) -> Path:
+    """``<cache>/fid-stats/<split>-<n>-<hash of the exact images>.npz``: another data set, subset or
+    seed never reuses statistics that are not its own."""
     from ..data import default_cache_dir
 
-    key = hashlib.sha256(f"{source}|{split}|{n}|{seed}|{DIMS}".encode()).hexdigest()[:12]
-    return Path(cache_dir or default_cache_dir()) / "fid-stats" / f"{split}-{n}-{key}.npz"
+    h = hashlib.sha256(f"{tuple(images.shape)}|{images.dtype}|{DIMS}".encode())
+    h.update(images.contiguous().numpy().tobytes())
+    name = f"{split}-{len(images)}-{h.hexdigest()[:16]}.npz"
+    return Path(cache_dir or default_cache_dir()) / "fid-stats" / name
 
 
 def cached_statistics(images: torch.Tensor, *, source: str, split: str, seed: int,
                       batch_size: int = 50, device: str | torch.device = "cpu",
                       cache_dir: str | Path | None = None) -> Stats:
-    """Statistics of real images, computed once and cached as ``.npz`` keyed by (source, split,
-    count, seed).
+    """Statistics of real images, computed once and cached as ``.npz`` keyed by a hash of the images
+    themselves (cheap next to Inception); ``source`` and ``seed`` are stored beside them. An
+    unreadable cache file is moved aside and recomputed."""
+    from ..storage import recover
 
-    ``images`` must be a deterministic function of those keys (a seeded subsample of a split of the
-    source).
-    """
-    path = cache_path(source=source, split=split, n=len(images), seed=seed, cache_dir=cache_dir)
+    path = cache_path(images, split=split, cache_dir=cache_dir)
     if path.is_file():
-        with np.load(path) as z:
-            return Stats(z["mu"], z["sigma"], int(z["n"]))
+        try:
+            with np.load(path) as z:
+                stats = Stats(z["mu"], z["sigma"], int(z["n"]))
+            d = len(stats.mu)
+            if stats.sigma.shape == (d, d) and stats.n == len(images):
+                return stats
+            raise ValueError(f"statistics of shape {stats.mu.shape} / {stats.sigma.shape}, "
+                             f"n={stats.n}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            lines = str(err).strip().splitlines()
+            reason = f"{type(err).__name__}: {lines[0] if lines else ''}"
+            recover(path, reason, "computing them again")
     stats = statistics(images, batch_size=batch_size, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")

@@ -100,6 +100,9 @@ class Report:
         self.profile = params.get("profile", "custom")
         self.profile_dir = Path(out_root or default_out_root()) / self.profile
         self.final_dir = self.profile_dir / chapter
+        # one writer per profile: a second run (another notebook, run_all.sh) stops here, saying who
+        self.lock = storage.lock_profile(self.profile_dir, command=f"notebook {chapter}")
+        self.recoveries_from = len(storage.RECOVERIES)
         self.staging = self.profile_dir / ".staging" / chapter
         if self.staging.exists():
             shutil.rmtree(self.staging)
@@ -134,6 +137,8 @@ class Report:
             "device": self.device, "data_source": self.data_source, "libraries": library_versions(),
             "started_utc": self.started, "wall_time_s": round(time.perf_counter() - self.t0, 1),
             "host": platform.node(),
+            # unreadable checkpoints or caches this chapter moved aside and rebuilt or resumed past
+            "recovered": storage.RECOVERIES[self.recoveries_from:],
         }
 
     def _record(self, item: str, entry: dict) -> None:
@@ -218,6 +223,7 @@ class Report:
         if old.exists():
             shutil.rmtree(old)
         update_manifest(self.profile_dir, self.chapter, prov, self.items, self.skipped)
+        storage.unlock_profile(self.lock)
         return self.final_dir
 
 

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..storage import load_checkpoint, save_atomic
+from ..storage import (
+    UnreadableFile,
+    load_checkpoint,
+    newest_readable,
+    recover,
+    save_atomic,
+)
 from .device import amp_dtype, device_description, pick_device, seed_everything
 from .method import Method
 
@@ -42,8 +48,11 @@ def _progress_mode() -> str:
 
 
 def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-          "python": random.getstate()}
+    """Every RNG state as tensors and plain values: checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "python": random.getstate(),
+          "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                    "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -51,7 +60,9 @@ def _rng_state() -> dict:
 
 def _set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
+    n = st["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -124,8 +135,10 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     step, rows, best, elapsed = 0, [], {}, 0.0
     sums: dict[str, torch.Tensor] = {}
     count, seen = 0, 0
-    if resume and last_path and last_path.is_file():
-        ck = load_checkpoint(last_path)
+    # the newest readable checkpoint of this run: last.pt, else best.pt (unreadable ones moved
+    # aside)
+    ck = newest_readable([last_path, best_path]) if resume and ckpt_dir else None
+    if ck is not None:
         method.load_state_dict(ck["method"])
         method.setup(device, dtype, compile=compile)
         _set_rng_state(ck["rng"])
@@ -270,12 +283,18 @@ def train_and_test(method: Method, batches: Callable[[int], Iterator], *, name: 
     ``test()`` once. ``fit_kwargs`` go to :func:`fit` (``desc`` defaults to ``name``)."""
     fit_kwargs.setdefault("desc", name)
     result = fit(method, batches, **fit_kwargs)
+    checkpoint = result.best_checkpoint or result.last_checkpoint
     if result.best_checkpoint is not None:
-        method.load_state_dict(load_checkpoint(result.best_checkpoint)["method"])
-        method.setup(method.device, method.autocast_dtype)
+        try:
+            method.load_state_dict(load_checkpoint(result.best_checkpoint)["method"])
+            method.setup(method.device, method.autocast_dtype)
+        except UnreadableFile as err:
+            recover(result.best_checkpoint, str(err), "testing the last step instead of the one "
+                                                      "chosen on validation")
+            checkpoint = result.last_checkpoint
     hist = result.history
     wall = float(hist["elapsed_s"].iloc[-1]) if len(hist) else math.nan
     return Run(name=name, method=method, history=hist, best=result.best,
                test=test() if test else {},
                wall_time_s=wall, device=device_description(method.device),
-               checkpoint=result.best_checkpoint or result.last_checkpoint)
+               checkpoint=checkpoint)
