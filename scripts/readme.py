@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import record  # noqa: E402
 
+from lib.chapters.findings import findings  # noqa: E402
 from lib.report import CHAPTERS, summary_frame  # noqa: E402
 
 README = ROOT / "README.md"
@@ -61,8 +62,8 @@ def record_tests(folder: Path, records: Path) -> Path:
 
 
 def record_report(profile_dir: Path, records: Path) -> Path:
-    """``outputs/<profile>`` -> ``records/reports/<profile>/``: manifest, run.json and the tables the README
-    shows (headline tables and every chapter's comparison.csv)."""
+    """``outputs/<profile>`` -> ``records/reports/<profile>/``: manifest, run.json and every chapter's
+    CSV tables (the README's headline tables, comparison.csv and what the findings check)."""
     for name in ("manifest.json", "run.json"):
         if not (profile_dir / name).is_file():
             raise FileNotFoundError(f"{profile_dir / name} not found: run ./run_all.sh --profile "
@@ -74,11 +75,9 @@ def record_report(profile_dir: Path, records: Path) -> Path:
     for name in ("manifest.json", "run.json"):
         shutil.copy(profile_dir / name, dest / name)
     for ch in CHAPTERS:
-        for name in [*HEADLINE_TABLES.get(ch, []), "comparison"]:
-            src = profile_dir / ch / f"{name}.csv"
-            if src.is_file():
-                (dest / ch).mkdir(exist_ok=True)
-                shutil.copy(src, dest / ch / src.name)
+        for src in sorted((profile_dir / ch).glob("*.csv")):
+            (dest / ch).mkdir(exist_ok=True)
+            shutil.copy(src, dest / ch / src.name)
     return dest
 
 
@@ -161,11 +160,19 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
         shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
         return f"### Results of the `{profile}` profile\n\nnot recorded: no {shown}/manifest.json"
     man = json.loads((folder / "manifest.json").read_text())
+    found = findings(folder)
     lines = [f"### Results of the `{profile}` profile", "",
-             "| chapter | device | data | wall time (s) | commit |", "| --- | --- | --- | --- | --- |"]
+             "The presentation's findings, checked on this run's tables:", "",
+             "| chapter | the presentation says | this run | numbers |", "| --- | --- | --- | --- |"]
+    lines += [f"| {CHAPTERS[r['chapter']]} ({r['item']}) | {r['claim']} | **{r['verdict']}** | "
+              f"{r['evidence']} |" for r in found.to_dict("records")]
+    caveat = ("" if profile.startswith("full") else f" (profile `{profile}` trains reduced models on "
+              "reduced data for a few epochs: its numbers are not comparable with the presented ones)")
+    lines += ["", f"Where the numbers come from{caveat}:", "",
+              "| chapter | device | data | wall time (s) | commit |", "| --- | --- | --- | --- | --- |"]
     for ch, prov in man["chapters"].items():
-        lines.append(f"| {ch} | {prov.get('device')} | {prov.get('data_source')} | {prov.get('wall_time_s')} | "
-                     f"`{str(prov.get('git_commit'))[:12]}` |")
+        lines.append(f"| {ch} | {prov.get('device')} | {prov.get('data_source')} | "
+                     f"{prov.get('wall_time_s')} | `{str(prov.get('git_commit'))[:12]}` |")
     for ch, names in HEADLINE_TABLES.items():
         for name in names:
             path = folder / ch / f"{name}.csv"
@@ -176,7 +183,8 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
                 if name == "accuracy" and recipe_line(df):
                     lines += ["", recipe_line(df)]
     counts = summary_frame(folder)["status"].value_counts().to_dict()
-    lines += ["", "Presented numbers, by status: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."]
+    lines += ["", "Presented numbers, by status: "
+              + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."]
     return "\n".join(lines)
 
 

@@ -53,6 +53,12 @@ def test_page_renders_and_every_local_link_resolves(smoke_report, tmp_path, page
     targets = local_targets(page, dom.stdout)
     if page_name == "index.html":
         assert len(targets) >= 5  # chapters, tables, figures
+        assert 'id="findings"' in dom.stdout and "Findings of the presentation" in dom.stdout
+        charts = [t for t in targets if t.parent.name == "charts"]
+        assert charts, "presented-vs-reproduced charts"
+        assert '<details>' in dom.stdout  # smoke numbers are folded under the findings
+    if page_name in ("01_supervised.html", "report.html"):
+        assert "Findings, checked on this run (profile" in dom.stdout
     missing = [str(t) for t in targets if not t.exists()]
     assert not missing, f"{page_name} links to missing files: {missing}"
     shot = tmp_path / "shot.png"

@@ -128,3 +128,27 @@ def test_cam_rows_and_figure():
     plt.close(fig)
     with pytest.raises(ValueError, match="2 maps for 3 images"):
         cam.cam_figure(images, {"CAM": rows["CAM (wrong class)"][:2]})
+
+
+def test_central_share_of_known_maps():
+    centre = torch.zeros(1, 8, 8)
+    centre[0, 2:6, 2:6] = 1.0
+    corner = torch.zeros(1, 8, 8)
+    corner[0, 0, 0] = 1.0
+    uniform = torch.ones(1, 8, 8)
+    shares = cam.central_share(torch.cat([centre, corner, uniform]))
+    torch.testing.assert_close(shares, torch.tensor([1.0, 0.0, 0.25]))
+
+
+def test_focus_table_compares_predicted_and_least_likely_class():
+    torch.manual_seed(0)
+    model = build_model("resnet18", width=0.125).eval()
+    x = torch.randn(6, 3, 32, 32)
+    df = cam.focus_table(model, x, batch_size=4).set_index("CAM of")
+    assert list(df.index) == ["predicted class", "least likely class"]
+    assert df["images"].tolist() == [6, 6] and (df["uniform map (%)"] == 25.0).all()
+    shares = df["mean share of the map in the central box (%)"]
+    assert shares.between(0, 100).all()
+    logits = model(x)
+    expected = cam.central_share(cam.class_activation_map(model, x, logits.argmax(1))).mean().item()
+    assert shares["predicted class"] == pytest.approx(100 * expected, abs=0.01)

@@ -17,6 +17,10 @@ def test_smoke_report_builds_index_manifest_and_html(smoke_report):
         assert f'href="{ch}.html"' in index
         assert man["chapters"][ch]["profile"] == "smoke"
     assert {"1.4", "1.6", "1.8"} <= set(man["items"])
+    assert 'id="findings"' in index and "Presented vs reproduced, as pictures" in index
+    assert (prof / "run.json").is_file() and not (prof / ".lock").exists()
+    run = json.loads((prof / "run.json").read_text())
+    assert set(run["chapters"]) == set(chapters) and set(run["status"].values()) == {"ok"}
     for entries in man["items"].values():
         for e in entries:
             assert e["path"] is None or (prof / e["path"]).is_file(), e

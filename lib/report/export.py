@@ -70,6 +70,31 @@ def _insert_toc(nb):
     return nb
 
 
+def findings_cell(profile_dir: Path, chapter: str):
+    """A markdown cell with this chapter's findings (claims of the presentation checked on this
+    run's saved tables), or None for a chapter without checks."""
+    from ..chapters.findings import CHECKS, findings
+
+    if chapter not in CHECKS:
+        return None
+    df = findings(profile_dir, [chapter])
+    rows = ["| the presentation says | this run | numbers |", "| --- | --- | --- |"]
+    rows += [f"| {r['claim']} ({r['item']}) | **{r['verdict']}** | {r['evidence']} |"
+             for r in df.to_dict("records")]
+    return nbformat.v4.new_markdown_cell(
+        f"**Findings, checked on this run (profile `{profile_dir.name}`)**\n\n" + "\n".join(rows))
+
+
+def _with_findings(nb, profile_dir: Path, chapter: str):
+    cell = findings_cell(profile_dir, chapter)
+    if cell is None:
+        return nb
+    nb = copy.deepcopy(nb)
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, cell)
+    return nb
+
+
 def _html(nb, *, with_code: bool) -> str:
     from nbconvert import HTMLExporter
 
@@ -83,8 +108,9 @@ def export_chapter(notebook: str | Path, html_dir: str | Path) -> list[Path]:
     """Write ``<chapter>.html`` (class version) and ``<chapter>-code.html`` next to each other in
     ``html_dir``."""
     notebook, html_dir = Path(notebook), Path(html_dir)
-    nb = nbformat.read(notebook, as_version=4)
     chapter = notebook.stem
+    # outputs/<profile>/notebooks/<chapter>.ipynb: the findings read outputs/<profile>/<chapter>/
+    nb = _with_findings(nbformat.read(notebook, as_version=4), notebook.parent.parent, chapter)
     class_page = html_dir / f"{chapter}.html"
     code_page = html_dir / f"{chapter}-code.html"
     write_text_atomic(class_page, _html(_insert_toc(class_version(nb)), with_code=False))
@@ -106,7 +132,8 @@ def export_combined(profile_dir: str | Path) -> Path | None:
         "All chapters in one file; the start page `index.html` has the presented-vs-reproduced "
         "summary and the provenance of every number."))
     for p in parts:
-        combined.cells.extend(class_version(nbformat.read(p, as_version=4)).cells)
+        nb = _with_findings(nbformat.read(p, as_version=4), profile_dir, p.stem)
+        combined.cells.extend(class_version(nb).cells)
     combined.cells.insert(1, toc_cell(combined, levels=(1, 2)))
     out = profile_dir / "html" / "report.html"
     write_text_atomic(out, _html(combined, with_code=False))

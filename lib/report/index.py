@@ -1,0 +1,216 @@
+"""The report's start page, ``outputs/<profile>/html/index.html``: the presentation's findings and
+whether this run reproduces them, charts of presented vs reproduced numbers, the numbers themselves,
+SPEC coverage, key figures and provenance -- all read from the manifest and the chapters' saved
+tables."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from ..storage import write_text_atomic
+from . import CHAPTERS, SPEC_ITEMS, comparison_frame, read_manifest
+
+# -------------------------------------------------------------------------------- index page
+def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
+    """Every presented number beside this profile's value, read from the chapters' saved
+    ``comparison.csv``."""
+    profile_dir = Path(profile_dir)
+    rows = []
+    for ch in CHAPTERS:
+        path = profile_dir / ch / "comparison.csv"
+        if path.is_file():
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            rows += [{"key": r["key"],
+                      "reproduced": None if pd.isna(r["reproduced"]) else float(r["reproduced"]),
+                      "note": r.get("note") or "", "chapter": ch} for r in df.to_dict("records")]
+    found = {r["key"]: r for r in rows if r["reproduced"] is not None}
+    out = comparison_frame(list(found.values()), profile=profile_dir.name)
+    out["chapter"] = [found.get(k, {}).get("chapter", "") for k in out["key"]]
+    return out
+
+
+_STYLE = ("tr.holds{background:#e3f6e3}tr.fails{background:#fbe9e7}img.chart{max-width:100%}"
+          "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;"
+          "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+          "th{background:#f3f3f3}.better{background:#e3f6e3}.worse{background:#fbe9e7}"
+          ".reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px}"
+          "img.mini{width:120px;margin:2px}.thumbs img,img.mini{border:1px solid #ddd}"
+          ".note{color:#555}")
+
+
+def build_index(profile_dir: str | Path) -> Path:
+    """Write ``<profile_dir>/html/index.html``: the presented-vs-reproduced summary, SPEC coverage,
+    provenance and thumbnails of the key figures, all read from the manifest and the chapters' saved
+    tables."""
+    profile_dir = Path(profile_dir)
+    man = read_manifest(profile_dir)
+    esc = html.escape
+    profile = man["profile"]
+    html_dir = profile_dir / "html"
+    built = [ch for ch in CHAPTERS if (html_dir / f"{ch}.html").is_file()]
+    parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(profile)}</code></h1>"]
+    if profile not in ("full", "full-long"):
+        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on "
+                     "reduced data to prove every step quickly; its numbers are not comparable "
+                     "with the presentation's. Run the <code>full</code> profile on a GPU for the "
+                     "real comparison.</p>")
+    links = [f'<a href="{ch}.html">{esc(CHAPTERS[ch])}</a> (<a href="{ch}-code.html">with code</a>)'
+             for ch in built]
+    if (html_dir / "report.html").is_file():
+        links.insert(0, '<a href="report.html"><b>All chapters in one file (report.html)</b></a>')
+    parts.append("<h2>Chapters</h2><ul>" + "".join(f"<li>{x}</li>" for x in links) +
+                 "".join(f"<li>{esc(CHAPTERS[ch])}: not built in this profile</li>"
+                         for ch in CHAPTERS if ch not in built)
+                 + "</ul>")
+
+    figures = {item: [e for e in entries if e.get("kind") == "figure"]
+               for item, entries in man["items"].items()}
+    parts += findings_html(profile_dir, profile, built, figures)
+    summary = summary_frame(profile_dir)
+    parts += charts_html(summary, html_dir)
+    full = profile in ("full", "full-long")
+    parts.append("<h2>Presented vs reproduced</h2>")
+    if not full:
+        parts.append(f"<details><summary>All {len(summary)} presented numbers beside this run's "
+                     f"(folded: profile <b>{esc(profile)}</b> trains reduced models "
+                     "for a few epochs, so its numbers are not comparable)</summary>")
+    parts.append("<p class='note'>Every number the "
+                 "presentation gives. <i>reproduced</i>: within 0.5 percentage points (0.005 AUC, "
+                 "0.01 precision/recall/f1, 5% FID) or inside a presented range. Values come from "
+                 "each chapter's <code>comparison.csv</code>.</p>")
+    parts.append("<table id='numbers'><tr><th>item</th><th>quantity</th><th>presented</th>"
+                 "<th>this run</th><th>difference</th><th>status</th></tr>")
+    for r in summary.to_dict("records"):
+        fmt = lambda v: ("" if v is None or v != v  # noqa: E731
+                         else f"{v:g}" if isinstance(v, float) else str(v))
+        cls = r["status"] if r["status"] in ("better", "worse", "reproduced") else ""
+        link = (f'<a href="{r["chapter"]}.html">{esc(r["item"])}</a>' if r["chapter"] in built
+                else esc(r["item"]))
+        parts.append(f"<tr class='{cls}'><td>{link}</td><td>{esc(r['quantity'])}</td>"
+                     f"<td>{esc(fmt(r['presented']))}</td><td>{esc(fmt(r['reproduced']))}</td>"
+                     f"<td>{esc(fmt(r['difference']))}</td><td>{esc(r['status'])}</td></tr>")
+    parts.append("</table>" + ("" if full else "</details>"))
+
+    parts.append("<h2>Coverage of the presentation (SPEC items)</h2>")
+    parts.append("<table><tr><th>item</th><th>what</th><th>regenerated as</th></tr>")
+    for item, what in SPEC_ITEMS.items():
+        entries = man["items"].get(item, [])
+        if entries:
+            cells = "<br>".join(
+                f'<a href="../{esc(e["path"])}">{esc(e["title"])}</a> '
+                f'(<a href="{esc(e["chapter"])}.html">chapter</a>)'
+                if e.get("path") else f'<a href="{esc(e["chapter"])}.html">{esc(e["title"])}</a>'
+                for e in entries)
+        elif item in man.get("skipped", {}):
+            cells = f"not regenerated: {esc(man['skipped'][item]['reason'])}"
+        else:
+            cells = "not run in this profile"
+        if entries and item in man.get("skipped", {}):
+            cells += ("<br><span class='note'>partly skipped: "
+                      f"{esc(man['skipped'][item]['reason'])}</span>")
+        parts.append(f"<tr><td>{item}</td><td>{esc(what)}</td><td>{cells}</td></tr>")
+    parts.append("</table>")
+
+    thumbs = [e for entries in man["items"].values() for e in entries if e.get("kind") == "figure"]
+    if thumbs:
+        parts.append("<h2>Key figures</h2><div class='thumbs'>")
+        for e in thumbs:
+            parts.append(f'<a href="{esc(e["chapter"])}.html" title="{esc(e["title"])}">'
+                         f'<img src="../{esc(e["path"])}" alt="{esc(e["title"])}"></a>')
+        parts.append("</div>")
+
+    parts.append("<h2>Provenance</h2>")
+    parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th>"
+                 "<th>params hash</th><th>seed</th><th>wall time (s)</th>"
+                 "<th>started (UTC)</th></tr>")
+    for ch, prov in man["chapters"].items():
+        parts.append("<tr>" + "".join(f"<td>{esc(str(prov.get(k)))}</td>" for k in (
+            "chapter", "git_commit", "device", "data_source", "params_hash", "seed", "wall_time_s",
+            "started_utc"))
+            + "</tr>")
+    parts.append("</table>")
+    if man["chapters"]:
+        libs = next(iter(man["chapters"].values())).get("libraries", {})
+        parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items())
+                     + "</p>")
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>CIFAR-10 report ({esc(profile)})</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(parts)}</body></html>")
+    out = html_dir / "index.html"
+    write_text_atomic(out, page)
+    return out
+
+
+
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
+
+
+def findings_html(profile_dir: Path, profile: str, built: list[str], figures: dict) -> list[str]:
+    """The findings table: each claim of the presentation, this run's verdict, its numbers, and the
+    figures saved under the same SPEC item."""
+    from ..chapters.findings import findings
+
+    esc = html.escape
+    df = findings(profile_dir)
+    counts = df["verdict"].value_counts().to_dict()
+    parts = [f"<h2>Findings of the presentation, checked on this run (profile <code>{esc(profile)}"
+             "</code>)</h2>",
+             "<p class='note'>Each claim is a check over this run's saved tables: "
+             + ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) + ".</p>",
+             "<table id='findings'><tr><th>chapter</th><th>the presentation says</th>"
+             "<th>this run</th><th>numbers</th><th>figures</th></tr>"]
+    for r in df.to_dict("records"):
+        chapter = (f'<a href="{r["chapter"]}.html">{esc(CHAPTERS[r["chapter"]])}</a>'
+                   if r["chapter"] in built else esc(CHAPTERS[r["chapter"]]))
+        thumbs = "".join(f'<a href="../{esc(e["path"])}">'
+                         f'<img class="mini" src="../{esc(e["path"])}" '
+                         f'alt="{esc(e["title"])}" title="{esc(e["title"])}"></a>'
+                         for e in figures.get(r["item"], [])[:2])
+        parts.append(f"<tr class='{VERDICT_CLASS.get(r['verdict'], '')}'>"
+                     f"<td>{chapter} ({r['item']})</td>"
+                     f"<td>{esc(r['claim'])}</td><td><b>{esc(r['verdict'])}</b></td>"
+                     f"<td>{esc(r['evidence'])} <span class='note'>({esc(r['source'])})</span></td>"
+                     f"<td>{thumbs}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
+UNIT_NAMES = {"%": "accuracy (%)", "AUC": "AUC", "": "precision / recall / f1", "FID": "FID"}
+
+
+def charts_html(summary: pd.DataFrame, html_dir: Path) -> list[str]:
+    """One chart per chapter and unit: the presented value as a marker, this run's as a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = summary[summary["reproduced"].notna()].copy()
+    df = df[df["presented"].map(lambda v: isinstance(v, (int, float)))]
+    if df.empty:
+        return []
+    out = html_dir / "charts"
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["<h2>Presented vs reproduced, as pictures</h2>",
+             "<p class='note'>Bars: this run; black diamonds: the presentation.</p>"]
+    for (chapter, unit), g in df.groupby(["chapter", "unit"], sort=True):
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(g)), layout="constrained")
+        y = range(len(g))
+        ax.barh(list(y), g["reproduced"].astype(float), color="#7aa6d6", label="this run")
+        ax.scatter(g["presented"].astype(float), list(y), marker="D", color="k", zorder=3,
+                   label="presented")
+        ax.set_yticks(list(y), g["quantity"], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(UNIT_NAMES.get(unit, unit))
+        ax.set_title(f"{CHAPTERS.get(chapter, chapter)}: {UNIT_NAMES.get(unit, unit)}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        name = f"{chapter}_{UNIT_NAMES.get(unit, unit).split()[0].strip('/')}.png"
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        parts.append(f'<p><img class="chart" src="charts/{html.escape(name)}" '
+                     f'alt="presented vs reproduced, {html.escape(chapter)} '
+                     f'{html.escape(unit)}"></p>')
+    return parts
