@@ -19,8 +19,23 @@ while [ $# -gt 0 ]; do
 done
 source scripts/bootstrap.sh
 
+# why CUDA is unusable here ("" when it works): the torch build or the driver
+CUDA_WHY=$("$PY" -c "import torch
+if torch.cuda.is_available(): print('')
+elif torch.version.cuda is None: print(f'this torch {torch.__version__} is a CPU-only build')
+else: print(f'torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable GPU: none present, or its driver is missing or older than CUDA {torch.version.cuda}')")
+if [ "$PROFILE" = auto ] && [ -n "$CUDA_WHY" ] && command -v nvidia-smi >/dev/null 2>&1 \
+   && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  echo "[run_all] nvidia-smi lists a GPU but $CUDA_WHY; fix that, or pick a profile with --profile" >&2
+  exit 2
+fi
+if [[ "$PROFILE" == full* ]] && [ -n "$CUDA_WHY" ] && [ -z "${CIFAR_REPORT_ALLOW_CPU_FULL:-}" ]; then
+  echo "[run_all] --profile $PROFILE is sized for a GPU, but $CUDA_WHY. Use --profile quick on this" \
+       "machine, or set CIFAR_REPORT_ALLOW_CPU_FULL=1 to run it on the CPU anyway (days)." >&2
+  exit 2
+fi
 if [ "$PROFILE" = auto ]; then
-  PROFILE=$("$PY" -c "import torch; print('full' if torch.cuda.is_available() else 'quick')")
+  PROFILE=$([ -z "$CUDA_WHY" ] && echo full || echo quick)
   echo "[run_all] profile auto -> $PROFILE (CUDA $( [ "$PROFILE" = full ] && echo found || echo not found )); choose another with --profile smoke|quick|full|full-long"
 else
   echo "[run_all] profile $PROFILE"
@@ -38,6 +53,8 @@ mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"
 "$PY" -m lib.storage lock "$OUT" $$ "./run_all.sh $ARGS" || exit 1
 trap 'rm -rf "$OUT/.lock"' EXIT
 export CIFAR_REPORT_LOCK="$OUT/.lock"
+# torch.compile's kernels persist across runs of this profile: a rerun or a resumed chapter does not recompile
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$OUT/cache/inductor}"
 export CIFAR_REPORT_PROGRESS=log   # one plain line per evaluation instead of progress-bar frames in the HTML
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning:matplotlib}"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -53,6 +54,33 @@ def _rate(step, n_steps: int, device, warmup: int = 2) -> float:
         step()
     _sync(device)
     return (time.perf_counter() - t0) / n_steps
+
+
+def startup(device, *, gpu: bool) -> dict:
+    """What the machine is: versions, GPU, driver, native bf16, free memory, and whether
+    torch.compile builds a tiny graph (seconds, so a broken toolchain shows before any rate)."""
+    from lib.train.device import bf16_native
+
+    out = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": device_description(device)}
+    if not gpu:
+        return {**out, "compile": "not checked on a CPU (slow there; chapters compile only on CUDA)"}
+    free, total = torch.cuda.mem_get_info()
+    out.update(bf16_native=bf16_native(), free_gib=round(free / 2**30, 1), total_gib=round(total / 2**30, 1))
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        out["driver"] = smi.stdout.strip() or smi.stderr.strip()[:80]
+    except (OSError, subprocess.SubprocessError) as err:
+        out["driver"] = f"nvidia-smi failed: {err}"
+    t0 = time.perf_counter()
+    try:
+        f = torch.compile(lambda x: torch.sin(x) * 2 + 1)
+        f(torch.ones(64, device=device))
+        _sync(device)
+        out["compile"] = f"works ({time.perf_counter() - t0:.1f} s for a tiny graph)"
+    except Exception as err:  # any compiler failure is what this check is for
+        out["compile"] = f"FAILED: {type(err).__name__}: {str(err)[:120]}"
+    return out
 
 
 def resnet18_strong(device, *, gpu: bool, out: Path) -> dict:
@@ -187,6 +215,9 @@ def inception_rate(device, *, gpu: bool) -> dict:
 def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     """The short table printed last: measured rates, then the projections."""
     rows: list[tuple[str, object]] = [("device", results["device"]), ("data", results["data"])]
+    for key, value in results.get("startup", {}).items():
+        if key != "device":
+            rows.append((f"start-up: {key}", value))
     r18 = results.get("resnet18_strong", {})
     if "error" not in r18:
         rows.append(("ResNet-18 strong: images/s, s/epoch",
@@ -255,7 +286,8 @@ def main() -> int:
     device = pick_device("auto")
     gpu = device.type == "cuda"
     results: dict = {"device": device_description(device), "data": data, "torch": torch.__version__}
-    sections = [("resnet18_strong", lambda: resnet18_strong(device, gpu=gpu, out=out)),
+    sections = [("startup", lambda: startup(device, gpu=gpu)),
+                ("resnet18_strong", lambda: resnet18_strong(device, gpu=gpu, out=out)),
                 ("classifiers", lambda: classifier_rates(device, gpu=gpu)),
                 ("ddpm", lambda: ddpm_rates(device, gpu=gpu)),
                 ("dcgan", lambda: small_generator_rates("dcgan", device, gpu=gpu)),

@@ -19,15 +19,25 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-# per-channel mean of the training images, as in the presentation (SPEC 1.8)
+# the presentation's normalisation constants (SPEC 1.8): per-channel mean and std of the training
+# set
 MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2023, 0.1994, 0.2010)   # the presentation's normalisation constants (SPEC 1.8)
+STD = (0.2023, 0.1994, 0.2010)
+_ON_DEVICE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _constants(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as ``(1, 3, 1, 1)`` tensors, made once per device (no host copy per batch)."""
+    key = (tuple(mean), tuple(std), str(device))
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = (torch.tensor(mean, device=device).view(1, 3, 1, 1),
+                           torch.tensor(std, device=device).view(1, 3, 1, 1))
+    return _ON_DEVICE[key]
 
 
 def normalize(x: torch.Tensor, *, mean=MEAN, std=STD) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` -> float32 normalised with the presentation's constants."""
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    m, s = _constants(mean, std, x.device)
     return (x.float() / 255.0 - m) / s
 
 

@@ -330,7 +330,9 @@ class BatchLoader:
         perm = torch.randperm(n, generator=g)
         offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=g)
         flips = torch.rand(n, generator=g) < 0.5
+        # one epoch's draws move to the device once, not per batch
         perm_d = perm.to(self.device)
+        offsets, flips = offsets.to(self.device), flips.to(self.device)
         for i in range(start, len(self)):
             sl = slice(i * bs, (i + 1) * bs)
             idx = perm_d[sl]
@@ -392,17 +394,24 @@ class SSLBatches:
     def unlabelled_steps_per_epoch(self) -> int:
         return len(self.ux) // self.ub
 
+    def _epoch_draws(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The unlabelled order and both views' crops and flips of ``epoch``, drawn from a generator
+        seeded by ``(seed, epoch)`` and moved to the device once per epoch."""
+        if getattr(self, "_draws", (None,))[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 17)
+            n = len(self.ux)
+            perm = torch.randperm(n, generator=g)
+            offsets = torch.randint(0, 9, (2, n, 2), generator=g)
+            flips = torch.rand(2, n, generator=g) < 0.5
+            self._draws = (epoch, *(t.to(self.device) for t in (perm, offsets, flips)))
+        return self._draws[1:]
+
     def unlabelled_views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 weak and strong views of the unlabelled batch of ``step``."""
-        per_epoch = self.unlabelled_steps_per_epoch()
-        epoch, i = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 17)
-        n = len(self.ux)
-        perm = torch.randperm(n, generator=g)
-        offsets = torch.randint(0, 9, (2, n, 2), generator=g)
-        flips = torch.rand(2, n, generator=g) < 0.5
+        epoch, i = divmod(step, self.unlabelled_steps_per_epoch())
+        perm, offsets, flips = self._epoch_draws(epoch)
         sl = slice(i * self.ub, (i + 1) * self.ub)
-        xb = self.ux[perm[sl].to(self.device)]
+        xb = self.ux[perm[sl]]
         weak = random_crop_flip(xb, offsets[0, sl], flips[0, sl])
         strong = random_crop_flip(xb, offsets[1, sl], flips[1, sl])
         gs = torch.Generator().manual_seed(self.seed * 7_777_777 + step)

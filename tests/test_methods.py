@@ -103,3 +103,14 @@ def test_fp16_autocast_gives_every_optimiser_a_scaler_and_still_learns():
     assert clf._scalers["optimizer"].get_scale() == 1024.0
     clf.setup(CPU, None)
     assert clf._scalers == {}
+
+
+def test_auto_precision_is_fp16_on_a_gpu_without_native_bf16(monkeypatch):
+    from lib.train import amp_dtype
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert amp_dtype(cuda, "auto") is torch.float16 and amp_dtype(cuda, True) is torch.float16  # a T4
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert amp_dtype(cuda, "auto") is torch.bfloat16  # A100, H100, H200
+    assert amp_dtype(CPU, "auto") is None

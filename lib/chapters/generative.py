@@ -104,7 +104,10 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
         evaluate = lambda: method.evaluate(val)  # noqa: E731
     run = train_and_test(method, loader.forever, name=kind, total_steps=total, evaluate=evaluate,
                          steps_per_epoch=steps_per_epoch,
-                         eval_every=max(1, round(s.get("eval_every_epochs", 1) * steps_per_epoch)),
+                         # VAE: validate every eval_every_epochs; DDPM: checkpoint every N epochs
+                         eval_every=max(1, round(s.get("eval_every_epochs",
+                                                       s.get("checkpoint_every_epochs", 1))
+                                                 * steps_per_epoch)),
                          select="val_loss", mode="min", ckpt_dir=ckpt_dir,
                          tb_dir=(Path(tb_root) / kind) if tb_root else None, device=device,
                          amp=params["amp"], seed=params["seed"],

@@ -70,6 +70,10 @@ class DDPM(Method):
         if lr_scheduler is not None:
             self.state["lr_scheduler"] = lr_scheduler
 
+    def setup(self, device, autocast_dtype, *, compile=None):
+        super().setup(device, autocast_dtype, compile=compile)
+        self.abar = self.abar.to(device)  # the noise schedule lives on the device, moved once
+
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
         """The simple loss of Ho et al. (Algorithm 1) on a batch of images in [-1, 1]."""
         t = torch.randint(0, self.num_timesteps, (len(x0),), device=x0.device)
@@ -124,7 +128,7 @@ def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch
     device = next(unet.parameters()).device
     was_training = unet.training
     unet.eval()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)  # noise drawn on the device
     ctx = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype
            else torch.autocast("cpu", enabled=False))
     out = []
@@ -133,16 +137,15 @@ def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
-        x = torch.randn(b, 3, unet.config.sample_size, unet.config.sample_size,
-                        generator=gen).to(device)
+        x = torch.randn(b, 3, unet.config.sample_size, unet.config.sample_size, generator=gen,
+                        device=device)
         for t in sched.timesteps:
             with ctx:
                 eps = unet(x, t).sample.float()
             kw = {"eta": 0.0} if sampler == "ddim" else {}
             x = sched.step(eps, t, x, generator=gen, **kw).prev_sample
-        out.append(to_uint8(x).cpu())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        out.append(to_uint8(x))
+    images = torch.cat(out).cpu()  # the only wait for the device, after the last batch
     seconds = time.perf_counter() - t0
     unet.train(was_training)
-    return torch.cat(out), seconds
+    return images, seconds

@@ -78,13 +78,13 @@ class VAE(Method):
         """``n`` uint8 samples from the prior (classes cycled 0..9 unless ``labels`` fix them) and
         the seconds."""
         self.model.eval()
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(seed)  # noise drawn on the device
         if labels is None and self.model.conditional:
-            labels = torch.arange(n) % self.model.num_classes
+            labels = torch.arange(n, device=self.device) % self.model.num_classes
         out, t0 = [], time.perf_counter()
         for i in range(0, n, batch_size):
             b = min(batch_size, n - i)
-            z = torch.randn(b, self.model.latent, generator=gen).to(self.device)
+            z = torch.randn(b, self.model.latent, generator=gen, device=self.device)
             y = labels[i:i + b] if labels is not None else None
-            out.append(to_uint8(torch.sigmoid(self.model.decode(z, y).float()) * 2 - 1).cpu())
-        return torch.cat(out), elapsed_since(t0, self.device)
+            out.append(to_uint8(torch.sigmoid(self.model.decode(z, y).float()) * 2 - 1))
+        return torch.cat(out).cpu(), elapsed_since(t0, self.device)

@@ -102,6 +102,9 @@ class Report:
         # one writer per profile: a second run (another notebook, run_all.sh) stops here, saying who
         self.lock = storage.lock_profile(self.profile_dir, command=f"notebook {chapter}")
         self.recoveries_from = len(storage.RECOVERIES)
+        # compiled kernels persist with the profile's outputs (run_all.sh sets the same folder)
+        inductor = self.profile_dir / "cache" / "inductor"
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor))
         self.staging = self.profile_dir / ".staging" / chapter
         if self.staging.exists():
             shutil.rmtree(self.staging)

@@ -23,19 +23,29 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device, amp: str | bool = "auto") -> torch.dtype | None:
-    """Autocast dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is unsupported) and off
-    elsewhere."""
+    """Autocast dtype: ``auto`` is bf16 on a GPU that computes it natively, fp16 on one that does
+    not (Colab's T4: methods then scale their losses with a GradScaler), and off elsewhere."""
     if amp in ("off", "none", False):
         return None
+    native_bf16 = device.type == "cuda" and bf16_native()
     if amp == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16 else torch.float16
     if amp is True:
-        amp = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
+        amp = "fp16" if device.type == "cuda" and not native_bf16 else "bf16"
     if amp not in ("bf16", "fp16"):
         raise ValueError(f"amp must be auto, bf16, fp16, off, true or false, got {amp!r}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def bf16_native() -> bool:
+    """Whether the current GPU computes bf16 in hardware (emulated bf16 is slow, so it does not
+    count)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch versions without the argument
+        return torch.cuda.is_bf16_supported()
 
 
 def seed_everything(seed: int) -> None:

@@ -200,8 +200,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                     writer.add_scalar(f"train/{k}", float(v), step)
                 if method.lr() is not None:
                     writer.add_scalar("train/lr", method.lr(), step)
-        if bar is not None and (step % max(1, log_every // 5) == 0 or step == end):
-            bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
+            if bar is not None:  # read back only here, where the host already waited
+                bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
             bar.update(1)
         # collect_times above waited for this step's last event: the clock below is the device's too
