@@ -19,6 +19,7 @@ import record  # noqa: E402
 
 from lib import augment  # noqa: E402
 from lib import data as D  # noqa: E402
+from lib.batches import BatchLoader  # noqa: E402
 from lib.methods.classifier import Classifier  # noqa: E402
 from lib.models import build_model  # noqa: E402
 from lib.train import amp_dtype, make_optimizer, pick_device  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> int:
         method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True))
         method.setup(device, amp_dtype(device))
         if name == "project loop":
-            batches = D.BatchLoader(ds.train_x, ds.train_y, batch_size=args.batch_size, device=device,
+            batches = BatchLoader(ds.train_x, ds.train_y, batch_size=args.batch_size, device=device,
                                     channels_last=device.type == "cuda").forever()
         else:
             batches = plain_dataloader(ds, args.batch_size, args.workers, device)

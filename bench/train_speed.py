@@ -26,13 +26,14 @@ def one(model_name: str, *, width: float, batch_size: int, steps: int, device_na
     import torch
 
     from lib import data as D
+    from lib.batches import BatchLoader
     from lib.methods.classifier import Classifier
     from lib.models import build_model, count_parameters
     from lib.train import amp_dtype, make_optimizer, pick_device
 
     device = pick_device(device_name)
     ds = D.load_cifar10("auto") if os.environ.get("CIFAR10_ROOT") else D.make_synthetic(2048, 10)
-    loader = D.BatchLoader(ds.train_x[:8192], ds.train_y[:8192], batch_size=batch_size, device=device,
+    loader = BatchLoader(ds.train_x[:8192], ds.train_y[:8192], batch_size=batch_size, device=device,
                            channels_last=device.type == "cuda")
     model = build_model(model_name, width=width)
     method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True))

@@ -8,6 +8,7 @@ from PIL import Image
 
 from lib import augment
 from lib import data as D
+from lib.batches import BatchLoader
 
 
 def png_bytes(color, size=(32, 32), mode="RGB"):
@@ -126,7 +127,7 @@ def test_crop_flip_known_values():
 
 def test_batch_loader_shapes_ranges_and_determinism():
     ds = D.make_synthetic(100, 20)
-    loader = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=1)
+    loader = BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=1)
     batches = list(loader.epoch(0))
     assert len(batches) == len(loader) == 3
     x, y = batches[0]
@@ -145,7 +146,7 @@ def test_batch_loader_shapes_ranges_and_determinism():
 
 def test_eval_loader_is_in_order_and_complete():
     ds = D.make_synthetic(100, 25)
-    loader = D.BatchLoader(ds.test_x, ds.test_y, batch_size=10, train=False)
+    loader = BatchLoader(ds.test_x, ds.test_y, batch_size=10, train=False)
     ys = torch.cat([y for _, y in loader.epoch()])
     assert torch.equal(ys, ds.test_y) and len(loader) == 3
 

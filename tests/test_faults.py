@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import ROOT
 
+from lib import batches, storage
 from lib import data as D
 from lib import report as R
-from lib import storage
 from lib.methods.classifier import Classifier
 from lib.models import build_model
 from lib.train import fit, make_optimizer
@@ -82,8 +82,8 @@ def tiny_fit(ckpt_dir, *, total_steps=12, **kw):
     model = build_model("resnet18", width=0.125)
     method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.05, momentum=0.9))
     ds = D.make_synthetic(256, 64)
-    train = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
-    val = D.BatchLoader(ds.test_x, ds.test_y, batch_size=64, train=False)
+    train = batches.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
+    val = batches.BatchLoader(ds.test_x, ds.test_y, batch_size=64, train=False)
 
     def evaluate():
         model.eval()

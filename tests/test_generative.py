@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lib import augment
+from lib import augment, batches
 from lib import data as D
 from lib import params as P
 from lib.chapters import generative
@@ -123,7 +123,7 @@ def make_gan(init_seed):
 
 def test_gan_resume_restores_both_networks_and_both_optimizers_exactly(tmp_path):
     ds = D.make_synthetic(64, 4)
-    loader = D.BatchLoader(ds.train_x, ds.train_y, batch_size=16, padding=0, normalize_fn=augment.to_signed, seed=0)
+    loader = batches.BatchLoader(ds.train_x, ds.train_y, batch_size=16, padding=0, normalize_fn=augment.to_signed, seed=0)
     kw = dict(total_steps=12, steps_per_epoch=4, device="cpu", seed=0)
     gan = make_gan(0)
     full = fit(gan, loader.forever, ckpt_dir=tmp_path / "a", **kw)

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from lib import data as D
 from lib import params as P
+from lib.batches import BatchLoader
 from lib.chapters import generative, semi_supervised
 from lib.methods.classifier import Classifier
 from lib.models import build_model
@@ -91,7 +92,7 @@ def test_fp16_autocast_gives_every_optimiser_a_scaler_and_still_learns():
     clf.setup(CPU, torch.float16)
     assert len(clf._scalers) == 1
     ds = D.make_synthetic(64, 10)
-    batches = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32).forever()
+    batches = BatchLoader(ds.train_x, ds.train_y, batch_size=32).forever()
     before = [p.detach().clone() for p in clf.model.parameters()]
     logs = [clf.train_step(next(batches)) for _ in range(3)]
     assert all(torch.isfinite(entry["loss"]) for entry in logs)

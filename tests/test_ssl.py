@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 
 from lib import augment
-from lib import data as D
 from lib import params as P
+from lib.batches import SSLBatch, SSLBatches
 from lib.chapters import semi_supervised
 from lib.evaluate import classification
 from lib.methods import ssl as ssl_methods
@@ -72,7 +72,7 @@ def test_rand_augment_is_per_sample_seeded_and_uint8():
 
 def test_ssl_batches_are_a_function_of_the_step():
     splits = semi_supervised.load_ssl_splits(smoke_params())
-    b = D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8, unlabelled_batch=16,
+    b = SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8, unlabelled_batch=16,
                      device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=16)
     stream = b.forever(0)
     batches = [next(stream) for _ in range(15)]  # crosses an unlabelled epoch (200 // 16 = 12 steps)
@@ -81,7 +81,7 @@ def test_ssl_batches_are_a_function_of_the_step():
         assert torch.equal(getattr(resumed, field), getattr(batches[13], field)), field
     assert not torch.equal(batches[0].x_uw, batches[0].x_us)  # two different views
     with pytest.raises(ValueError, match="unlabelled batch 400 is larger"):
-        D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8,
+        SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8,
                      unlabelled_batch=400, device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=0)
 
 
@@ -137,7 +137,7 @@ def test_student_feedback_sign_in_a_constructed_mpl_step(teacher_is_right):
     method = ssl_methods.MetaPseudoLabels(teacher, student, teacher_optimizer=torch.optim.SGD(teacher.parameters(), lr=0.1),
                                 student_optimizer=torch.optim.SGD(student.parameters(), lr=0.5), label_smoothing=0.0,
                                 temperature=1.0, threshold=2.0, lambda_u=0.0, uda_steps=1)
-    logs = method.train_step(D.SSLBatch(x_l, y_l, x_u, x_u))
+    logs = method.train_step(SSLBatch(x_l, y_l, x_u, x_u))
     assert (logs["mpl_h"] > 0) == teacher_is_right and logs["mpl_h"] != 0
     assert logs["mask_ratio"] == 0  # threshold 2 > any probability: no UDA term
 

@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from lib import data as D
 from lib import params as P
 from lib.augment import to_signed
+from lib.batches import BatchLoader, SSLBatches
 from lib.chapters import generative, semi_supervised
 from lib.methods.classifier import Classifier
 from lib.models import build_model
@@ -40,17 +41,17 @@ def method_and_batches(kind):
         model = build_model("resnet18", width=0.125)
         method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9,
                                                   nesterov=True))
-        batches = D.BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0).forever()
+        batches = BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0).forever()
     elif kind in generative.GENERATORS:
         p = P.load("02_generative", "smoke", {"data": "synthetic"})
         method, _ = generative.build_method(kind, generative.generator_settings(kind, p), total_steps=10,
                                             seed=0)
-        batches = D.BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0, padding=0,
+        batches = BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0, padding=0,
                                 normalize_fn=to_signed).forever()
     else:
         p = P.load("03_semi_supervised", "smoke", {"data": "synthetic"})
         method = semi_supervised.build_method(kind, p, total_steps=10)
-        batches = D.SSLBatches(ds.train_x[:40], ds.train_y[:40], ds.train_x[40:], labelled_batch=8,
+        batches = SSLBatches(ds.train_x[:40], ds.train_y[:40], ds.train_x[40:], labelled_batch=8,
                                unlabelled_batch=0 if kind == "supervised" else 16, device=cpu, seed=0,
                                randaug_ops=2, randaug_magnitude=10, cutout_size=8).forever()
     method.setup(cpu, None)

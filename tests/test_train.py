@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lib import augment
+from lib import augment, batches
 from lib import data as D
 from lib.chapters import semi_supervised
 from lib.evaluate.classification import classification_metrics, predict
@@ -19,8 +19,8 @@ def tiny_net():
 def setup(init_seed=0):
     torch.manual_seed(init_seed)
     ds = D.make_synthetic(160, 40)
-    train = D.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
-    val = D.BatchLoader(ds.test_x, ds.test_y, batch_size=40, train=False)
+    train = batches.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
+    val = batches.BatchLoader(ds.test_x, ds.test_y, batch_size=40, train=False)
     model = tiny_net()
     opt = make_optimizer(model.parameters(), name="sgd", lr=0.05, nesterov=True)
     sched = make_scheduler(opt, name="onecycle", total_steps=20)

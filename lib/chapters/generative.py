@@ -1,7 +1,7 @@
 """Chapter 2 glue: the VAE, DCGAN and DDPM trained from params through the one loop, their samples,
 FID scores, the VAE-as-augmentation experiment and the class histograms of samples.
 
-All three take batches ``(images in [-1, 1], labels)`` from :class:`lib.data.BatchLoader` with
+All three take batches ``(images in [-1, 1], labels)`` from :class:`lib.batches.BatchLoader` with
 horizontal flips only (no crop padding, which would teach the models black borders).
 :func:`train_generator` keys each checkpoint folder by everything that shapes training.
 """
@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .. import data as D
 from .. import storage
+from ..batches import BatchLoader
+from .. import data as D
 from ..augment import normalize, to_signed
 from ..methods.dcgan import DCGAN
 from ..methods.ddpm import DDPM
@@ -88,7 +89,7 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
     """
     s = generator_settings(kind, params)
     device = pick_device(params["device"])
-    loader = D.BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"],
+    loader = BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"],
                            device=device, seed=params["seed"], padding=0,  # flips only
                            normalize_fn=to_signed)
     steps_per_epoch = len(loader)
@@ -99,7 +100,7 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
     method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
     evaluate = None
     if kind == "vae":  # the epoch chosen on validation loss
-        val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+        val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                             device=device, train=False, normalize_fn=to_signed)
         evaluate = lambda: method.evaluate(val)  # noqa: E731
     run = train_and_test(method, loader.forever, name=kind, total_steps=total, evaluate=evaluate,

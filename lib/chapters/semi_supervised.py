@@ -5,8 +5,8 @@ the finetune, and the chapter's tables and curves.
   class), 5,000 validation (model selection), 41,000 unlabelled (labels dropped), and the test set
   (reported once).
 * :func:`train_ssl` / :func:`finetune` -- one call per row of the results table (methods in
-  :mod:`lib.methods.ssl`, batches from :class:`lib.data.SSLBatches`); :func:`read_tensorboard` reads
-  the logged scalars back for the curves (SPEC 3.8).
+  :mod:`lib.methods.ssl`, batches from :class:`lib.batches.SSLBatches`); :func:`read_tensorboard`
+  reads the logged scalars back for the curves (SPEC 3.8).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch.nn as nn
 from .. import data as D
 from .. import storage
 from ..augment import cpu_threads
+from ..batches import BatchLoader, SSLBatches
 from ..evaluate.classification import predict, topk_metrics
 from ..methods.ssl import UDA, MetaPseudoLabels, SSLMethod, Supervised
 from ..models import build_model, count_parameters
@@ -148,15 +149,15 @@ class SSLRun(Run):
 def _loaders(splits: SSLSplits, params: dict, device, *, unlabelled: bool,
              labelled_batch: int | None = None):
     cl = device.type == "cuda"
-    batches = D.SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x,
+    batches = SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x,
                          labelled_batch=labelled_batch or params["batch_size"],
                          unlabelled_batch=params["batch_size"] * params["mu"] if unlabelled else 0,
                          device=device, seed=params["seed"], randaug_ops=params["randaug_ops"],
                          randaug_magnitude=params["randaug_magnitude"],
                          cutout_size=params["cutout_size"], channels_last=cl)
-    val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+    val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                         device=device, train=False, channels_last=cl)
-    test = D.BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"],
+    test = BatchLoader(splits.test_x, splits.test_y, batch_size=params["eval_batch_size"],
                          device=device, train=False, channels_last=cl)
     return batches, val, test
 

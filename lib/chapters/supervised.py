@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import data as D
 from .. import storage
+from ..batches import BatchLoader
+from .. import data as D
 from ..evaluate.classification import classification_metrics, predict
 from ..methods.classifier import Classifier
 from ..models import build_model, count_parameters, flops_per_image
@@ -125,7 +126,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     n_params, flops = count_parameters(model), flops_per_image(model)
 
     def loader(x, y, **kw):
-        return D.BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
+        return BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
 
     train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"],
                    seed=params["seed"])
@@ -250,7 +251,7 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
                                  recipe_name="presented", epochs=params["sweep_epochs"],
                                  overrides={"batch_size": bs, "lr": lr},
                                  run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")
-            val = D.BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+            val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                                 device=next(t.model.parameters()).device, train=False)
             val_logits, val_labels = predict(t.model, val)
             rows.append({"batch size": bs, "learning rate": lr,

@@ -8,7 +8,7 @@ consistency on confident unlabelled images + ``h * CE(T(x_strong), argmax T(x_st
 estimate of the dot product of the student's labelled and pseudo-labelled gradients, times its
 learning rate).
 
-Batches are :class:`lib.data.SSLBatch` (labelled images and labels, weak and strong unlabelled
+Batches are :class:`lib.batches.SSLBatch` (labelled images and labels, weak and strong unlabelled
 views).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import SSLBatch
+from ..batches import SSLBatch
 from ..train import Method, StepCounter
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import to_signed, to_uint8
-from ..data import BatchLoader
+from ..batches import BatchLoader
 from ..models.vae import ConvVAE
 from ..train import Method
 from ..train.device import elapsed_since

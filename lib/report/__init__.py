@@ -280,4 +280,5 @@ def update_manifest(profile_dir: Path, chapter: str, prov: dict, items: dict,
 
 
 # the start page reads the manifest and frames defined above
-from .index import build_index as build_index, summary_frame as summary_frame  # noqa: E402
+from .index import build_index as build_index  # noqa: E402
+from .index import summary_frame as summary_frame

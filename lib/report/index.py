@@ -12,6 +12,7 @@ import pandas as pd
 from ..storage import write_text_atomic
 from . import CHAPTERS, SPEC_ITEMS, comparison_frame, read_manifest
 
+
 # -------------------------------------------------------------------------------- index page
 def summary_frame(profile_dir: str | Path) -> pd.DataFrame:
     """Every presented number beside this profile's value, read from the chapters' saved

@@ -5,7 +5,7 @@ chosen on validation, evaluate once, return a :class:`Run`.
 progress, periodic evaluation, best-checkpoint selection on the validation metric, atomic
 checkpoints and resume. Resuming is exact on CPU: the checkpoint holds every state dict, all RNG
 states and the step, and batches are a pure function of ``(seed, step)`` (see
-:class:`lib.data.BatchLoader`), so a run interrupted and resumed ends with the same weights and
+:class:`lib.batches.BatchLoader`), so a run interrupted and resumed ends with the same weights and
 metrics as one that never stopped.
 """
 from __future__ import annotations
