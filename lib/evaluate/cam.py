@@ -95,6 +95,15 @@ def _minmax(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (maps - lo) / span.clamp_min(1e-12), torch.zeros_like(maps))
 
 
+def _finish(maps: torch.Tensor, size, *, upsample: bool, normalize: bool, single: bool):
+    """Maps ``(B, h, w)`` upsampled to ``size`` (bilinear) and min-max scaled to [0, 1], as asked."""
+    if upsample:
+        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    if normalize:
+        maps = _minmax(maps)
+    return maps[0] if single else maps
+
+
 def class_activation_map(model: nn.Module, x: torch.Tensor, class_idx, *, upsample: bool = True,
                          normalize: bool = True) -> torch.Tensor:
     """CAM of ``class_idx`` (an int, or one per image): sum_k w[c, k] f_k(x), upsampled to x's size,
@@ -111,12 +120,7 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, class_idx, *, upsamp
         raise ValueError(f"features(x) has {fmap.shape[1]} channels but the classifier expects "
                          f"{weights.shape[1]}")
     maps = torch.einsum("bc,bchw->bhw", weights[idx.to(weights.device)].float(), fmap).cpu()
-    if upsample:
-        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear",
-                             align_corners=False)[:, 0]
-    if normalize:
-        maps = _minmax(maps)
-    return maps[0] if single else maps
+    return _finish(maps, xb.shape[-2:], upsample=upsample, normalize=normalize, single=single)
 
 
 def activation_map(model: nn.Module, x: torch.Tensor, *, upsample: bool = True,
@@ -131,12 +135,7 @@ def activation_map(model: nn.Module, x: torch.Tensor, *, upsample: bool = True,
     device = next(model.parameters()).device
     with torch.no_grad(), _eval_mode(model):
         maps = model.features(xb.to(device)).float().mean(dim=1).cpu()
-    if upsample:
-        maps = F.interpolate(maps[:, None], size=xb.shape[-2:], mode="bilinear",
-                             align_corners=False)[:, 0]
-    if normalize:
-        maps = _minmax(maps)
-    return maps[0] if single else maps
+    return _finish(maps, xb.shape[-2:], upsample=upsample, normalize=normalize, single=single)
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, class_idx) -> torch.Tensor:
