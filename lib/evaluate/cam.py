@@ -96,7 +96,7 @@ def _minmax(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _finish(maps: torch.Tensor, size, *, upsample: bool, normalize: bool, single: bool):
-    """Maps ``(B, h, w)`` upsampled to ``size`` (bilinear) and min-max scaled to [0, 1], as asked."""
+    """Maps ``(B, h, w)`` upsampled to ``size`` (bilinear) and min-max scaled to [0, 1]."""
     if upsample:
         maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     if normalize:
