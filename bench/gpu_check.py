@@ -266,6 +266,15 @@ def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     return rows
 
 
+SUMMARY_ROWS = ("device", "ResNet-18 strong: images/s", "DDPM steps/s", "MPL s/step", "Inception (FID)",
+                "full profile within", "FLOP-based estimate")
+
+
+def summary(rows: list[tuple[str, object]]) -> str:
+    """The README's one line: the device, headline rates and the budget verdict, each with its label."""
+    return "; ".join(f"{k}: {v}" for k, v in rows if k.startswith(SUMMARY_ROWS))
+
+
 def main() -> int:
     t_start = time.perf_counter()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -330,9 +339,8 @@ def main() -> int:
             results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
                                           for k, label in names.items() if k in rates and k in flops}
     rows = table_rows(results, gpu=gpu)
-    verdict = [v for k, v in rows if k.startswith("full profile within") or k.startswith("FLOP-based")]
-    record.save("gpu_check", [{"what": k, "value": v} for k, v in rows],
-                f"{results['device']}: " + "; ".join(str(v) for v in verdict), out_dir=out, extra=results)
+    record.save("gpu_check", [{"what": k, "value": v} for k, v in rows], summary(rows), out_dir=out,
+                extra=results)
     print(f"\n[gpu_check] per-workload projection (python bench/budget.py --rates {out / 'gpu_check.json'}):")
     print(budget.work_table(work, rates, flops if "error" not in flops else None).to_string(index=False))
 

@@ -128,8 +128,10 @@ def measurements_section(records: Path = RECORDS) -> str:
         run = json.loads(path.read_text())
         chapters = ", ".join(f"{ch[:2]} {sec:,} s" for ch, sec in run["chapters"].items())
         failed = [ch for ch, status in run.get("status", {}).items() if status != "ok"]
+        note = f"; {run['note']}" if run.get("note") else ""
         rows.append((f"{run['profile']} report, whole pipeline", f"{_duration(run['seconds'])} (chapters {chapters})"
-                     + (f"; FAILED: {', '.join(failed)}" if failed else ""), *_where(run), run["command"]))
+                     + (f"; FAILED: {', '.join(failed)}" if failed else "") + note, *_where(run),
+                     run["command"]))
     if not reports:
         rows.append(("report", "not recorded: no report under bench/records/reports", "", "", ""))
     benches = [json.loads(p.read_text()) for p in sorted((records / "benches").glob("*.json"))]

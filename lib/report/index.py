@@ -82,7 +82,7 @@ def build_index(profile_dir: str | Path) -> Path:
                  "presentation gives. <i>reproduced</i>: within 0.5 percentage points (0.005 AUC, "
                  "0.01 precision/recall/f1, 5% FID) or inside a presented range. Values come from "
                  "each chapter's <code>comparison.csv</code>.</p>")
-    parts.append("<table id='numbers'><tr><th>item</th><th>quantity</th><th>presented</th>"
+    parts.append("<table id=\"numbers\"><tr><th>item</th><th>quantity</th><th>presented</th>"
                  "<th>this run</th><th>difference</th><th>status</th></tr>")
     for r in summary.to_dict("records"):
         fmt = lambda v: ("" if v is None or v != v  # noqa: E731
@@ -161,7 +161,7 @@ def findings_html(profile_dir: Path, profile: str, built: list[str], figures: di
              "</code>)</h2>",
              "<p class='note'>Each claim is a check over this run's saved tables: "
              + ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) + ".</p>",
-             "<table id='findings'><tr><th>chapter</th><th>the presentation says</th>"
+             "<table id=\"findings\"><tr><th>chapter</th><th>the presentation says</th>"
              "<th>this run</th><th>numbers</th><th>figures</th></tr>"]
     for r in df.to_dict("records"):
         chapter = (f'<a href="{r["chapter"]}.html">{esc(CHAPTERS[r["chapter"]])}</a>'
