@@ -110,6 +110,7 @@ class SSLBatches:
         self.randaug_ops, self.randaug_magnitude, self.cutout_size = (
             randaug_ops, randaug_magnitude, cutout_size)
         self.channels_last = channels_last
+        self._draws: tuple = (None,)  # (epoch, order, crops, flips) of the epoch being served
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         x = normalize(x)
@@ -121,7 +122,7 @@ class SSLBatches:
     def _epoch_draws(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The unlabelled order and both views' crops and flips of ``epoch``, drawn from a generator
         seeded by ``(seed, epoch)`` and moved to the device once per epoch."""
-        if getattr(self, "_draws", (None,))[0] != epoch:
+        if self._draws[0] != epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 17)
             n = len(self.ux)
             perm = torch.randperm(n, generator=g)
