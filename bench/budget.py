@@ -135,7 +135,6 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
     from torch.utils.flop_counter import FlopCounterMode
 
     from lib import data as D
-    from lib.batches import SSLBatches
     from lib.chapters import generative, semi_supervised
     from lib.models import MODELS, build_model
 
@@ -169,10 +168,8 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
         for kind in ("mpl", "uda", "supervised"):
             method = semi_supervised.build_method(kind, p3, total_steps=10)
             method.setup(cpu, None)
-            batch = next(SSLBatches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:],
-                                        labelled_batch=2, unlabelled_batch=0 if kind == "supervised" else 2 * mpl_mu,
-                                        device=cpu, seed=0, randaug_ops=2, randaug_magnitude=10,
-                                        cutout_size=16).forever())
+            batch = next(semi_supervised.ssl_batches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:], p3, cpu,
+                                                     unlabelled=kind != "supervised").forever())
             out[f"ssl:{kind}"] = count(lambda: method.train_step(batch)) * mpl_labelled_batch / 2
         from torchvision.models import (
             inception_v3,  # same layers as pytorch-fid's network, without its weights

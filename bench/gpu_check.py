@@ -33,7 +33,6 @@ import record  # noqa: E402
 
 from lib import data as D  # noqa: E402
 from lib import params as P  # noqa: E402
-from lib.batches import SSLBatches
 from lib.train import amp_dtype, device_description, pick_device  # noqa: E402
 
 LIMIT_S = 480          # the whole check must end within 8 minutes on one GPU
@@ -188,10 +187,8 @@ def mpl_rates(device, *, gpu: bool) -> dict:
     for kind in ("mpl", "uda", "supervised"):
         method = semi_supervised.build_method(kind, params, total_steps=1000)
         method.setup(device, amp_dtype(device))
-        stream = SSLBatches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], labelled_batch=params["batch_size"],
-                                unlabelled_batch=unlabelled if kind != "supervised" else 0, device=device, seed=0,
-                                randaug_ops=params["randaug_ops"], randaug_magnitude=params["randaug_magnitude"],
-                                cutout_size=params["cutout_size"], channels_last=device.type == "cuda").forever()
+        stream = semi_supervised.ssl_batches(ds.train_x[:400], ds.train_y[:400], ds.train_x[400:], params, device,
+                                             unlabelled=kind != "supervised").forever()
         sec = _rate(lambda: method.train_step(next(stream)), 10 if gpu else 1, device, warmup=2 if gpu else 1)
         out[f"{kind}_s_per_step"] = round(sec, 4)
     return out

@@ -1,16 +1,8 @@
-"""Batched augmentation on the training device: crop/flip, normalisation, per-image RandAugment,
-Cutout.
+"""Batched augmentation on the training device: crop/flip and normalisation (chapter 3's
+RandAugment is :mod:`lib.randaugment`).
 
 Every function takes a whole ``(B, C, H, W)`` batch; random draws come from the caller (offsets,
-flips) or a seeded generator, so a batch is a pure function of ``(seed, step)`` and resumed runs see
-the same images.
-
-:func:`rand_augment` is *per-image* RandAugment: ``torchvision.transforms.v2.RandAugment`` called on
-a batch draws ONE op sequence for the whole batch, which removes most of the diversity UDA's
-consistency loss lives on, while calling it once per image is slow. So each of the ``num_ops``
-rounds draws an op and a sign per image and applies torchvision's own op table once per (op, sign)
-group. On the CPU it runs single-threaded (:func:`cpu_threads`): the many small ops spend more time
-synchronising threads than computing.
+flips), so a batch is a pure function of ``(seed, step)`` and resumed runs see the same images.
 """
 from __future__ import annotations
 
@@ -23,6 +15,9 @@ import torch.nn.functional as F
 # set
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
+# per-channel (mean, std) by name: the presentation's, and kekmodel/MPL-pytorch's (data.py)
+NORMALIZATION = {"presentation": (MEAN, STD),
+                 "mpl-pytorch": ((0.491400, 0.482158, 0.4465231), (0.247032, 0.243485, 0.2615877))}
 _ON_DEVICE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
@@ -53,16 +48,16 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, *,
-                     padding: int = 4) -> torch.Tensor:
-    """Batched ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` on a ``(B, C, H, W)``
+                     padding: int = 4, fill: int = 0) -> torch.Tensor:
+    """Batched ``RandomCrop(size, padding, fill)`` + ``RandomHorizontalFlip`` on a ``(B, C, H, W)``
     tensor.
 
     ``offsets`` is ``(B, 2)`` integers in ``[0, 2 * padding]`` (row, column of the crop in the
-    zero-padded image) and ``flips`` is ``(B,)`` booleans; drawing them is the caller's job so the
+    padded image) and ``flips`` is ``(B,)`` booleans; drawing them is the caller's job so the
     result is reproducible.
     """
     b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    padded = F.pad(x, (padding, padding, padding, padding), value=fill)
     rows = offsets[:, 0:1].to(x.device) + torch.arange(h, device=x.device)          # (B, H)
     cols = offsets[:, 1:2].to(x.device) + torch.arange(w, device=x.device)          # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
@@ -70,68 +65,6 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
     out = out.permute(0, 3, 1, 2)
     flips = flips.to(x.device).view(b, 1, 1, 1)
     return torch.where(flips, out.flip(3), out).contiguous()
-
-
-def _torchvision_randaugment(num_ops: int, magnitude: int, bins: int):
-    from torchvision.transforms import v2
-
-    ra = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=bins)
-    if not hasattr(ra, "_AUGMENTATION_SPACE") or not hasattr(ra, "_apply_image_or_video_transform"):
-        raise RuntimeError("this torchvision's RandAugment lacks "
-                           "_AUGMENTATION_SPACE/_apply_image_or_video_transform; install the "
-                           "torchvision pinned in requirements.txt")
-    return ra
-
-
-def rand_augment(x: torch.Tensor, *, num_ops: int, magnitude: int, generator: torch.Generator,
-                 num_magnitude_bins: int = 31) -> torch.Tensor:
-    """Per-sample RandAugment of a uint8 ``(B, 3, H, W)`` batch (see the module docstring for why
-    and how).
-
-    Op choice and sign come from ``generator`` (CPU), so the result is a pure function of the batch
-    and seed.
-    """
-    if x.dtype != torch.uint8:
-        raise TypeError(f"rand_augment expects uint8 images, got {x.dtype}")
-    ra = _torchvision_randaugment(num_ops, magnitude, num_magnitude_bins)
-    space = list(ra._AUGMENTATION_SPACE.items())
-    b, _, h, w = x.shape
-    for _ in range(num_ops):
-        ops = torch.randint(len(space), (b,), generator=generator)
-        negative = torch.rand(b, generator=generator) < 0.5
-        out = x.clone()
-        for k in ops.unique().tolist():
-            name, (magnitudes_fn, signed) = space[k]
-            mags = magnitudes_fn(num_magnitude_bins, h, w)
-            mag = float(mags[magnitude]) if mags is not None else 0.0
-            if name == "Identity":
-                continue
-            for neg in ((False, True) if signed and mag != 0.0 else (None,)):
-                sel = ops == k if neg is None else (ops == k) & (negative == neg)
-                idx = sel.nonzero().flatten().to(x.device)
-                if len(idx):
-                    out[idx] = ra._apply_image_or_video_transform(
-                        x[idx], name, -mag if neg else mag, interpolation=ra.interpolation,
-                        fill=ra._fill)
-        x = out
-    return x
-
-
-def cutout(x: torch.Tensor, *, size: int, generator: torch.Generator,
-           fill: int = 127) -> torch.Tensor:
-    """A ``size`` x ``size`` grey square (clipped at the border) at a random centre of every
-    image."""
-    if size <= 0:
-        return x
-    b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b, 1), generator=generator).to(x.device)
-    r = torch.arange(h, device=x.device)[None]
-    c = torch.arange(w, device=x.device)[None]
-    rows = (r >= cy - size // 2) & (r < cy - size // 2 + size)  # (B, H)
-    cols = (c >= cx - size // 2) & (c < cx - size // 2 + size)  # (B, W)
-    mask = (rows[:, :, None] & cols[:, None, :])[:, None]
-    return torch.where(mask, torch.full_like(x, fill), x)
 
 
 @contextlib.contextmanager

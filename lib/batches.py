@@ -1,7 +1,12 @@
 """Batch streams on the training device, deterministic per ``(seed, step)`` so a resumed run sees
 the batches an uninterrupted one would have: :class:`BatchLoader` (images and labels,
-crop/flip/normalise) and :class:`SSLBatches` (labelled images plus weak and strong views of
-unlabelled ones)."""
+crop/flip/normalise, optionally RandAugment) and :class:`SSLBatches` (labelled images plus weak and
+strong views of unlabelled ones).
+
+Every random choice of an epoch (order, crops, flips, RandAugment's ops and Cutout centres) is drawn
+at the epoch's start from a CPU generator seeded by ``(seed, epoch)`` and moved to the device in one
+copy, so producing a batch is a fixed sequence of device kernels that never waits for the host, and
+the batches are the same on every device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +14,8 @@ from typing import Iterator
 
 import torch
 
-from .augment import cpu_threads, cutout, normalize, rand_augment, random_crop_flip
+from .augment import normalize, random_crop_flip
+from .randaugment import RandAugmentCIFAR
 
 
 class BatchLoader:
@@ -17,13 +23,17 @@ class BatchLoader:
 
     The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a run resumed at any
     step sees exactly the batches an uninterrupted run would have seen. Yields ``(images, labels)``
-    with images as normalised float32 (``channels_last`` when asked).
+    with images as normalised float32 (``channels_last`` when asked). Training batches are
+    crop (padding filled with ``fill``) + flip, then ``strong`` (a :class:`RandAugmentCIFAR`) when
+    given; ``shuffle=False`` keeps the images' order every epoch and ``drop_last=False`` ends an
+    epoch with the partial batch.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  device: torch.device | str = "cpu", train: bool = True, augment: bool = True,
                  padding: int = 4, seed: int = 0, channels_last: bool = False,
-                 normalize_fn=normalize):
+                 normalize_fn=normalize, fill: int = 0, strong: RandAugmentCIFAR | None = None,
+                 shuffle: bool = True, drop_last: bool = True):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
         if train and batch_size > len(y):
@@ -33,11 +43,12 @@ class BatchLoader:
         self.y = y.to(self.device)
         self.batch_size, self.train, self.augment = batch_size, train, augment and train
         self.padding, self.seed, self.channels_last = padding, seed, channels_last
-        self.normalize_fn = normalize_fn
+        self.normalize_fn, self.fill, self.strong = normalize_fn, fill, strong
+        self.shuffle, self.drop_last = shuffle, drop_last
 
     def __len__(self) -> int:
         n = len(self.y)
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
+        return n // self.batch_size if self.train and self.drop_last else -(-n // self.batch_size)
 
     def _finish(self, xb: torch.Tensor) -> torch.Tensor:
         xb = self.normalize_fn(xb)
@@ -52,17 +63,24 @@ class BatchLoader:
             return
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=g)
+        if not self.shuffle:
+            perm = torch.arange(n)
         offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=g)
         flips = torch.rand(n, generator=g) < 0.5
+        strong = self.strong.draw(n, g) if self.strong is not None else None
         # one epoch's draws move to the device once, not per batch
         perm_d = perm.to(self.device)
         offsets, flips = offsets.to(self.device), flips.to(self.device)
+        strong = strong.to(self.device) if strong is not None else None
         for i in range(start, len(self)):
             sl = slice(i * bs, (i + 1) * bs)
             idx = perm_d[sl]
             xb = self.x[idx]
             if self.augment:
-                xb = random_crop_flip(xb, offsets[sl], flips[sl], padding=self.padding)
+                xb = random_crop_flip(xb, offsets[sl], flips[sl], padding=self.padding,
+                                      fill=self.fill)
+                if strong is not None:
+                    xb = self.strong(xb, strong[sl])
             yield self._finish(xb), self.y[idx]
 
     def forever(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -89,63 +107,63 @@ class SSLBatches:
     """Deterministic labelled + unlabelled batches on ``device``; ``forever(start_step)`` for
     :func:`fit`.
 
-    The labelled stream is a :class:`BatchLoader`; the unlabelled stream draws its own permutation,
-    two independent crop/flip draws per image, and the RandAugment/Cutout choices from generators
-    seeded by ``(seed, epoch)`` and ``(seed, step)``. ``unlabelled_batch=0`` yields labelled data
-    only (supervised baseline).
+    The labelled stream is a :class:`BatchLoader` (crop + flip); the unlabelled stream has its own
+    epochs: an order, two independent crop/flip draws per image (weak and strong view) and the
+    strong view's RandAugment draws, all drawn per ``(seed, epoch)`` and moved to the device once.
+    ``unlabelled_batch=0`` yields labelled data only (supervised baseline). ``fill`` pads the crops,
+    ``mean``/``std`` normalise.
     """
 
     def __init__(self, labelled_x, labelled_y, unlabelled_x, *, labelled_batch: int,
-                 unlabelled_batch: int, device, seed: int, randaug_ops: int, randaug_magnitude: int,
-                 cutout_size: int, channels_last: bool = False):
+                 unlabelled_batch: int, device, seed: int, strong: RandAugmentCIFAR | None,
+                 fill: int = 0, mean=None, std=None, channels_last: bool = False):
         self.device = torch.device(device)
+        norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+        self._normalize = lambda x: normalize(x, **norm)
         self.labelled = BatchLoader(labelled_x, labelled_y, batch_size=labelled_batch,
-                                    device=self.device, seed=seed, channels_last=channels_last)
+                                    device=self.device, seed=seed, channels_last=channels_last,
+                                    fill=fill, normalize_fn=self._normalize)
         if unlabelled_batch > len(unlabelled_x):
             raise ValueError(f"unlabelled batch {unlabelled_batch} is larger than the "
                              f"{len(unlabelled_x)} unlabelled images; lower batch_size or mu, or "
                              "raise unlabelled_size")
         self.ux = unlabelled_x.to(self.device) if unlabelled_batch else None
-        self.ub, self.seed = unlabelled_batch, seed
-        self.randaug_ops, self.randaug_magnitude, self.cutout_size = (
-            randaug_ops, randaug_magnitude, cutout_size)
+        self.ub, self.seed, self.strong, self.fill = unlabelled_batch, seed, strong, fill
         self.channels_last = channels_last
-        self._draws: tuple = (None,)  # (epoch, order, crops, flips) of the epoch being served
+        self._draws: tuple = (None,)  # (epoch, order, crops, flips, RandAugment draws)
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
-        x = normalize(x)
+        x = self._normalize(x)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def unlabelled_steps_per_epoch(self) -> int:
         return len(self.ux) // self.ub
 
-    def _epoch_draws(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The unlabelled order and both views' crops and flips of ``epoch``, drawn from a generator
-        seeded by ``(seed, epoch)`` and moved to the device once per epoch."""
+    def _epoch_draws(self, epoch: int) -> tuple:
+        """The unlabelled order, both views' crops and flips and the strong view's RandAugment draws
+        of ``epoch``, from a generator seeded by ``(seed, epoch)``, moved to the device once."""
         if self._draws[0] != epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 17)
             n = len(self.ux)
             perm = torch.randperm(n, generator=g)
             offsets = torch.randint(0, 9, (2, n, 2), generator=g)
             flips = torch.rand(2, n, generator=g) < 0.5
-            self._draws = (epoch, *(t.to(self.device) for t in (perm, offsets, flips)))
+            strong = self.strong.draw(n, g) if self.strong is not None else None
+            self._draws = (epoch, *(t.to(self.device) if t is not None else None
+                                    for t in (perm, offsets, flips, strong)))
         return self._draws[1:]
 
     def unlabelled_views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 weak and strong views of the unlabelled batch of ``step``."""
         epoch, i = divmod(step, self.unlabelled_steps_per_epoch())
-        perm, offsets, flips = self._epoch_draws(epoch)
+        perm, offsets, flips, strong = self._epoch_draws(epoch)
         sl = slice(i * self.ub, (i + 1) * self.ub)
         xb = self.ux[perm[sl]]
-        weak = random_crop_flip(xb, offsets[0, sl], flips[0, sl])
-        strong = random_crop_flip(xb, offsets[1, sl], flips[1, sl])
-        gs = torch.Generator().manual_seed(self.seed * 7_777_777 + step)
-        # many small ops: one thread is fastest
-        with cpu_threads(1 if self.device.type == "cpu" else 0):
-            strong = rand_augment(strong, num_ops=self.randaug_ops,
-                                  magnitude=self.randaug_magnitude, generator=gs)
-        strong = cutout(strong, size=self.cutout_size, generator=gs)
-        return weak, strong
+        weak = random_crop_flip(xb, offsets[0, sl], flips[0, sl], fill=self.fill)
+        x_s = random_crop_flip(xb, offsets[1, sl], flips[1, sl], fill=self.fill)
+        if strong is not None:
+            x_s = self.strong(x_s, strong[sl])
+        return weak, x_s
 
     def forever(self, start_step: int = 0) -> Iterator[SSLBatch]:
         labelled = self.labelled.forever(start_step)

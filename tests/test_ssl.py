@@ -58,22 +58,11 @@ def test_wrn28_2_has_the_reference_parameter_count():
     assert count_parameters(build_model("wrn28_2")) == 1_467_610
 
 
-def test_rand_augment_is_per_sample_seeded_and_uint8():
-    torch.manual_seed(0)
-    x = (torch.rand(1, 3, 32, 32) * 255).to(torch.uint8).repeat(32, 1, 1, 1)  # 32 copies of one image
-    out = augment.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
-    same = augment.rand_augment(x, num_ops=2, magnitude=10, generator=torch.Generator().manual_seed(1))
-    assert out.dtype == torch.uint8 and out.shape == x.shape and torch.equal(out, same)
-    distinct = len({bytes(img.flatten().tolist()) for img in out})
-    assert distinct > 8, "one op sequence per batch would give a single distinct image"
-    with pytest.raises(TypeError, match="uint8"):
-        augment.rand_augment(x.float(), num_ops=2, magnitude=10, generator=torch.Generator())
-
-
 def test_ssl_batches_are_a_function_of_the_step():
-    splits = semi_supervised.load_ssl_splits(smoke_params())
-    b = SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8, unlabelled_batch=16,
-                     device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=16)
+    params = smoke_params()
+    splits = semi_supervised.load_ssl_splits(params)
+    b = semi_supervised.ssl_batches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x,
+                                    {**params, "batch_size": 8, "mu": 2}, "cpu")
     stream = b.forever(0)
     batches = [next(stream) for _ in range(15)]  # crosses an unlabelled epoch (200 // 16 = 12 steps)
     resumed = next(b.forever(13))
@@ -81,8 +70,8 @@ def test_ssl_batches_are_a_function_of_the_step():
         assert torch.equal(getattr(resumed, field), getattr(batches[13], field)), field
     assert not torch.equal(batches[0].x_uw, batches[0].x_us)  # two different views
     with pytest.raises(ValueError, match="unlabelled batch 400 is larger"):
-        SSLBatches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, labelled_batch=8,
-                     unlabelled_batch=400, device="cpu", seed=0, randaug_ops=2, randaug_magnitude=10, cutout_size=0)
+        semi_supervised.ssl_batches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x,
+                                    {**params, "batch_size": 8, "mu": 50}, "cpu")
 
 
 def _batches(params, splits, kind="mpl"):
@@ -91,7 +80,7 @@ def _batches(params, splits, kind="mpl"):
 
 
 def test_one_mpl_step_changes_teacher_and_student():
-    params = smoke_params(student_wait_steps=0)
+    params = smoke_params(student_wait_steps=0, warmup_steps=0)  # the reference's warm-up starts at LR 0
     splits = semi_supervised.load_ssl_splits(params)
     method = semi_supervised.build_method("mpl", params)
     method.setup(torch.device("cpu"), None)
@@ -106,12 +95,15 @@ def test_one_mpl_step_changes_teacher_and_student():
     assert method.counter.value == 1
 
 
-def test_feedback_term_rewards_helpful_pseudo_labels():
-    # gradient descent on h * CE(teacher, pseudo) raises the label's log-likelihood when h > 0, lowers it when h < 0
-    for before, after, sign in ((1.0, 0.5, +1), (0.5, 1.0, -1)):
+@pytest.mark.parametrize("feedback", ["derivation", "reference"])
+def test_feedback_term_rewards_helpful_pseudo_labels(feedback):
+    # descent on h * CE(teacher, pseudo) raises the label's log-likelihood when h > 0, lowers it when h < 0;
+    # the derivation's h = before - after rewards labels that lowered the student's loss, the reference's h flips it
+    flip = 1 if feedback == "derivation" else -1
+    for before, after, sign in ((1.0, 0.5, +flip), (0.5, 1.0, -flip)):
         logits = nn.Parameter(torch.zeros(4, 3))
         labels = torch.tensor([0, 1, 2, 0])
-        term, h = ssl_methods.mpl_feedback(torch.tensor(before), torch.tensor(after), logits, labels)
+        term, h = ssl_methods.mpl_feedback(torch.tensor(before), torch.tensor(after), logits, labels, sign=feedback)
         assert torch.sign(h) == sign
         term.backward()
         with torch.no_grad():
@@ -123,7 +115,7 @@ def test_feedback_term_rewards_helpful_pseudo_labels():
 @pytest.mark.parametrize("teacher_is_right", [True, False])
 def test_student_feedback_sign_in_a_constructed_mpl_step(teacher_is_right):
     """Linear teacher and student on 2-d points: pseudo labels that agree with the true labels lower the student's
-    labelled loss (h > 0, a reward for the teacher); flipped pseudo labels raise it (h < 0)."""
+    labelled loss (derivation's h > 0, a reward for the teacher); flipped pseudo labels raise it (h < 0)."""
     torch.manual_seed(0)
     x_l = torch.tensor([[2.0, 0.0], [-2.0, 0.0]]).repeat(4, 1)
     y_l = torch.tensor([0, 1]).repeat(4)
@@ -136,10 +128,116 @@ def test_student_feedback_sign_in_a_constructed_mpl_step(teacher_is_right):
         student.bias.zero_()
     method = ssl_methods.MetaPseudoLabels(teacher, student, teacher_optimizer=torch.optim.SGD(teacher.parameters(), lr=0.1),
                                 student_optimizer=torch.optim.SGD(student.parameters(), lr=0.5), label_smoothing=0.0,
-                                temperature=1.0, threshold=2.0, lambda_u=0.0, uda_steps=1)
+                                temperature=1.0, threshold=2.0, lambda_u=0.0, uda_steps=1,
+                                feedback="derivation")
     logs = method.train_step(SSLBatch(x_l, y_l, x_u, x_u))
     assert (logs["mpl_h"] > 0) == teacher_is_right and logs["mpl_h"] != 0
     assert logs["mask_ratio"] == 0  # threshold 2 > any probability: no UDA term
+
+
+@pytest.mark.parametrize("feedback", ["reference", "derivation"])
+def test_one_mpl_step_equals_the_reference_equations(feedback):
+    """Teacher and student WRNs (dense dropout on, BN in training mode), one MetaPseudoLabels step against the
+    reference's main.py equations written out with autograd and plain SGD on copies of the same networks."""
+    import copy
+
+    torch.manual_seed(0)
+    p = smoke_params(width=0.125)
+    teacher, student = semi_supervised.wrn(p, 0.2), semi_supervised.wrn(p, 0.2)
+    T, S = copy.deepcopy(teacher), copy.deepcopy(student)
+    lr_t, lr_s, ls, temp, thr, lam, uda_steps = 0.3, 0.2, 0.15, 0.7, 0.3, 8.0, 4
+    method = ssl_methods.MetaPseudoLabels(
+        teacher, student, teacher_optimizer=torch.optim.SGD(teacher.parameters(), lr=lr_t),
+        student_optimizer=torch.optim.SGD(student.parameters(), lr=lr_s), label_smoothing=ls, temperature=temp,
+        threshold=thr, lambda_u=lam, uda_steps=uda_steps, feedback=feedback)
+    method.setup(torch.device("cpu"), None)
+    g = torch.Generator().manual_seed(1)
+    x_l, x_uw, x_us = (torch.randn(n, 3, 32, 32, generator=g) for n in (6, 12, 12))
+    y_l = torch.randint(0, 10, (6,), generator=g)
+    torch.manual_seed(5)
+    logs = method.train_step(SSLBatch(x_l, y_l, x_uw, x_us))
+
+    torch.manual_seed(5)  # the same dropout masks, drawn in the same order
+    CE = nn.functional.cross_entropy
+    t_logits = T(torch.cat([x_l, x_uw, x_us]))
+    t_l, (t_uw, t_us) = t_logits[:6], t_logits[6:].chunk(2)
+    t_loss_l = CE(t_l, y_l, label_smoothing=ls)
+    soft = torch.softmax(t_uw.detach() / temp, -1)
+    max_probs, hard = soft.max(-1)
+    mask = max_probs.ge(thr).float()
+    t_loss_u = torch.mean(-(soft * torch.log_softmax(t_us, -1)).sum(-1) * mask)
+    t_loss_uda = t_loss_l + lam * min(1.0, 1 / uda_steps) * t_loss_u
+    s_logits = S(torch.cat([x_l, x_us]))
+    s_loss_l_old = CE(s_logits[:6].detach(), y_l)
+    s_loss = CE(s_logits[6:], hard, label_smoothing=ls)
+    for prm, grad in zip(S.parameters(), torch.autograd.grad(s_loss, list(S.parameters()), allow_unused=True)):
+        prm.data -= lr_s * (grad if grad is not None else 0)  # reference blocks leave some bn1 unused
+    with torch.no_grad():
+        s_loss_l_new = CE(S(x_l), y_l)
+    dot = s_loss_l_new - s_loss_l_old if feedback == "reference" else s_loss_l_old - s_loss_l_new
+    t_loss = t_loss_uda + dot * CE(t_us, t_us.detach().argmax(-1))
+    for prm, grad in zip(T.parameters(), torch.autograd.grad(t_loss, list(T.parameters()), allow_unused=True)):
+        prm.data -= lr_t * (grad if grad is not None else 0)
+
+    assert float(logs["mpl_h"]) == pytest.approx(float(dot), abs=1e-6)
+    assert float(logs["teacher_loss"]) == pytest.approx(float(t_loss.detach()), rel=1e-5)
+    assert 0 < float(logs["mask_ratio"]) < 1  # both parts of the UDA term are exercised
+    for ours, ref in ((method.student, S), (method.teacher, T)):
+        for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4), name
+
+
+def test_networks_and_finetune_are_built_as_the_reference_builds_them():
+    p = smoke_params(width=0.125, bn_momentum=0.001)
+    method = semi_supervised.build_method("mpl", p)
+    for net in (method.teacher, method.student):
+        assert isinstance(net.drop, nn.Dropout) and net.drop.p == 0.2  # dense dropout before the classifier
+        assert all(block.dropout == 0 for group in (net.block1, net.block2, net.block3) for block in group)
+        assert {m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {0.001}
+    # weight decay: everything but the BN parameters decays (the classifier's bias too)
+    decayed, exempt = method.t_opt.param_groups
+    names = {id(prm): n for n, prm in method.teacher.named_parameters()}
+    assert all("bn" in names[id(prm)] for prm in exempt["params"]) and exempt["weight_decay"] == 0
+    assert any(names[id(prm)] == "fc.bias" for prm in decayed["params"])
+    ft = semi_supervised.finetune_method(method.student, p)
+    assert ft.model.drop.p == 0 and ft.ls == 0.15
+    assert torch.equal(ft.model.fc.weight, method.student.fc.weight)
+    group = ft.opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (3e-5, 0.9, True, 0.0)
+    splits = semi_supervised.load_ssl_splits(p)
+    loader = semi_supervised.finetune_batches(splits, {**p, "finetune_batch_size": 30}, torch.device("cpu"))
+    assert len(loader) == 4 and loader.strong is not None  # 100 labelled images: 3 full batches and 10 more
+    sizes = [len(y) for _, y in loader.epoch(0)]
+    assert sizes == [30, 30, 30, 10]
+    assert torch.equal(torch.cat([y for _, y in loader.epoch(1)]), splits.labelled_y)  # the same order every epoch
+
+
+def test_block_styles_differ_only_in_what_projecting_blocks_feed_their_first_convolution():
+    torch.manual_seed(0)
+    ref = build_model("wrn28_2", width=0.25, block_style="mpl-pytorch")
+    tf = build_model("wrn28_2", width=0.25, block_style="tensorflow")
+    tf.load_state_dict(ref.state_dict())
+    assert count_parameters(ref) == count_parameters(tf)
+    x = torch.randn(2, 3, 32, 32)
+    ref.eval(), tf.eval()
+    assert not torch.allclose(ref(x), tf(x))
+    # the first group's projecting block activates before the residual in both styles
+    assert torch.allclose(ref.block1(ref.conv1(x)), tf.block1(tf.conv1(x)))
+    with pytest.raises(ValueError, match="block_style 'keras'"):
+        build_model("wrn28_2", block_style="keras")
+
+
+def test_learning_rate_schedules_reproduce_the_presented_student_lr():
+    # the presented logs print the student's LR: 0.0316 at 129,000 / 300,000 and 0.0373 at 39,000 / 100,000 steps
+    from lib.train import warmup_cosine
+
+    for step, total, shown in ((129_000, 300_000, 0.0316), (39_000, 100_000, 0.0373)):
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05)
+        sched = warmup_cosine(opt, total_steps=total, warmup_steps=5000, wait_steps=3000)
+        assert 0.05 * sched.lr_lambdas[0](step) == pytest.approx(shown, abs=6e-5)
+    lam = warmup_cosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1), total_steps=100, warmup_steps=10,
+                        wait_steps=5).lr_lambdas[0]
+    assert [lam(s) for s in (0, 4, 5, 10, 15)] == [0, 0, 5 / 15, 10 / 15, 1.0]  # the reference's s / (wait + warm-up)
 
 
 def _fit_mpl(params, splits, ckpt_dir, **kw):

@@ -1,12 +1,14 @@
 """Semi-supervised methods on CIFAR-10-4K: Meta Pseudo Labels with UDA, UDA alone, and supervised
 only.
 
-MPL follows Pham et al., "Meta Pseudo Labels" (CVPR 2021) and the structure of the public PyTorch
-reference (kekmodel/MPL-pytorch): teacher loss = label-smoothed CE on labelled images + ramped UDA
-consistency on confident unlabelled images + ``h * CE(T(x_strong), argmax T(x_strong))`` where
-``h = L_student(x_l) before - after`` its step on the teacher's hard pseudo labels (the first-order
-estimate of the dot product of the student's labelled and pseudo-labelled gradients, times its
-learning rate).
+MPL follows Pham et al., "Meta Pseudo Labels" (CVPR 2021) and the public PyTorch reference
+(kekmodel/MPL-pytorch ``main.py``): teacher loss = label-smoothed CE on labelled images + ramped UDA
+consistency on confident unlabelled images + ``h * CE(T(x_strong), argmax T(x_strong))``, where
+``h`` compares the student's labelled loss before and after its step on the teacher's hard pseudo
+labels. Two signs exist (:data:`FEEDBACK`): the reference code, which produced the presented
+numbers, uses ``after - before`` ("author's code formula", as in the paper authors' code); the
+first-order derivation in the paper's appendix gives ``before - after`` (the reference keeps it as a
+comment, MPL-pytorch issue #6).
 
 Batches are :class:`lib.batches.SSLBatch` (labelled images and labels, weak and strong unlabelled
 views).
@@ -33,16 +35,24 @@ def uda_consistency(logits_weak: torch.Tensor, logits_strong: torch.Tensor, *, t
     return loss, mask, hard
 
 
-def mpl_feedback(student_loss_before: torch.Tensor, student_loss_after: torch.Tensor,
-                 teacher_logits: torch.Tensor, pseudo_labels: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MPL teacher term ``h * CE(teacher_logits, pseudo_labels)`` with ``h = before - after``.
+# h by feedback sign: the reference code's, and the first-order derivation's
+FEEDBACK = {"reference": lambda before, after: after - before,
+            "derivation": lambda before, after: before - after}
 
-    ``h > 0`` when the student's labelled loss fell after learning the pseudo labels: minimising the
-    term then *raises* the teacher's log-likelihood of those labels (a reward); ``h < 0`` lowers it.
-    Returns ``(term, h)``.
+
+def mpl_feedback(student_loss_before: torch.Tensor, student_loss_after: torch.Tensor,
+                 teacher_logits: torch.Tensor, pseudo_labels: torch.Tensor, *,
+                 sign: str = "reference") -> tuple[torch.Tensor, torch.Tensor]:
+    """The MPL teacher term ``h * CE(teacher_logits, pseudo_labels)``; ``h`` by :data:`FEEDBACK`.
+
+    With the derivation's ``h = before - after``, ``h > 0`` when the student's labelled loss fell
+    after learning the pseudo labels, and minimising the term *raises* the teacher's log-likelihood
+    of those labels (a reward). The reference's ``h = after - before`` flips it. Returns
+    ``(term, h)``.
     """
-    h = (student_loss_before - student_loss_after).detach().float()
+    if sign not in FEEDBACK:
+        raise ValueError(f"unknown mpl_feedback {sign!r}; expected one of {sorted(FEEDBACK)}")
+    h = FEEDBACK[sign](student_loss_before, student_loss_after).detach().float()
     return h * F.cross_entropy(teacher_logits.float(), pseudo_labels), h
 
 
@@ -98,8 +108,12 @@ class MetaPseudoLabels(UDAObjective):
 
     def __init__(self, teacher: nn.Module, student: nn.Module, *, teacher_optimizer,
                  student_optimizer, teacher_scheduler=None, student_scheduler=None,
-                 ema_decay: float = 0.0, **objective):
+                 ema_decay: float = 0.0, feedback: str = "reference", **objective):
         super().__init__(**objective)
+        if feedback not in FEEDBACK:
+            raise ValueError(f"unknown mpl_feedback {feedback!r}; expected one of "
+                             f"{sorted(FEEDBACK)}")
+        self.feedback = feedback
         self.teacher = teacher
         self.student = student
         self.t_opt = teacher_optimizer
@@ -116,7 +130,8 @@ class MetaPseudoLabels(UDAObjective):
         self.track_ema(student, ema_decay)
 
     def lr(self):
-        return self.t_opt.param_groups[0]["lr"]
+        """The student's learning rate: the one the reference's progress bar and log print."""
+        return self.s_opt.param_groups[0]["lr"]
 
     def train_step(self, batch: SSLBatch):
         x_l, y_l, x_uw, x_us = batch.x_l, batch.y_l, batch.x_uw, batch.x_us
@@ -140,7 +155,7 @@ class MetaPseudoLabels(UDAObjective):
             with torch.no_grad():
                 s_loss_l_new = F.cross_entropy(self.net("student")(x_l).float(), y_l)
             t_loss_mpl, h = mpl_feedback(s_loss_l_old, s_loss_l_new, t["logits_us"],
-                                         t["logits_us"].detach().argmax(-1))
+                                         t["logits_us"].detach().argmax(-1), sign=self.feedback)
             # 2) + 3) labelled CE and UDA consistency
             t_loss = t["loss"] + t_loss_mpl
         self.optimise(t_loss, self.t_opt, model=self.teacher, scheduler=self.t_sched,

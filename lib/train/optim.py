@@ -44,23 +44,34 @@ def make_scheduler(optimizer, *, name: str, total_steps: int, steps_per_epoch: i
 
 
 def warmup_cosine(optimizer, *, total_steps: int, warmup_steps: int, wait_steps: int = 0):
-    """The reference code's schedule: LR 0 for ``wait_steps``, linear warm-up over ``warmup_steps``,
-    then a half-cosine to 0 at ``total_steps``."""
+    """The MPL reference code's schedule (``get_cosine_schedule_with_warmup``): LR 0 for
+    ``wait_steps``, then ``s / (wait + warmup)`` of the base LR until step ``wait + warmup`` (so
+    the student, which waits, starts its warm-up part-way up), then a half-cosine to 0 at
+    ``total_steps``."""
     def fn(s: int) -> float:
         if s < wait_steps:
             return 0.0
         if s < wait_steps + warmup_steps:
-            return (s - wait_steps + 1) / max(1, warmup_steps)
+            return s / max(1, wait_steps + warmup_steps)
         progress = (s - wait_steps - warmup_steps) / max(1, total_steps - wait_steps - warmup_steps)
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only, not on biases and BN parameters (as in the reference code)."""
+NO_DECAY_RULES = ("bn", "bias-and-norm")
+
+
+def decay_groups(model: nn.Module, weight_decay: float, *, exclude: str = "bn") -> list[dict]:
+    """Two parameter groups, with and without weight decay. ``exclude="bn"``: the MPL reference's
+    rule, no decay on parameters whose name contains ``bn`` (batch-norm scales and shifts; the
+    classifier's bias still decays); ``"bias-and-norm"``: no decay on any 1-d parameter."""
+    if exclude not in NO_DECAY_RULES:
+        raise ValueError(f"unknown weight-decay exclusion {exclude!r}; expected one of "
+                         f"{NO_DECAY_RULES}")
     decay, no_decay = [], []
     for name, prm in model.named_parameters():
-        (no_decay if prm.ndim <= 1 else decay).append(prm)
+        skip = "bn" in name if exclude == "bn" else prm.ndim <= 1
+        (no_decay if skip else decay).append(prm)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
