@@ -15,7 +15,15 @@ PRESENTED = {
     "batch_lr_auc": {(16, 1e-4): 0.9555, (16, 1e-3): 0.9461, (32, 1e-4): 0.9570, (32, 1e-3): 0.9521,
                      (64, 1e-4): 0.9512, (64, 1e-3): 0.9545, (128, 1e-4): 0.9302,
                      (128, 1e-3): 0.9567, (256, 1e-4): 0.9077, (256, 1e-3): 0.9579},
-    # 1.8 -- hyperparameters
+    # 1.7 -- the cell the slide prints in bold in each learning-rate column: {lr: batch size}
+    "batch_lr_bold": {1e-4: 32, 1e-3: 256},
+    # 1.5 -- the slide's remark beside the pytorch-cifar table: our ResNets are "+0.7%" better
+    "resnet_margin_over_pytorch_cifar": 0.7,
+    # 1.1 -- "224*224 CIFAR10 ... ACC 98% 이상" for EfficientNet: at least 98% (%), at 224 px
+    "efficientnet_pretrained_accuracy": (98.0, 100.0),
+    "efficientnet_pretrained_resolution": 224,
+    # 1.8 -- hyperparameters (nothing else: epochs, StepLR step size and gamma, momentum and
+    # weight decay are not on the slide)
     "hyperparameters": {"learning rate": 0.001, "batch size": 128, "scheduler": "StepLR",
                         "optimizer": "SGD + momentum",
                         "transforms": "RandomCrop(32, padding=4), RandomHorizontalFlip, "
@@ -27,7 +35,13 @@ PRESENTED = {
                      "deer": (0.93, 0.96, 0.94), "dog": (0.93, 0.91, 0.92),
                      "frog": (0.96, 0.96, 0.96), "horse": (0.96, 0.96, 0.96),
                      "ship": (0.97, 0.97, 0.97), "truck": (0.96, 0.96, 0.96)},
+    "class_report_support": 1000,
     "class_report_accuracy": 0.94,
+    # the summary rows: (precision, recall, f1); support 10,000 each
+    "class_report_summary": {"macro avg": (0.94, 0.94, 0.94), "weighted avg": (0.94, 0.94, 0.94)},
+    "class_report_total_support": 10000,
+    # "CAT을 제외한 9개의 CLASS에서는 평균 95%의 ACC": per-class accuracy (recall) averaged over
+    # the nine classes other than cat
     "all_but_cat_average": 0.95,
     # 2.4 -- FID on 5,000 generated images, with the setting that produced it
     "fid": {"dcgan": 189.13, "ddpm": 35.33},
@@ -43,6 +57,9 @@ PRESENTED = {
             "presented 300k steps (stopped at 129k)": 95.03, "presented 300k best": 95.36,
             "presented 100k steps (at 39k)": 94.31},
     "ssl_split": {"validation": 5000, "labelled": 4000, "unlabelled": 41000},
+    # 3.7 -- the top-5 test accuracy (%) printed in each training log on the slide
+    "mpl_log_top5": {"300k steps, at step 129,000": 99.96, "100k steps, at step 39,000": 99.88,
+                     "30k steps": 99.78, "30k steps + finetune": 99.69},
 }
 
 REFERENCE = {
@@ -90,6 +107,9 @@ def presented_numbers() -> list[dict]:
         rows.append({"key": key, "item": item, "quantity": quantity, "presented": presented,
                      "unit": unit, "higher_is_better": higher})
 
+    add("1.1/efficientnet_b0_pretrained", "1.1",
+        "ImageNet-pretrained EfficientNet-B0 test accuracy at 224 px (at least 98%)",
+        PRESENTED["efficientnet_pretrained_accuracy"], "%")
     for model, acc in PRESENTED["accuracy"].items():
         add(f"1.4/{model}", "1.4", f"{model} test accuracy", acc, "%")
     for (bs, lr), auc in PRESENTED["batch_lr_auc"].items():
@@ -99,7 +119,10 @@ def presented_numbers() -> list[dict]:
             add(f"1.10/{cls}/{name}", "1.10", f"{cls} {name}", v, "")
     add("1.10/accuracy", "1.10", "best model accuracy (classification report)",
         PRESENTED["class_report_accuracy"], "")
-    add("1.10/all_but_cat", "1.10", "mean f1 of the 9 classes other than cat",
+    for avg, values in PRESENTED["class_report_summary"].items():
+        for name, v in zip(("precision", "recall", "f1"), values):
+            add(f"1.10/{avg.replace(' ', '_')}/{name}", "1.10", f"{avg} {name}", v, "")
+    add("1.10/all_but_cat", "1.10", "mean accuracy (recall) of the 9 classes other than cat",
         PRESENTED["all_but_cat_average"], "")
     add("2.2/vae_reconstructions", "2.2",
         "test accuracy of a classifier trained on VAE reconstructions",

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -146,19 +147,38 @@ def test_macro_auc_matches_a_hand_computed_example():
     assert macro_auc(torch.log(probs), labels) == pytest.approx((1 + 1 + 0.75) / 3)
 
 
-def test_classification_report_table_has_all_but_cat_average():
-    from lib.chapters.supervised import classification_report_table
+def test_classification_report_all_but_cat_is_mean_per_class_accuracy():
+    from lib.chapters.supervised import (ALL_BUT_CAT, class_report_comparisons,
+                                         classification_report_table)
+    from lib.spec import PRESENTED
 
     classes = ("a", "cat", "b")
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1, 2, 1]), 3).float()
-    df = classification_report_table(logits, labels, classes, {"a": (0.9, 0.9, 0.9)})
-    a = df[df["class"] == "a"].iloc[0]
-    assert a["precision"] == pytest.approx(2 / 3, abs=1e-3) and a["recall"] == 1.0 and a["presented f1"] == 0.9
-    f1 = {c: df[df["class"] == c]["f1"].iloc[0] for c in classes}
-    but_cat = df[df["class"] == "all classes but cat (mean f1)"]["f1"].iloc[0]
-    assert but_cat == pytest.approx(round((f1["a"] + f1["b"]) / 2, 3))
-    assert df[df["class"] == "accuracy"]["f1"].iloc[0] == pytest.approx(4 / 6, abs=1e-3)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    preds = torch.tensor([0, 0, 0, 1, 1, 0, 2, 0])
+    # a: 3 of 4 right, 5 predicted (precision 0.6, recall 0.75); cat: 1 of 2 (0.5, 0.5);
+    # b: 1 of 2 (1.0, 0.5). Accuracy 5/8.
+    presented = {**PRESENTED, "class_report": {"a": (0.9, 0.8, 0.85)}}
+    df = classification_report_table(torch.nn.functional.one_hot(preds, 3).float(), labels, classes,
+                                      presented).set_index("class")
+    assert (df.loc["a", "precision"], df.loc["a", "recall"]) == (0.6, 0.75)
+    assert df.loc["a", "presented recall"] == 0.8 and df.loc["a", "presented support"] == 1000
+    assert pd.isna(df.loc["b", "presented recall"])
+    # the nine-class "ACC" of the slide: recall averaged over the classes other than cat, not mean f1
+    # (f1 of a and b are both 2/3 here)
+    assert df.loc[ALL_BUT_CAT, "recall"] == 0.625 and df.loc[ALL_BUT_CAT, "support"] == 6
+    assert df.loc[ALL_BUT_CAT, "presented recall"] == PRESENTED["all_but_cat_average"]
+    assert pd.isna(df.loc[ALL_BUT_CAT, "f1"])
+    assert df.loc["accuracy", "f1"] == 0.625 and df.loc["accuracy", "support"] == 8
+    assert df.loc["macro avg", "precision"] == 0.7 and df.loc["macro avg", "recall"] == 0.583
+    assert df.loc["weighted avg", "precision"] == 0.675 and df.loc["weighted avg", "recall"] == 0.625
+    weighted = PRESENTED["class_report_summary"]["weighted avg"]
+    assert df.loc["weighted avg", "presented f1"] == weighted[2]
+    assert df.loc["macro avg", "presented support"] == PRESENTED["class_report_total_support"]
+    values = class_report_comparisons(df.reset_index())
+    assert values["1.10/all_but_cat"] == 0.625 and values["1.10/weighted_avg/precision"] == 0.675
+    assert "1.10/a/recall" not in values  # only classes the slide reports
+    with pytest.raises(ValueError, match="no class named 'cat'"):
+        classification_report_table(torch.zeros(2, 2), torch.tensor([0, 1]), ("a", "b"))
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])

@@ -84,7 +84,7 @@ def supervised_findings(folder: Path) -> list[Finding]:
         df = _need(report, "classification_report").set_index("class")
         recall = df["recall"].dropna()
         classes = [c for c in recall.index if c not in ("accuracy", "macro avg", "weighted avg")
-                   and not str(c).startswith("all classes")]
+                   and not str(c).startswith("all ")]
         others = recall[[c for c in classes if c != "cat"]].mean()
         return (others > recall["cat"],
                 f"mean recall of the 9 other classes {others:.3f} vs cat {recall['cat']:.3f}")
