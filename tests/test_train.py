@@ -250,3 +250,51 @@ def test_ema_moves_towards_the_model_and_copies_buffers():
         torch.testing.assert_close(e, 0.75 * s + 0.25 * p)
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_hyperparameter_table_shows_both_recipes_and_marks_the_projects_choices():
+    from lib import params as P
+    from lib.chapters import supervised
+    from lib.spec import PRESENTED
+
+    params = P.load("01_supervised", "full")
+    recipes = {n: supervised.recipe(params, n) for n in ("presented", "strong")}
+    runs = supervised.recipe_runs(params)
+    assert runs == {"strong": "40 (accuracy table)",
+                    "presented": "40 (ResNet-18 presented-recipe row); 10 (1.7 sweep)"}
+    df = supervised.hyperparameter_table(recipes, epochs=runs).set_index("hyperparameter")
+    pres, strong = "presented recipe, as run", "strong recipe (project's choice), as run"
+    for name, value in PRESENTED["hyperparameters"].items():
+        assert df.loc[name, "presented"] == value
+    assert df.loc["learning rate", pres] == 0.001 and df.loc["scheduler", pres] == "StepLR"
+    assert df.loc["optimizer", pres] == "SGD + momentum"
+    # what the slide does not give is said so, and the presented recipe's value is our choice
+    for name in ("StepLR step size (epochs)", "StepLR gamma", "momentum", "epochs"):
+        assert df.loc[name, "presented"] == "not on the slide"
+        assert df.loc[name, pres].endswith("(project's choice)")
+    assert df.loc["StepLR gamma", strong] == "-" and df.loc["epochs", strong] == runs["strong"]
+
+
+def test_sweep_marks_the_slides_bold_cells_and_ours_per_learning_rate():
+    from lib.chapters import supervised
+
+    rows = [(16, 1e-4, 0.90, 0.91), (32, 1e-4, 0.92, 0.90), (16, 1e-3, 0.80, 0.85),
+            (256, 1e-3, 0.95, 0.96)]
+    df = pd.DataFrame(rows, columns=["batch size", "learning rate", "val AUC", "test AUC"])
+    out = supervised.sweep_with_presented(df).set_index(["batch size", "learning rate"])
+    assert out.loc[(32, 1e-4), "presented test AUC"] == 0.9570
+    assert out["bold on the slide (best of its lr)"].tolist() == [False, True, False, True]
+    assert out["best of its lr on validation"].tolist() == [False, True, False, True]
+    assert out["best of its lr on test"].tolist() == [True, False, False, True]
+
+
+def test_resnet_margin_table_computes_the_slides_plus_0_7():
+    from lib.chapters import supervised
+
+    df = supervised.resnet_margin_table({"resnet18": 95.02, "resnet50": 94.62}).set_index("model")
+    # presented minus pytorch-cifar: 93.79 - 93.02, 94.39 - 93.62, 94.5 - 93.75
+    assert df["presented - pytorch-cifar (pp)"].tolist() == [0.77, 0.77, 0.75, 0.76]
+    assert df.loc["resnet18", "this run - pytorch-cifar (pp)"] == 2.0
+    assert pd.isna(df.loc["resnet101", "this run - pytorch-cifar (pp)"])
+    assert df.loc["mean", "this run - pytorch-cifar (pp)"] == 1.5
+    assert (df["the slide's remark (pp)"] == 0.7).all()

@@ -20,7 +20,7 @@ from .. import data as D
 from ..evaluate.classification import classification_metrics, predict
 from ..methods.classifier import Classifier
 from ..models import build_model, count_parameters, flops_per_image
-from ..spec import PRESENTED
+from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
@@ -203,24 +203,68 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     return pd.DataFrame(rows)
 
 
-def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str,
-                         epochs: int) -> pd.DataFrame:
-    """SPEC 1.8: the presented hyperparameters beside the ones this run actually used."""
-    sched = {"step": f"StepLR(step={rec['step_size_epochs']} epochs, gamma={rec['gamma']})",
-             "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, linear decay)",
-             "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)",
-             "constant": "constant"}[rec["scheduler"]]
-    opt = (f"{rec['optimizer'].upper()} + {'Nesterov ' if rec['nesterov'] else ''}"
-           f"momentum {rec['momentum']}")
-    ran = {"learning rate": rec["lr"], "batch size": rec["batch_size"], "scheduler": sched,
-           "optimizer": opt,
-           "transforms": "batched RandomCrop(32, padding=4) + horizontal flip on the training "
-                         "device, Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"}
-    extra = {"weight decay": rec["weight_decay"], "label smoothing": rec["label_smoothing"],
-             "test-time flip": rec["flip_tta"], "epochs": epochs}
-    rows = [{"hyperparameter": k, "presented": presented.get(k), f"this run ({recipe_name})": v}
-            for k, v in {**ran, **extra}.items()]
-    return pd.DataFrame(rows)
+NOT_ON_SLIDE = "not on the slide"
+CHOICE = "project's choice"
+TRANSFORMS_AS_RUN = ("batched RandomCrop(32, padding=4) + horizontal flip on the training device, "
+                     "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))")
+
+
+def _scheduler(rec: dict) -> str:
+    return {"step": "StepLR", "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, "
+                                          "linear decay)",
+            "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)",
+            "constant": "constant"}[rec["scheduler"]]
+
+
+def hyperparameter_table(recipes: dict[str, dict], *, epochs: dict[str, str],
+                         presented: dict = PRESENTED["hyperparameters"]) -> pd.DataFrame:
+    """SPEC 1.8: the presented hyperparameters beside each recipe as run.
+
+    ``recipes`` maps a recipe name (``presented``, ``strong``) to its keys (:func:`recipe`);
+    ``epochs`` maps it to what it trained (e.g. ``"30 (accuracy table), 10 (1.7 sweep)"``). The
+    slide names five values; every other value of the presented recipe (StepLR step size and gamma,
+    momentum, weight decay, epochs, ...) is marked as the project's choice.
+    """
+    def opt(r):
+        return f"{r['optimizer'].upper()} + {'Nesterov ' if r['nesterov'] else ''}momentum"
+
+    rows = {  # hyperparameter: (presented value or None, value of a recipe)
+        "learning rate": (presented["learning rate"], lambda r: r["lr"]),
+        "batch size": (presented["batch size"], lambda r: r["batch_size"]),
+        "scheduler": (presented["scheduler"], _scheduler),
+        "StepLR step size (epochs)": (None, lambda r: r["step_size_epochs"]
+                                      if r["scheduler"] == "step" else "-"),
+        "StepLR gamma": (None, lambda r: r["gamma"] if r["scheduler"] == "step" else "-"),
+        "optimizer": (presented["optimizer"], opt),
+        "momentum": (None, lambda r: r["momentum"]),
+        "transforms": (presented["transforms"], lambda r: TRANSFORMS_AS_RUN),
+        "weight decay": (None, lambda r: r["weight_decay"]),
+        "label smoothing": (None, lambda r: r["label_smoothing"]),
+        "test-time flip": (None, lambda r: r["flip_tta"]),
+        "epochs": (None, None),
+    }
+    out = []
+    for name, (pres, value) in rows.items():
+        row = {"hyperparameter": name, "presented": NOT_ON_SLIDE if pres is None else pres}
+        for rname, rec in recipes.items():
+            v = epochs[rname] if value is None else value(rec)
+            mark = pres is None and rname == "presented" and v != "-"
+            column = ("presented recipe" if rname == "presented"
+                      else f"{rname} recipe ({CHOICE})")
+            row[f"{column}, as run"] = f"{v} ({CHOICE})" if mark else v
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def recipe_runs(params: dict) -> dict[str, str]:
+    """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
+    other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
+    other = "presented" if params["recipe"] == "strong" else "strong"
+    runs = {params["recipe"]: [f"{params['epochs']} (accuracy table)"], other: []}
+    if params["recipe_baseline"]:
+        runs[other].append(f"{params['epochs']} (ResNet-18 {other}-recipe row)")
+    runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
+    return {name: "; ".join(v) or "not run in this profile" for name, v in runs.items()}
 
 
 def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -265,12 +309,44 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
     return df
 
 
-def sweep_with_presented(df: pd.DataFrame, presented: dict) -> pd.DataFrame:
-    """The sweep table with the presented test AUC of each cell beside ours."""
+def sweep_with_presented(df: pd.DataFrame, presented: dict = PRESENTED) -> pd.DataFrame:
+    """The sweep table with the presented test AUC of each cell beside ours, and the best cell of
+    each learning-rate column: the one the slide prints in bold, ours on validation AUC (the
+    choice) and ours on test AUC (reported only)."""
     out = df.copy()
-    out.insert(2, "presented test AUC",
-               [presented.get((b, lr)) for b, lr in zip(df["batch size"], df["learning rate"])])
+    cells = list(zip(df["batch size"], df["learning rate"]))
+    out.insert(2, "presented test AUC", [presented["batch_lr_auc"].get(c) for c in cells])
+    bold = presented["batch_lr_bold"]
+    out["bold on the slide (best of its lr)"] = [bold.get(lr) == b for b, lr in cells]
+    by_lr = df.groupby("learning rate")
+    out["best of its lr on validation"] = df["val AUC"] == by_lr["val AUC"].transform("max")
+    out["best of its lr on test"] = df["test AUC"] == by_lr["test AUC"].transform("max")
     return out
+
+
+RESNET_REFERENCE_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet101": "ResNet101"}
+
+
+def resnet_margin_table(reproduced: dict[str, float], *, presented: dict = PRESENTED,
+                        reference: dict = REFERENCE["pytorch_cifar"]) -> pd.DataFrame:
+    """SPEC 1.5: the slide's "+0.7%" remark computed: each ResNet's test accuracy (presented, and
+    ``reproduced`` by this run, in %) minus the pytorch-cifar row of the same depth, and the mean
+    over the depths."""
+    rows = []
+    for model, ref_name in RESNET_REFERENCE_NAMES.items():
+        ref, pres, ours = reference[ref_name], presented["accuracy"][model], reproduced.get(model)
+        rows.append({"model": model, "pytorch-cifar (%)": ref, "presented (%)": pres,
+                     "presented - pytorch-cifar (pp)": round(pres - ref, 2),
+                     "this run (%)": ours, "this run - pytorch-cifar (pp)":
+                     None if ours is None else round(ours - ref, 2)})
+    df = pd.DataFrame(rows)
+    ours = df["this run - pytorch-cifar (pp)"].dropna()
+    mean = {"model": "mean", "presented - pytorch-cifar (pp)":
+            round(df["presented - pytorch-cifar (pp)"].mean(), 2),
+            "this run - pytorch-cifar (pp)": round(ours.mean(), 2) if len(ours) else None}
+    df = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
+    df["the slide's remark (pp)"] = presented["resnet_margin_over_pytorch_cifar"]
+    return df
 
 
 ALL_BUT_CAT = "all but cat (mean per-class accuracy)"
