@@ -298,3 +298,30 @@ def test_resnet_margin_table_computes_the_slides_plus_0_7():
     assert pd.isna(df.loc["resnet101", "this run - pytorch-cifar (pp)"])
     assert df.loc["mean", "this run - pytorch-cifar (pp)"] == 1.5
     assert (df["the slide's remark (pp)"] == 0.7).all()
+
+
+def test_pretrained_row_is_not_run_offline_with_the_loaders_exact_message(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    from lib import params as P
+    from lib.chapters import supervised
+    from lib.models import build_model
+    from lib.models.efficientnet import PretrainedWeightsUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # nothing to find offline
+    with pytest.raises(PretrainedWeightsUnavailable) as err:
+        build_model("efficientnet_b0", pretrained=True)
+    params = P.load("01_supervised", "smoke", {"data": "synthetic"})
+    assert params["pretrained_models"] == []  # smoke and quick never need the weights
+    assert P.load("01_supervised", "quick")["pretrained_models"] == []
+    assert P.load("01_supervised", "full")["pretrained_models"] == ["efficientnet_b0"]
+    splits = supervised.load_splits(params)
+    run, message = supervised.train_pretrained("efficientnet_b0", splits, params,
+                                               ckpt_root=tmp_path / "ckpt")
+    assert run is None and message == str(err.value)
+    row = supervised.not_run_rows({supervised.pretrained_run_name("efficientnet_b0"): message},
+                                  profile="full", source="synthetic").iloc[0]
+    assert row["model"] == "efficientnet_b0-imagenet-224"
+    assert row["status"] == "not run: no weights" and row["note"] == message

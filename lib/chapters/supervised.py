@@ -106,11 +106,12 @@ class Trained(Run):
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                      tb_root: Path | None = None, recipe_name: str | None = None,
                      epochs: int | None = None, overrides: dict | None = None,
-                     run_name: str | None = None) -> Trained:
+                     run_name: str | None = None, model_kwargs: dict | None = None) -> Trained:
     """Train registered model ``name`` with a recipe, select the best epoch on validation, report
     test once.
 
-    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep). The
+    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep);
+    ``model_kwargs`` go to :func:`lib.models.build_model` (e.g. ``{"pretrained": True}``). The
     checkpoint folder is keyed by everything that shapes training, so a changed parameter never
     resumes a stale run.
     """
@@ -121,9 +122,10 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     run_name = run_name or name
     ckpt_dir = storage.run_dir(ckpt_root, run_name, {
         "model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
-        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes()})
+        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
+        **({"model_kwargs": model_kwargs} if model_kwargs else {})})
     torch.manual_seed(params["seed"])
-    model = build_model(name, width=params["width"])
+    model = build_model(name, width=params["width"], **(model_kwargs or {}))
     n_params, flops = count_parameters(model), flops_per_image(model)
 
     def loader(x, y, **kw):
@@ -172,6 +174,34 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
                    epochs=epochs, parameters=n_params, flops=flops)
 
 
+def train_pretrained(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
+                     tb_root: Path | None = None) -> tuple[Trained | None, str]:
+    """SPEC 1.1: ImageNet-pretrained ``name`` fine-tuned at 224 px with the ``finetune`` recipe for
+    ``pretrained_epochs``, as ``(run, "")``; ``(None, message)`` with the loader's exact message
+    when the weights cannot be had (offline), so the chapter reports the row as not run."""
+    from ..models.efficientnet import PretrainedWeightsUnavailable
+
+    try:
+        run = train_classifier(name, splits, {**params, "width": 1.0}, ckpt_root=ckpt_root,
+                               tb_root=tb_root, recipe_name="finetune",
+                               epochs=params["pretrained_epochs"],
+                               run_name=pretrained_run_name(name),
+                               model_kwargs={"pretrained": True})
+    except PretrainedWeightsUnavailable as err:
+        return None, str(err)
+    return run, ""
+
+
+def pretrained_run_name(name: str) -> str:
+    return f"{name}-imagenet-{PRESENTED['efficientnet_pretrained_resolution']}"
+
+
+def not_run_rows(not_run: dict[str, str], *, profile: str, source: str) -> pd.DataFrame:
+    """Rows of the accuracy table for runs that could not start: ``{run name: message}``."""
+    return pd.DataFrame([{"model": name, "status": "not run: no weights", "note": message,
+                          "profile": profile, "data": source} for name, message in not_run.items()])
+
+
 def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *,
                     device: str = "cpu") -> tuple:
     """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as
@@ -192,7 +222,8 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     for r in results:
         pres = presented.get(r.name)
         rows.append({
-            "model": r.name, "recipe": r.recipe_name, "presented test acc (%)": pres,
+            "model": r.name, "status": "run", "recipe": r.recipe_name,
+            "presented test acc (%)": pres,
             "reproduced test acc (%)": round(100 * r.test_acc, 2),
             "difference (pp)": None if pres is None else round(100 * r.test_acc - pres, 2),
             "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
