@@ -157,6 +157,47 @@ def presented_numbers() -> list[dict]:
     return rows
 
 
+def presented_elsewhere() -> list[dict]:
+    """The presentation's numbers that are settings, references or log values rather than results
+    a run reproduces, one row each: ``item``, ``what``, ``presented`` (as text) and ``shown`` (the
+    chapter table that displays it)."""
+    p, r = PRESENTED, REFERENCE
+    fid = p["fid_setting"]
+    rows = [
+        ("1.5", "pytorch-cifar reference accuracies (%), cited",
+         ", ".join(f"{k} {v:g}" for k, v in r["pytorch_cifar"].items()),
+         "chapter 1, 1.5 reference table"),
+        ("1.5", "our ResNets over pytorch-cifar (pp)", f"+{p['resnet_margin_over_pytorch_cifar']:g}",
+         "chapter 1, 1.5 margin table"),
+        ("1.7", "bold cell per learning rate (batch size)",
+         ", ".join(f"lr {lr:g}: batch {b}" for lr, b in p["batch_lr_bold"].items()),
+         "chapter 1, 1.7 sweep table and heatmap"),
+        ("1.8", "hyperparameters", "; ".join(f"{k} {v}" for k, v in p["hyperparameters"].items()),
+         "chapter 1, 1.8 hyperparameter table"),
+        ("1.10", "support per class / in total",
+         f"{p['class_report_support']:,} / {p['class_report_total_support']:,}",
+         "chapter 1, 1.10 classification report"),
+        ("2.3", "generated images per FID", f"{p['fid_images']:,}", "chapter 2, 2.4 FID table"),
+        *[("2.4", f"{m.upper()} setting (lr, batch size, epochs)",
+           f"{s['lr']:g}, {s['batch_size']}, {s['epochs']}",
+           "chapter 2, 2.4 settings and FID tables") for m, s in fid.items()],
+        ("3.1", "SSL methods table of the MPL paper, cited", f"{len(r['ssl_methods'])} rows",
+         "chapter 3, 3.1"),
+        ("3.4", "data split (validation, labelled, unlabelled)",
+         ", ".join(f"{v:,}" for v in p["ssl_split"].values()), "chapter 3, 3.4"),
+        ("3.6", "paper and reference-code results (%)",
+         ", ".join(f"{k} {v:g}" for k, v in p["mpl"].items() if not k.startswith("presented")),
+         "chapter 3, 3.6"),
+        ("3.7", "top-1 of the other attempts (%)",
+         ", ".join(f"{k} {v:g}" for k, v in p["mpl"].items()
+                   if k.startswith("presented 300k") or k.startswith("presented 100k")),
+         "chapter 3, 3.6 results table"),
+        ("3.7", "top-5 in the training logs (%)",
+         ", ".join(f"{k} {v:g}" for k, v in p["mpl_log_top5"].items()), "this page"),
+    ]
+    return [dict(zip(("item", "what", "presented", "shown"), row)) for row in rows]
+
+
 # |difference| within this counts as reproduced (FID: relative)
 TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}
 

@@ -311,7 +311,7 @@ def sampling_times(samples: dict[str, Samples]) -> pd.DataFrame:
 
 def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path,
                             tb_root: Path | None = None,
-                            presented: tuple[float, float] = PRESENTED["vae_augmentation_accuracy"]):
+                            presented: tuple = PRESENTED["vae_augmentation_accuracy"]):
     """SPEC 2.2: the chapter-1 classifier trained on real images, on VAE reconstructions (labels
     kept), and on both; selected on real validation images, tested once on real test images. Returns
     (table, trained runs)."""
