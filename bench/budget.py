@@ -56,9 +56,13 @@ def profile_work(profile: str = "full") -> list[Work]:
 
     n1 = train_images(p1)
     bs = p1[f"{p1['recipe']}_batch_size"]
-    for m in p1["models"]:
+    for m in [*p1["models"], *p1["activation_map_models"]]:
         work.append(Work("01_supervised", f"train {m}", p1["epochs"] * n1, "images", f"train:{m}", f"train:{m}",
                          p1["epochs"] * n1 / bs))
+    for m in p1["pretrained_models"]:  # fine-tuned at 224 px
+        units = p1["pretrained_epochs"] * n1
+        work.append(Work("01_supervised", f"fine-tune pretrained {m} at 224 px", units, "images",
+                         f"train:{m}@224", f"train:{m}@224", units / p1["finetune_batch_size"]))
     if p1["recipe_baseline"]:
         other = "presented" if p1["recipe"] == "strong" else "strong"
         work.append(Work("01_supervised", f"train resnet18 ({other} recipe)", p1["epochs"] * n1, "images",
@@ -154,6 +158,9 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
             if name == "resnet18":
                 with torch.no_grad():
                     out["embed:resnet18"] = count(lambda: model.eval()(x)) / 2
+        model = build_model("efficientnet_b0", resize_to=224)  # pretrained shape, random weights
+        loss = lambda: F.cross_entropy(model(x), y).backward()  # noqa: E731
+        out["train:efficientnet_b0@224"] = count(loss) / 2
         p2 = P.load("02_generative", "full")
         for kind in ("vae", "dcgan", "ddpm"):
             method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10, seed=0)

@@ -178,6 +178,8 @@ report.table(results, "results", item="3.6", title="CIFAR-10-4K top-1 test accur
 # unlabelled images confident enough for the UDA loss), validation top-1 / top-5.
 
 # %%
+report.table(semi_supervised.presented_logs(PRESENTED), "presented_training_logs", item="3.7",
+             title="The presented training logs (as printed on the slide; test set, reference code)")
 report.table(semi_supervised.training_log(runs["mpl"].history), "mpl_training_log", item="3.7", title="MPL training log per evaluation")
 
 # %% [markdown]

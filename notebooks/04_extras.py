@@ -96,21 +96,21 @@ display(Markdown(report.describe(extras.describe_embeddings(embedder, cifar, gal
 # %% [markdown]
 # ## 4.1 Cosine vs Euclidean
 # Presented: cosine similarity compares only the direction of two feature vectors; Euclidean (L2) distance
-# also compares their length and reacts to small differences. With three vectors X, Y, Z, cosine finds Y
-# closer to X while Euclidean distance finds Z closer.
+# also compares their length and reacts to small differences. With three vectors X, Y, Z and similarity to
+# Y: by cosine X is closer to Y than Z is (X > Z); by Euclidean distance Z is closer (X < Z).
 #
-# Here X, Y and Z are real features: X is a test image, Y its nearest training image by cosine, Z its nearest
+# Here X, Y and Z are real features: Y is a test image, X its nearest training image by cosine, Z its nearest
 # by Euclidean distance, for a query where the two differ. The arrows keep every vector's length and its
-# angle to X exactly, so the dashed lines have the true distances.
+# angle to Y exactly, so the dashed lines have the true distances.
 
 # %%
 xyz = extras.xyz_example(query_f, gallery_f, query_labels=query_y, gallery_labels=gallery_y)
-xyz_labels = (query_y[xyz.x], gallery_y[xyz.y], gallery_y[xyz.z])
+xyz_labels = (gallery_y[xyz.x], query_y[xyz.y], gallery_y[xyz.z])
 report.table(extras.xyz_table(xyz, xyz_labels), "xyz_vectors", item="4.1",
              title="X, Y, Z: three real feature vectors on which cosine and Euclidean disagree")
 
 # %%
-fig = extras.xyz_figure(xyz, (query_x[xyz.x], gallery_x[xyz.y], gallery_x[xyz.z]), xyz_labels)
+fig = extras.xyz_figure(xyz, (gallery_x[xyz.x], query_x[xyz.y], gallery_x[xyz.z]), xyz_labels)
 report.figure(fig, "xyz_cosine_vs_euclidean", item="4.1", title="Cosine vs Euclidean on real feature vectors");
 
 # %% [markdown]

@@ -178,3 +178,25 @@ def test_every_profile_loads(profile):
     if profile == "full":  # the presented settings (SPEC 2.4)
         assert (p["dcgan_lr"], p["dcgan_batch_size"], p["dcgan_epochs"]) == (1e-4, 128, 200)
         assert (p["ddpm_lr"], p["ddpm_batch_size"]) == (2e-4, 128)
+
+
+def test_comparison_table_says_only_what_the_slide_says():
+    from lib.chapters import generative
+
+    df = generative.comparison_table().set_index("")
+    assert list(df.index) == ["characteristics", "pros", "cons"]
+    assert list(df.columns) == ["VAE", "DCGAN", "DDPM"]
+    assert "solves mode collapse" in df.loc["pros", "DDPM"]
+    assert not df.apply(lambda col: col.str.contains("stable")).any().any()
+
+
+def test_settings_put_the_slides_lr_batch_epochs_beside_ours():
+    from lib.chapters import generative
+    from lib.spec import PRESENTED
+
+    for model in ("dcgan", "ddpm"):
+        s = PRESENTED["fid_setting"][model]
+        assert generative.presented_setting(model) == {
+            "presented lr": s["lr"], "presented batch": s["batch_size"],
+            "presented epochs": s["epochs"]}
+    assert set(generative.presented_setting("vae").values()) == {None}

@@ -1,4 +1,5 @@
-"""Chapter-1 model registry: DRN-C-26 / DRN-D-22 structure and sizes, EfficientNet-B0 adaptations, feature maps."""
+"""Chapter-1 model registry: DRN-A-18 / B-26 / C-26 / D-22 structure and sizes, EfficientNet-B0
+adaptations, feature maps."""
 import pytest
 import torch
 import torch.nn as nn
@@ -7,7 +8,8 @@ from lib import augment
 from lib import data as D
 from lib.models import MODELS, EfficientNetB0, build_model, count_parameters, drn
 
-CHAPTER1 = ("resnet18", "resnet34", "resnet50", "resnet101", "drn_c_26", "drn_d_22", "efficientnet_b0")
+CHAPTER1 = ("resnet18", "resnet34", "resnet50", "resnet101", "drn_a_18", "drn_b_26", "drn_c_26",
+            "drn_d_22", "efficientnet_b0")
 
 
 def test_chapter1_models_are_registered():
@@ -38,7 +40,8 @@ def test_every_registered_model_trains_and_exposes_its_features(name):
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 4), ("resnet34", 4), ("resnet50", 4), ("resnet101", 4),
-                                       ("drn_c_26", 8), ("drn_d_22", 8), ("efficientnet_b0", 2)])
+                                       ("drn_a_18", 8), ("drn_b_26", 8), ("drn_c_26", 8),
+                                       ("drn_d_22", 8), ("efficientnet_b0", 2)])
 def test_last_feature_map_size_for_32x32_inputs(name, size):
     model = build_model(name, width=0.125).eval()
     with torch.no_grad():
@@ -55,8 +58,70 @@ def test_drn_imagenet_configurations_have_the_papers_parameter_counts():
     assert count_parameters(build_model("drn_c_26")) == c26 - 1000 * 513 + 10 * 513
 
 
-def test_drn_imagenet_strides_give_output_stride_8():
-    model = drn.drn_c_26(num_classes=1000, width=0.125, imagenet=True).eval()
+def _conv(cin, cout, k):
+    return cin * cout * k * k
+
+
+def _block(cin, cout):
+    """Weights of a BasicBlock: two 3x3 convs + BNs, and a 1x1 conv + BN on the skip when the
+    channels change (every such block here also changes channels)."""
+    projection = _conv(cin, cout, 1) + 2 * cout if cin != cout else 0
+    return _conv(cin, cout, 3) + _conv(cout, cout, 3) + 4 * cout + projection
+
+
+def _levels(stem, channels, blocks, classes):
+    total = _conv(3, stem, 7) + 2 * stem
+    cin = stem
+    for c, n in zip(channels, blocks):
+        total += _block(cin, c) + (n - 1) * _block(c, c)
+        cin = c
+    return total + cin * classes + classes  # the classifier (1x1 conv with bias)
+
+
+def test_drn_a_18_and_drn_b_26_parameter_counts():
+    # counted from the architecture (paper Fig. 4, reference drn.py): DRN-A-18 is ResNet-18's
+    # 7x7 stem and 4 groups of 2 BasicBlocks (64-512 channels); DRN-B-26 is DRN-C-26's 16-channel
+    # stem and 8 levels (16, 32, ..., 512) of (1, 1, 2, 2, 2, 2, 1, 1) BasicBlocks
+    a18 = _levels(64, (64, 128, 256, 512), (2, 2, 2, 2), 10)
+    b26 = _levels(16, drn.CHANNELS, drn.LAYERS, 10)
+    assert (a18, b26) == (11_181_642, 20_618_714)
+    assert count_parameters(build_model("drn_a_18")) == a18
+    assert count_parameters(build_model("drn_b_26")) == b26
+    # dilation adds no weights: ImageNet DRN-A-18 has torchvision ResNet-18's 11,689,512
+    from torchvision.models import resnet18
+
+    a18_imagenet = count_parameters(drn.drn_a_18(num_classes=1000, imagenet=True))
+    assert a18_imagenet == count_parameters(resnet18()) == 11_689_512
+    # the skips of levels 7-8 add no weights either: DRN-B-26 has DRN-C-26's 21,126,584
+    b26_imagenet = count_parameters(drn.drn_b_26(num_classes=1000, imagenet=True))
+    assert b26_imagenet == count_parameters(drn.drn_c_26(num_classes=1000, imagenet=True))
+
+
+def test_drn_a_dilates_groups_3_and_4_instead_of_striding():
+    model = build_model("drn_a_18")
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert convs["layer0.0"].kernel_size == (7, 7) and convs["layer0.0"].stride == (2, 2)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())  # the CIFAR adaptation
+    assert convs["layer2.0.conv1"].stride == (2, 2)
+    dilations = [(convs[f"layer{g}.{b}.conv{c}"].dilation[0], convs[f"layer{g}.{b}.conv{c}"].stride)
+                 for g in (3, 4) for b in (0, 1) for c in (1, 2)]
+    assert dilations == [(1, (1, 1)), (2, (1, 1)), (2, (1, 1)), (2, (1, 1)),
+                         (2, (1, 1)), (4, (1, 1)), (4, (1, 1)), (4, (1, 1))]
+    imagenet = drn.drn_a_18(num_classes=1000, width=0.125, imagenet=True).eval()
+    assert any(isinstance(m, nn.MaxPool2d) for m in imagenet.modules())
+
+
+def test_drn_b_keeps_the_skips_that_drn_c_removes_in_levels_7_and_8():
+    b, c = build_model("drn_b_26"), build_model("drn_c_26")
+    for level in ("layer7", "layer8"):
+        assert all(block.residual for block in getattr(b, level))
+        assert not any(block.residual for block in getattr(c, level))
+    assert [type(m) for m in b.modules()] == [type(m) for m in c.modules()]
+
+
+@pytest.mark.parametrize("name", ("drn_a_18", "drn_b_26", "drn_c_26"))
+def test_drn_imagenet_strides_give_output_stride_8(name):
+    model = getattr(drn, name)(num_classes=1000, width=0.125, imagenet=True).eval()
     with torch.no_grad():
         assert model.features(torch.randn(1, 3, 224, 224)).shape[-2:] == (28, 28)
 
@@ -100,8 +165,8 @@ def test_drn_non_residual_block_really_has_no_skip():
 
 def test_drn_width_scales_channels_and_bad_arch_fails():
     assert build_model("drn_d_22", width=0.25).classifier.in_features == 128
-    with pytest.raises(ValueError, match="expected 'C' or 'D'"):
-        drn.DRN(arch="A")
+    with pytest.raises(ValueError, match="expected 'B', 'C' or 'D'"):
+        drn.DRN(arch="E")
 
 
 def test_efficientnet_b0_is_timms_with_a_stride_1_stem():
@@ -137,7 +202,7 @@ def test_efficientnet_pretrained_without_hub_access_fails_clearly(monkeypatch, t
         build_model("efficientnet_b0", width=0.5, pretrained=True)
 
 
-@pytest.mark.parametrize("name", ("drn_c_26", "drn_d_22"))
+@pytest.mark.parametrize("name", ("drn_a_18", "drn_b_26", "drn_c_26", "drn_d_22"))
 def test_drns_fit_a_tiny_batch(name):
     from lib.methods.classifier import Classifier
     from lib.train import make_optimizer

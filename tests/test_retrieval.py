@@ -33,11 +33,18 @@ def test_cosine_and_euclidean_disagree_on_hand_made_vectors():
 def test_xyz_example_finds_the_disagreement_and_the_drawing_keeps_distances():
     assert retrieval.first_disagreement(torch.cat([YZ[:1] * 2, X]), YZ, k=1, block=1) == 1  # query 0: both pick Y
     ex = extras.xyz_example(X, YZ)
+    # the slide's roles: Y is the reference; X is closer to Y by cosine, Z by Euclidean distance
     assert (ex.x, ex.y, ex.z) == (0, 0, 1)
-    assert ex.cos_xy > ex.cos_xz and ex.dist_xz < ex.dist_xy
+    assert torch.equal(ex.vectors[1], X[0]) and torch.equal(ex.vectors[0], YZ[0])
+    assert ex.cos_xy > ex.cos_zy and ex.dist_zy < ex.dist_xy
     pts = extras.xyz_plane(ex)
     assert np.linalg.norm(pts[0] - pts[1]) == pytest.approx(ex.dist_xy, rel=1e-5)
-    assert np.linalg.norm(pts[0] - pts[2]) == pytest.approx(ex.dist_xz, rel=1e-5)
+    assert np.linalg.norm(pts[2] - pts[1]) == pytest.approx(ex.dist_zy, rel=1e-5)
+    table = extras.xyz_table(ex, (0, 0, 1)).set_index("vector")
+    assert table.loc["Y", "cosine to Y"] == 1.0 and table.loc["Y", "Euclidean distance to Y"] == 0
+    assert table.loc["X", "cosine to Y"] > table.loc["Z", "cosine to Y"]
+    assert table.loc["Z", "Euclidean distance to Y"] < table.loc["X", "Euclidean distance to Y"]
+    assert table.loc["Y", "image"] == "test #0" and table.loc["Z", "image"] == "gallery #1"
     imgs = tuple(torch.zeros(3, 32, 32, dtype=torch.uint8) for _ in range(3))
     plt.close(extras.xyz_figure(ex, imgs, (0, 0, 1)))
 

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -146,19 +147,38 @@ def test_macro_auc_matches_a_hand_computed_example():
     assert macro_auc(torch.log(probs), labels) == pytest.approx((1 + 1 + 0.75) / 3)
 
 
-def test_classification_report_table_has_all_but_cat_average():
-    from lib.chapters.supervised import classification_report_table
+def test_classification_report_all_but_cat_is_mean_per_class_accuracy():
+    from lib.chapters.supervised import (ALL_BUT_CAT, class_report_comparisons,
+                                         classification_report_table)
+    from lib.spec import PRESENTED
 
     classes = ("a", "cat", "b")
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1, 2, 1]), 3).float()
-    df = classification_report_table(logits, labels, classes, {"a": (0.9, 0.9, 0.9)})
-    a = df[df["class"] == "a"].iloc[0]
-    assert a["precision"] == pytest.approx(2 / 3, abs=1e-3) and a["recall"] == 1.0 and a["presented f1"] == 0.9
-    f1 = {c: df[df["class"] == c]["f1"].iloc[0] for c in classes}
-    but_cat = df[df["class"] == "all classes but cat (mean f1)"]["f1"].iloc[0]
-    assert but_cat == pytest.approx(round((f1["a"] + f1["b"]) / 2, 3))
-    assert df[df["class"] == "accuracy"]["f1"].iloc[0] == pytest.approx(4 / 6, abs=1e-3)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    preds = torch.tensor([0, 0, 0, 1, 1, 0, 2, 0])
+    # a: 3 of 4 right, 5 predicted (precision 0.6, recall 0.75); cat: 1 of 2 (0.5, 0.5);
+    # b: 1 of 2 (1.0, 0.5). Accuracy 5/8.
+    presented = {**PRESENTED, "class_report": {"a": (0.9, 0.8, 0.85)}}
+    df = classification_report_table(torch.nn.functional.one_hot(preds, 3).float(), labels, classes,
+                                      presented).set_index("class")
+    assert (df.loc["a", "precision"], df.loc["a", "recall"]) == (0.6, 0.75)
+    assert df.loc["a", "presented recall"] == 0.8 and df.loc["a", "presented support"] == 1000
+    assert pd.isna(df.loc["b", "presented recall"])
+    # the nine-class "ACC" of the slide: recall averaged over the classes other than cat, not mean f1
+    # (f1 of a and b are both 2/3 here)
+    assert df.loc[ALL_BUT_CAT, "recall"] == 0.625 and df.loc[ALL_BUT_CAT, "support"] == 6
+    assert df.loc[ALL_BUT_CAT, "presented recall"] == PRESENTED["all_but_cat_average"]
+    assert pd.isna(df.loc[ALL_BUT_CAT, "f1"])
+    assert df.loc["accuracy", "f1"] == 0.625 and df.loc["accuracy", "support"] == 8
+    assert df.loc["macro avg", "precision"] == 0.7 and df.loc["macro avg", "recall"] == 0.583
+    assert df.loc["weighted avg", "precision"] == 0.675 and df.loc["weighted avg", "recall"] == 0.625
+    weighted = PRESENTED["class_report_summary"]["weighted avg"]
+    assert df.loc["weighted avg", "presented f1"] == weighted[2]
+    assert df.loc["macro avg", "presented support"] == PRESENTED["class_report_total_support"]
+    values = class_report_comparisons(df.reset_index())
+    assert values["1.10/all_but_cat"] == 0.625 and values["1.10/weighted_avg/precision"] == 0.675
+    assert "1.10/a/recall" not in values  # only classes the slide reports
+    with pytest.raises(ValueError, match="no class named 'cat'"):
+        classification_report_table(torch.zeros(2, 2), torch.tensor([0, 1]), ("a", "b"))
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
@@ -230,3 +250,78 @@ def test_ema_moves_towards_the_model_and_copies_buffers():
         torch.testing.assert_close(e, 0.75 * s + 0.25 * p)
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_hyperparameter_table_shows_both_recipes_and_marks_the_projects_choices():
+    from lib import params as P
+    from lib.chapters import supervised
+    from lib.spec import PRESENTED
+
+    params = P.load("01_supervised", "full")
+    recipes = {n: supervised.recipe(params, n) for n in ("presented", "strong")}
+    runs = supervised.recipe_runs(params)
+    assert runs == {"strong": "40 (accuracy table)",
+                    "presented": "40 (ResNet-18 presented-recipe row); 10 (1.7 sweep)"}
+    df = supervised.hyperparameter_table(recipes, epochs=runs).set_index("hyperparameter")
+    pres, strong = "presented recipe, as run", "strong recipe (project's choice), as run"
+    for name, value in PRESENTED["hyperparameters"].items():
+        assert df.loc[name, "presented"] == value
+    assert df.loc["learning rate", pres] == 0.001 and df.loc["scheduler", pres] == "StepLR"
+    assert df.loc["optimizer", pres] == "SGD + momentum"
+    # what the slide does not give is said so, and the presented recipe's value is our choice
+    for name in ("StepLR step size (epochs)", "StepLR gamma", "momentum", "epochs"):
+        assert df.loc[name, "presented"] == "not on the slide"
+        assert df.loc[name, pres].endswith("(project's choice)")
+    assert df.loc["StepLR gamma", strong] == "-" and df.loc["epochs", strong] == runs["strong"]
+
+
+def test_sweep_marks_the_slides_bold_cells_and_ours_per_learning_rate():
+    from lib.chapters import supervised
+
+    rows = [(16, 1e-4, 0.90, 0.91), (32, 1e-4, 0.92, 0.90), (16, 1e-3, 0.80, 0.85),
+            (256, 1e-3, 0.95, 0.96)]
+    df = pd.DataFrame(rows, columns=["batch size", "learning rate", "val AUC", "test AUC"])
+    out = supervised.sweep_with_presented(df).set_index(["batch size", "learning rate"])
+    assert out.loc[(32, 1e-4), "presented test AUC"] == 0.9570
+    assert out["bold on the slide (best of its lr)"].tolist() == [False, True, False, True]
+    assert out["best of its lr on validation"].tolist() == [False, True, False, True]
+    assert out["best of its lr on test"].tolist() == [True, False, False, True]
+
+
+def test_resnet_margin_table_computes_the_slides_plus_0_7():
+    from lib.chapters import supervised
+
+    df = supervised.resnet_margin_table({"resnet18": 95.02, "resnet50": 94.62}).set_index("model")
+    # presented minus pytorch-cifar: 93.79 - 93.02, 94.39 - 93.62, 94.5 - 93.75
+    assert df["presented - pytorch-cifar (pp)"].tolist() == [0.77, 0.77, 0.75, 0.76]
+    assert df.loc["resnet18", "this run - pytorch-cifar (pp)"] == 2.0
+    assert pd.isna(df.loc["resnet101", "this run - pytorch-cifar (pp)"])
+    assert df.loc["mean", "this run - pytorch-cifar (pp)"] == 1.5
+    assert (df["the slide's remark (pp)"] == 0.7).all()
+
+
+def test_pretrained_row_is_not_run_offline_with_the_loaders_exact_message(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    from lib import params as P
+    from lib.chapters import supervised
+    from lib.models import build_model
+    from lib.models.efficientnet import PretrainedWeightsUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # nothing to find offline
+    with pytest.raises(PretrainedWeightsUnavailable) as err:
+        build_model("efficientnet_b0", pretrained=True)
+    params = P.load("01_supervised", "smoke", {"data": "synthetic"})
+    assert params["pretrained_models"] == []  # smoke and quick never need the weights
+    assert P.load("01_supervised", "quick")["pretrained_models"] == []
+    assert P.load("01_supervised", "full")["pretrained_models"] == ["efficientnet_b0"]
+    splits = supervised.load_splits(params)
+    run, message = supervised.train_pretrained("efficientnet_b0", splits, params,
+                                               ckpt_root=tmp_path / "ckpt")
+    assert run is None and message == str(err.value)
+    row = supervised.not_run_rows({supervised.pretrained_run_name("efficientnet_b0"): message},
+                                  profile="full", source="synthetic").iloc[0]
+    assert row["model"] == "efficientnet_b0-imagenet-224"
+    assert row["status"] == "not run: no weights" and row["note"] == message

@@ -13,7 +13,7 @@ re-running the chapter only scores.
   a test index.
 * :func:`show_similar_images` draws a query and its neighbours, one row per metric;
   :func:`xyz_example` and :func:`xyz_figure` find and draw three real vectors on which the two
-  metrics disagree (SPEC 4.1).
+  metrics disagree, with the slide's roles: similarity to Y (SPEC 4.1).
 
 Errors the user can fix (a missing checkpoint, a missing or unreadable image) raise
 :class:`RetrievalError`, which a notebook shows as one clear message instead of a deep traceback.
@@ -309,27 +309,28 @@ def baseline_check(table: pd.DataFrame, *, learned: str, baseline: str) -> pd.Da
 
 @dataclass
 class XYZ:
-    """Three real vectors where cosine puts Y nearer to X, Euclidean puts Z nearer (SPEC 4.1)."""
+    """Three real vectors as the slide uses them (SPEC 4.1): similarity *to Y*. By cosine X is
+    closer to Y than Z is; by Euclidean distance Z is closer."""
 
-    x: int
-    y: int
-    z: int
+    x: int                 # gallery index of X, Y's nearest neighbour by cosine
+    y: int                 # query index of Y, the reference
+    z: int                 # gallery index of Z, Y's nearest neighbour by Euclidean distance
     vectors: torch.Tensor  # (3, D): X, Y, Z
     cos_xy: float
-    cos_xz: float
+    cos_zy: float
     dist_xy: float
-    dist_xz: float
+    dist_zy: float
 
 
 def xyz_example(queries: torch.Tensor, gallery: torch.Tensor, *,
                 query_labels: torch.Tensor | None = None,
                 gallery_labels: torch.Tensor | None = None, candidates: int = 500) -> XYZ:
-    """X = a query; Y = its cosine nearest neighbour; Z = its Euclidean nearest neighbour, where
+    """Y = a query; X = its cosine nearest neighbour; Z = its Euclidean nearest neighbour, where
     they differ.
 
-    Among the first ``candidates`` queries whose two nearest neighbours differ, prefers one where Y
+    Among the first ``candidates`` queries whose two nearest neighbours differ, prefers one where X
     has the query's class and Z does not (cosine right, Euclidean wrong), then the largest gap in
-    norms of Y and Z.
+    norms of X and Z.
     """
     qs = queries[:candidates]
     _, ci = top_k(qs, gallery, metric="cosine", k=1)
@@ -347,56 +348,58 @@ def xyz_example(queries: torch.Tensor, gallery: torch.Tensor, *,
         score = score + 2.0 * ((gallery_labels[ci[differ]] == ql)
                                & (gallery_labels[ei[differ]] != ql)).float()
     j = int(differ[score.argmax()])
-    x, y, z = qs[j].float(), gallery[ci[j]].float(), gallery[ei[j]].float()
-    return XYZ(x=j, y=int(ci[j]), z=int(ei[j]), vectors=torch.stack([x, y, z]),
+    x, y, z = gallery[ci[j]].float(), qs[j].float(), gallery[ei[j]].float()
+    return XYZ(x=int(ci[j]), y=j, z=int(ei[j]), vectors=torch.stack([x, y, z]),
                cos_xy=float(F.cosine_similarity(x, y, dim=0)),
-               cos_xz=float(F.cosine_similarity(x, z, dim=0)),
-               dist_xy=float((x - y).norm()), dist_xz=float((x - z).norm()))
+               cos_zy=float(F.cosine_similarity(z, y, dim=0)),
+               dist_xy=float((x - y).norm()), dist_zy=float((z - y).norm()))
 
 
 def xyz_table(ex: XYZ, labels: tuple, *, classes=D.CLASSES) -> pd.DataFrame:
     """The numbers behind the 4.1 figure: each vector's class and norm, and its cosine and distance
-    to X."""
+    to Y."""
+    y = ex.vectors[1]
     rows = []
-    for name, idx, v, lab in zip("XYZ", ("test", "gallery", "gallery"), ex.vectors, labels):
-        rows.append({"vector": name, "image": f"{idx} #{(ex.x, ex.y, ex.z)['XYZ'.index(name)]}",
-                     "class": classes[int(lab)], "norm": round(float(v.norm()), 3),
-                     "cosine to X": round(float(F.cosine_similarity(v, ex.vectors[0], dim=0)), 4),
-                     "Euclidean distance to X": round(float((v - ex.vectors[0]).norm()), 3)})
+    for name, split, idx, v, lab in zip("XYZ", ("gallery", "test", "gallery"), (ex.x, ex.y, ex.z),
+                                        ex.vectors, labels):
+        rows.append({"vector": name, "image": f"{split} #{idx}", "class": classes[int(lab)],
+                     "norm": round(float(v.norm()), 3),
+                     "cosine to Y": round(float(F.cosine_similarity(v, y, dim=0)), 4),
+                     "Euclidean distance to Y": round(float((v - y).norm()), 3)})
     return pd.DataFrame(rows)
 
 
 def xyz_plane(ex: XYZ) -> np.ndarray:
-    """2-D points for X, Y, Z that keep every length and both angles to X exact (X on the
-    horizontal axis, Y above it, Z below), so both |X - Y| and |X - Z| in the drawing equal the real
+    """2-D points for X, Y, Z that keep every length and both angles to Y exact (Y on the
+    horizontal axis, X above it, Z below), so both |X - Y| and |Z - Y| in the drawing equal the real
     distances."""
     nx, ny, nz = (float(v.norm()) for v in ex.vectors)
-    ay, az = np.arccos(np.clip(ex.cos_xy, -1, 1)), np.arccos(np.clip(ex.cos_xz, -1, 1))
-    return np.array([[nx, 0.0], [ny * np.cos(ay), ny * np.sin(ay)],
+    ax, az = np.arccos(np.clip(ex.cos_xy, -1, 1)), np.arccos(np.clip(ex.cos_zy, -1, 1))
+    return np.array([[nx * np.cos(ax), nx * np.sin(ax)], [ny, 0.0],
                      [nz * np.cos(az), -nz * np.sin(az)]])
 
 
 def xyz_figure(ex: XYZ, images: tuple[torch.Tensor, torch.Tensor, torch.Tensor], labels: tuple, *,
                classes=D.CLASSES) -> plt.Figure:
-    """(a) X, Y, Z as arrows from the origin (exact norms and angles to X); (b) the three images."""
+    """(a) X, Y, Z as arrows from the origin (exact norms and angles to Y); (b) the three images."""
     pts = xyz_plane(ex)
     fig = plt.figure(figsize=(12, 4.6), layout="constrained")
     gs = fig.add_gridspec(1, 4, width_ratios=[2.2, 1, 1, 1])
     ax = fig.add_subplot(gs[0])
-    colors = {"X": "black", "Y": "tab:blue", "Z": "tab:orange"}
+    colors = {"X": "tab:blue", "Y": "black", "Z": "tab:orange"}
     for (name, c), (px, py) in zip(colors.items(), pts):
         ax.annotate("", xy=(px, py), xytext=(0, 0),
                     arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
         ax.text(px, py, f" {name}", color=c, fontsize=13, fontweight="bold", va="center")
-    ax.plot(*zip(pts[0], pts[1]), ls="--", color=colors["Y"], lw=1)
-    ax.plot(*zip(pts[0], pts[2]), ls="--", color=colors["Z"], lw=1)
-    for p, d in ((pts[1], ex.dist_xy), (pts[2], ex.dist_xz)):
-        mid = (pts[0] + p) / 2
+    for i, d in ((0, ex.dist_xy), (2, ex.dist_zy)):
+        ax.plot(*zip(pts[1], pts[i]), ls="--", color=colors["XYZ"[i]], lw=1)
+        mid = (pts[1] + pts[i]) / 2
         ax.text(*mid, f"{d:.2f}", fontsize=9, ha="left", va="center", color="dimgray")
     lim = np.abs(pts).max() * 1.15
     ax.set(xlim=(-0.05 * lim, lim), ylim=(-lim * 0.6, lim * 0.6), aspect="equal",
-           title=f"cosine: cos(X,Y) = {ex.cos_xy:.3f} > cos(X,Z) = {ex.cos_xz:.3f}  -> Y closer\n"
-                 f"Euclidean: |X-Z| = {ex.dist_xz:.2f} < |X-Y| = {ex.dist_xy:.2f}  -> Z closer")
+           title=f"similarity to Y, cosine: cos(X,Y) = {ex.cos_xy:.3f} > cos(Z,Y) = "
+                 f"{ex.cos_zy:.3f}  -> X closer\n"
+                 f"Euclidean: |Z-Y| = {ex.dist_zy:.2f} < |X-Y| = {ex.dist_xy:.2f}  -> Z closer")
     ax.title.set_fontsize(10)
     for i, (name, img, lab) in enumerate(zip("XYZ", images, labels)):
         a = fig.add_subplot(gs[i + 1])

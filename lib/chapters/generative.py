@@ -27,6 +27,7 @@ from ..models import count_parameters
 from ..models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init
 from ..models.unet import build_unet
 from ..models.vae import ConvVAE
+from ..spec import PRESENTED
 from ..train import Method, Run, make_optimizer, pick_device, train_and_test
 
 GENERATORS = ("vae", "dcgan", "ddpm")
@@ -125,12 +126,29 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                             sample=sample)
 
 
+def comparison_table(presented: dict = PRESENTED) -> pd.DataFrame:
+    """SPEC 2.1: the slide's characteristics / pros / cons of the three models, nothing added."""
+    rows = presented["generative_comparison"]
+    return pd.DataFrame([{"": name, "VAE": v, "DCGAN": d, "DDPM": p}
+                         for name, (v, d, p) in rows.items()])
+
+
+def presented_setting(model: str, presented: dict = PRESENTED) -> dict:
+    """The slide's (lr, batch size, epochs) of ``model`` as table columns; empty values for a model
+    the slide gives none for (the VAE)."""
+    s = presented["fid_setting"].get(model, {})
+    return {"presented lr": s.get("lr"), "presented batch": s.get("batch_size"),
+            "presented epochs": s.get("epochs")}
+
+
 @torch.inference_mode()
 def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
-    """SPEC 2.1: each model as trained here (size, schedule, time)."""
+    """SPEC 2.1 / 2.4: each model as trained here (size, schedule, time) beside the presented
+    setting."""
     return pd.DataFrame([{"model": t.name, "parameters": t.parameters,
                           "epochs": t.settings["epochs"], "steps": t.settings["steps"],
                           "batch": t.settings["batch_size"], "lr": t.settings["lr"],
+                          **presented_setting(t.name),
                           "training time (s)": round(t.wall_time_s, 1), "device": t.device}
                          for t in trained.values()])
 
@@ -250,10 +268,12 @@ def real_statistics(params: dict, *, device: str | torch.device = "cpu") -> dict
 
 
 def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator], real: dict,
-              params: dict, *, presented: dict, device: str | torch.device = "cpu") -> pd.DataFrame:
+              params: dict, *, presented: dict = PRESENTED,
+              device: str | torch.device = "cpu") -> pd.DataFrame:
     """SPEC 2.4: FID of each model's samples against the training-set reference, beside the
-    real-image floors, the presented FID, the setting as run, parameters, training time and sampling
-    time (per image and extrapolated to 5,000 images)."""
+    real-image floors, the presented FID, the setting as run beside the presented one (lr, batch,
+    epochs), parameters, training time and sampling time (per image and extrapolated to 5,000
+    images)."""
     from ..evaluate.fid import statistics
 
     ref, n_fid = real["reference"], params["fid_images"]
@@ -267,9 +287,10 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
         s = t.settings
         rows.append(fid_row(
             label, statistics(smp.images, batch_size=params["fid_batch_size"], device=device), ref,
-            presented=presented.get(smp.model), **{
+            presented=presented["fid"].get(smp.model), **{
                 "FID floor (train)": floor, "lr": s["lr"], "batch": s["batch_size"],
-                "epochs": s["epochs"], "steps": s["steps"], "parameters": t.parameters,
+                "epochs": s["epochs"], **presented_setting(smp.model, presented),
+                "steps": s["steps"], "parameters": t.parameters,
                 "training time (s)": round(t.wall_time_s, 1), "sampler": smp.sampler,
                 "sampling s / image": round(smp.seconds_per_image, 4),
                 "s to sample 5,000 (extrapolated)": round(5000 * smp.seconds_per_image, 1)}))
@@ -290,7 +311,7 @@ def sampling_times(samples: dict[str, Samples]) -> pd.DataFrame:
 
 def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path,
                             tb_root: Path | None = None,
-                            presented: tuple[float, float] = (60.0, 70.0)):
+                            presented: tuple = PRESENTED["vae_augmentation_accuracy"]):
     """SPEC 2.2: the chapter-1 classifier trained on real images, on VAE reconstructions (labels
     kept), and on both; selected on real validation images, tested once on real test images. Returns
     (table, trained runs)."""

@@ -366,6 +366,14 @@ LOG_COLUMNS = {"step": "step", "lr": "LR (student)", "train_lr_teacher": "LR (te
                "val_loss": "val loss"}
 
 
+def presented_logs(presented: dict) -> pd.DataFrame:
+    """SPEC 3.7: the values the slide's training logs print (lib.spec), one row per log line."""
+    return pd.DataFrame([{"log line": k, "LR (student)": presented["mpl_log_lr"].get(k),
+                          "top-1 (%)": presented["mpl_log_top1"][k],
+                          "top-5 (%)": presented["mpl_log_top5"][k]}
+                         for k in presented["mpl_log_top1"]])
+
+
 def training_log(history: pd.DataFrame) -> pd.DataFrame:
     """SPEC 3.7: MPL's history per evaluation with the columns the presented log prints."""
     return history[list(LOG_COLUMNS)].rename(columns=LOG_COLUMNS).round(4)

@@ -20,6 +20,7 @@ from .. import data as D
 from ..evaluate.classification import classification_metrics, predict
 from ..methods.classifier import Classifier
 from ..models import build_model, count_parameters, flops_per_image
+from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
@@ -105,11 +106,12 @@ class Trained(Run):
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                      tb_root: Path | None = None, recipe_name: str | None = None,
                      epochs: int | None = None, overrides: dict | None = None,
-                     run_name: str | None = None) -> Trained:
+                     run_name: str | None = None, model_kwargs: dict | None = None) -> Trained:
     """Train registered model ``name`` with a recipe, select the best epoch on validation, report
     test once.
 
-    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep). The
+    ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep);
+    ``model_kwargs`` go to :func:`lib.models.build_model` (e.g. ``{"pretrained": True}``). The
     checkpoint folder is keyed by everything that shapes training, so a changed parameter never
     resumes a stale run.
     """
@@ -120,9 +122,10 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     run_name = run_name or name
     ckpt_dir = storage.run_dir(ckpt_root, run_name, {
         "model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
-        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes()})
+        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
+        **({"model_kwargs": model_kwargs} if model_kwargs else {})})
     torch.manual_seed(params["seed"])
-    model = build_model(name, width=params["width"])
+    model = build_model(name, width=params["width"], **(model_kwargs or {}))
     n_params, flops = count_parameters(model), flops_per_image(model)
 
     def loader(x, y, **kw):
@@ -171,6 +174,34 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
                    epochs=epochs, parameters=n_params, flops=flops)
 
 
+def train_pretrained(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
+                     tb_root: Path | None = None) -> tuple[Trained | None, str]:
+    """SPEC 1.1: ImageNet-pretrained ``name`` fine-tuned at 224 px with the ``finetune`` recipe for
+    ``pretrained_epochs``, as ``(run, "")``; ``(None, message)`` with the loader's exact message
+    when the weights cannot be had (offline), so the chapter reports the row as not run."""
+    from ..models.efficientnet import PretrainedWeightsUnavailable
+
+    try:
+        run = train_classifier(name, splits, {**params, "width": 1.0}, ckpt_root=ckpt_root,
+                               tb_root=tb_root, recipe_name="finetune",
+                               epochs=params["pretrained_epochs"],
+                               run_name=pretrained_run_name(name),
+                               model_kwargs={"pretrained": True})
+    except PretrainedWeightsUnavailable as err:
+        return None, str(err)
+    return run, ""
+
+
+def pretrained_run_name(name: str) -> str:
+    return f"{name}-imagenet-{PRESENTED['efficientnet_pretrained_resolution']}"
+
+
+def not_run_rows(not_run: dict[str, str], *, profile: str, source: str) -> pd.DataFrame:
+    """Rows of the accuracy table for runs that could not start: ``{run name: message}``."""
+    return pd.DataFrame([{"model": name, "status": "not run: no weights", "note": message,
+                          "profile": profile, "data": source} for name, message in not_run.items()])
+
+
 def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *,
                     device: str = "cpu") -> tuple:
     """The best chapter-1 checkpoint of ``run_name`` under ``outputs/<profile>``, as
@@ -191,7 +222,8 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     for r in results:
         pres = presented.get(r.name)
         rows.append({
-            "model": r.name, "recipe": r.recipe_name, "presented test acc (%)": pres,
+            "model": r.name, "status": "run", "recipe": r.recipe_name,
+            "presented test acc (%)": pres,
             "reproduced test acc (%)": round(100 * r.test_acc, 2),
             "difference (pp)": None if pres is None else round(100 * r.test_acc - pres, 2),
             "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
@@ -202,24 +234,68 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
     return pd.DataFrame(rows)
 
 
-def hyperparameter_table(rec: dict, presented: dict, *, recipe_name: str,
-                         epochs: int) -> pd.DataFrame:
-    """SPEC 1.8: the presented hyperparameters beside the ones this run actually used."""
-    sched = {"step": f"StepLR(step={rec['step_size_epochs']} epochs, gamma={rec['gamma']})",
-             "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, linear decay)",
-             "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)",
-             "constant": "constant"}[rec["scheduler"]]
-    opt = (f"{rec['optimizer'].upper()} + {'Nesterov ' if rec['nesterov'] else ''}"
-           f"momentum {rec['momentum']}")
-    ran = {"learning rate": rec["lr"], "batch size": rec["batch_size"], "scheduler": sched,
-           "optimizer": opt,
-           "transforms": "batched RandomCrop(32, padding=4) + horizontal flip on the training "
-                         "device, Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))"}
-    extra = {"weight decay": rec["weight_decay"], "label smoothing": rec["label_smoothing"],
-             "test-time flip": rec["flip_tta"], "epochs": epochs}
-    rows = [{"hyperparameter": k, "presented": presented.get(k), f"this run ({recipe_name})": v}
-            for k, v in {**ran, **extra}.items()]
-    return pd.DataFrame(rows)
+NOT_ON_SLIDE = "not on the slide"
+CHOICE = "project's choice"
+TRANSFORMS_AS_RUN = ("batched RandomCrop(32, padding=4) + horizontal flip on the training device, "
+                     "Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))")
+
+
+def _scheduler(rec: dict) -> str:
+    return {"step": "StepLR", "onecycle": f"one-cycle (warm-up {rec['warmup_epochs']} epochs, "
+                                          "linear decay)",
+            "cosine": f"cosine (warm-up {rec['warmup_epochs']} epochs)",
+            "constant": "constant"}[rec["scheduler"]]
+
+
+def hyperparameter_table(recipes: dict[str, dict], *, epochs: dict[str, str],
+                         presented: dict = PRESENTED["hyperparameters"]) -> pd.DataFrame:
+    """SPEC 1.8: the presented hyperparameters beside each recipe as run.
+
+    ``recipes`` maps a recipe name (``presented``, ``strong``) to its keys (:func:`recipe`);
+    ``epochs`` maps it to what it trained (e.g. ``"30 (accuracy table), 10 (1.7 sweep)"``). The
+    slide names five values; every other value of the presented recipe (StepLR step size and gamma,
+    momentum, weight decay, epochs, ...) is marked as the project's choice.
+    """
+    def opt(r):
+        return f"{r['optimizer'].upper()} + {'Nesterov ' if r['nesterov'] else ''}momentum"
+
+    rows = {  # hyperparameter: (presented value or None, value of a recipe)
+        "learning rate": (presented["learning rate"], lambda r: r["lr"]),
+        "batch size": (presented["batch size"], lambda r: r["batch_size"]),
+        "scheduler": (presented["scheduler"], _scheduler),
+        "StepLR step size (epochs)": (None, lambda r: r["step_size_epochs"]
+                                      if r["scheduler"] == "step" else "-"),
+        "StepLR gamma": (None, lambda r: r["gamma"] if r["scheduler"] == "step" else "-"),
+        "optimizer": (presented["optimizer"], opt),
+        "momentum": (None, lambda r: r["momentum"]),
+        "transforms": (presented["transforms"], lambda r: TRANSFORMS_AS_RUN),
+        "weight decay": (None, lambda r: r["weight_decay"]),
+        "label smoothing": (None, lambda r: r["label_smoothing"]),
+        "test-time flip": (None, lambda r: r["flip_tta"]),
+        "epochs": (None, None),
+    }
+    out = []
+    for name, (pres, value) in rows.items():
+        row = {"hyperparameter": name, "presented": NOT_ON_SLIDE if pres is None else pres}
+        for rname, rec in recipes.items():
+            v = epochs[rname] if value is None else value(rec)
+            mark = pres is None and rname == "presented" and v != "-"
+            column = ("presented recipe" if rname == "presented"
+                      else f"{rname} recipe ({CHOICE})")
+            row[f"{column}, as run"] = f"{v} ({CHOICE})" if mark else v
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def recipe_runs(params: dict) -> dict[str, str]:
+    """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
+    other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
+    other = "presented" if params["recipe"] == "strong" else "strong"
+    runs = {params["recipe"]: [f"{params['epochs']} (accuracy table)"], other: []}
+    if params["recipe_baseline"]:
+        runs[other].append(f"{params['epochs']} (ResNet-18 {other}-recipe row)")
+    runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
+    return {name: "; ".join(v) or "not run in this profile" for name, v in runs.items()}
 
 
 def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -264,41 +340,104 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
     return df
 
 
-def sweep_with_presented(df: pd.DataFrame, presented: dict) -> pd.DataFrame:
-    """The sweep table with the presented test AUC of each cell beside ours."""
+def sweep_with_presented(df: pd.DataFrame, presented: dict = PRESENTED) -> pd.DataFrame:
+    """The sweep table with the presented test AUC of each cell beside ours, and the best cell of
+    each learning-rate column: the one the slide prints in bold, ours on validation AUC (the
+    choice) and ours on test AUC (reported only)."""
     out = df.copy()
-    out.insert(2, "presented test AUC",
-               [presented.get((b, lr)) for b, lr in zip(df["batch size"], df["learning rate"])])
+    cells = list(zip(df["batch size"], df["learning rate"]))
+    out.insert(2, "presented test AUC", [presented["batch_lr_auc"].get(c) for c in cells])
+    bold = presented["batch_lr_bold"]
+    out["bold on the slide (best of its lr)"] = [bold.get(lr) == b for b, lr in cells]
+    by_lr = df.groupby("learning rate")
+    out["best of its lr on validation"] = df["val AUC"] == by_lr["val AUC"].transform("max")
+    out["best of its lr on test"] = df["test AUC"] == by_lr["test AUC"].transform("max")
     return out
 
 
+RESNET_REFERENCE_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet101": "ResNet101"}
+
+
+def resnet_margin_table(reproduced: dict[str, float], *, presented: dict = PRESENTED,
+                        reference: dict = REFERENCE["pytorch_cifar"]) -> pd.DataFrame:
+    """SPEC 1.5: the slide's "+0.7%" remark computed: each ResNet's test accuracy (presented, and
+    ``reproduced`` by this run, in %) minus the pytorch-cifar row of the same depth, and the mean
+    over the depths."""
+    rows = []
+    for model, ref_name in RESNET_REFERENCE_NAMES.items():
+        ref, pres, ours = reference[ref_name], presented["accuracy"][model], reproduced.get(model)
+        rows.append({"model": model, "pytorch-cifar (%)": ref, "presented (%)": pres,
+                     "presented - pytorch-cifar (pp)": round(pres - ref, 2),
+                     "this run (%)": ours, "this run - pytorch-cifar (pp)":
+                     None if ours is None else round(ours - ref, 2)})
+    df = pd.DataFrame(rows)
+    ours = df["this run - pytorch-cifar (pp)"].dropna()
+    mean = {"model": "mean", "presented - pytorch-cifar (pp)":
+            round(df["presented - pytorch-cifar (pp)"].mean(), 2),
+            "this run - pytorch-cifar (pp)": round(ours.mean(), 2) if len(ours) else None}
+    df = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
+    df["the slide's remark (pp)"] = presented["resnet_margin_over_pytorch_cifar"]
+    return df
+
+
+ALL_BUT_CAT = "all but cat (mean per-class accuracy)"
+
+
 def classification_report_table(logits: torch.Tensor, labels: torch.Tensor, classes,
-                                presented: dict) -> pd.DataFrame:
+                                presented: dict = PRESENTED) -> pd.DataFrame:
     """SPEC 1.10: per-class precision / recall / f1 / support (scikit-learn) beside the presented
-    values."""
+    values, then accuracy, macro and weighted averages, and the slide's "all but cat" row.
+
+    "평균 95%의 ACC" of the nine classes other than cat is per-class *accuracy*: the recall of each
+    class (its correctly classified share), averaged over the nine; it sits in the recall column.
+    """
     from sklearn.metrics import classification_report
 
     rep = classification_report(labels.numpy(), logits.argmax(1).numpy(),
                                 labels=list(range(len(classes))), target_names=list(classes),
                                 output_dict=True, zero_division=0)
-    rows = []
-    for cls in classes:
-        r, p = rep[cls], presented.get(cls, (None, None, None))
-        rows.append({"class": cls, "precision": round(r["precision"], 3),
-                     "recall": round(r["recall"], 3),
-                     "f1": round(r["f1-score"], 3), "support": int(r["support"]),
-                     "presented precision": p[0], "presented recall": p[1], "presented f1": p[2]})
-    df = pd.DataFrame(rows)
-    summary = pd.DataFrame([
-        {"class": "accuracy", "f1": round(rep["accuracy"], 3), "support": int(len(labels))},
-        {"class": "macro avg", "precision": round(rep["macro avg"]["precision"], 3),
-         "recall": round(rep["macro avg"]["recall"], 3),
-         "f1": round(rep["macro avg"]["f1-score"], 3), "support": int(len(labels))},
-        {"class": "all classes but cat (mean f1)",
-         "f1": round(df.loc[df["class"] != "cat", "f1"].mean(), 3),
-         "support": int(df.loc[df["class"] != "cat", "support"].sum())},
-    ])
-    return pd.concat([df, summary], ignore_index=True)
+    pres_cls = presented["class_report"]
+    n_pres = presented["class_report_total_support"]
+
+    def row(name, r, pres, pres_support):
+        return {"class": name, "precision": round(r["precision"], 3),
+                "recall": round(r["recall"], 3), "f1": round(r["f1-score"], 3),
+                "support": int(r["support"]), "presented precision": pres[0],
+                "presented recall": pres[1], "presented f1": pres[2],
+                "presented support": pres_support}
+
+    none = (None, None, None)
+    rows = [row(c, rep[c], pres_cls.get(c, none),
+                presented["class_report_support"] if c in pres_cls else None) for c in classes]
+    rows.append({"class": "accuracy", "f1": round(rep["accuracy"], 3), "support": len(labels),
+                 "presented f1": presented["class_report_accuracy"],
+                 "presented support": n_pres})
+    rows += [row(avg, rep[avg], pres, n_pres)
+             for avg, pres in presented["class_report_summary"].items()]
+    others = [c for c in classes if c != "cat"]
+    if len(others) == len(classes):
+        raise ValueError(f"no class named 'cat' among {list(classes)}: the 1.10 'all but cat' "
+                         "row needs it")
+    rows.append({"class": ALL_BUT_CAT,
+                 "recall": round(sum(rep[c]["recall"] for c in others) / len(others), 3),
+                 "support": sum(int(rep[c]["support"]) for c in others),
+                 "presented recall": presented["all_but_cat_average"],
+                 "presented support": (len(others) * presented["class_report_support"]
+                                       if set(others) <= set(pres_cls) else None)})
+    return pd.DataFrame(rows)
+
+
+def class_report_comparisons(table: pd.DataFrame) -> dict[str, float]:
+    """``{key of lib.spec.presented_numbers: value}`` for every presented number of the 1.10
+    table."""
+    t = table.set_index("class")
+    out = {"1.10/accuracy": t.loc["accuracy", "f1"],
+           "1.10/all_but_cat": t.loc[ALL_BUT_CAT, "recall"]}
+    for name in [c for c in t.index if c in PRESENTED["class_report"]
+                 or c in PRESENTED["class_report_summary"]]:
+        for metric in ("precision", "recall", "f1"):
+            out[f"1.10/{name.replace(' ', '_')}/{metric}"] = t.loc[name, metric]
+    return out
 
 
 def first_of_each(labels: torch.Tensor, class_ids) -> torch.Tensor:

@@ -58,6 +58,10 @@ class EfficientNetB0(nn.Module):
         return self.net(self._prepare(x))
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """timm's ImageNet weights could not be loaded (offline, or not in the Hugging Face cache)."""
+
+
 def _pretrained_efficientnet_b0(num_classes: int, **kwargs) -> nn.Module:
     import timm
 
@@ -71,7 +75,7 @@ def _pretrained_efficientnet_b0(num_classes: int, **kwargs) -> nn.Module:
         return timm.create_model("efficientnet_b0", pretrained=True, num_classes=num_classes,
                                  **kwargs)
     except errors as err:
-        raise RuntimeError(
+        raise PretrainedWeightsUnavailable(
             "efficientnet_b0 with pretrained=True needs timm's ImageNet weights (Hugging Face Hub "
             "repository 'timm/efficientnet_b0.ra_in1k'), and they could not be loaded: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"

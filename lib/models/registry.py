@@ -14,10 +14,10 @@ ResNets are torchvision's builders with the CIFAR stem (3x3 stride-1 first convo
 max-pool), as in the presentation and the kuangliu/pytorch-cifar reference: ResNet-18 with 10
 classes has 11,173,962 parameters. Their last feature map is 4x4 for a 32x32 input.
 
-DRN-C-26 and DRN-D-22 are written in ``lib.models.drn`` after Yu, Koltun & Funkhouser (2017); on
-32x32 inputs their last feature map is 8x8 (output stride 4; see ``lib.models.drn`` for the stride
-adaptation). ``imagenet=True`` builds the paper's ImageNet strides (output stride 8) for checking
-against its parameter counts.
+DRN-A-18, DRN-B-26, DRN-C-26 and DRN-D-22 are written in ``lib.models.drn`` after Yu, Koltun &
+Funkhouser (2017); on 32x32 inputs their last feature map is 8x8 (output stride 4; see
+``lib.models.drn`` for the stride adaptation). ``imagenet=True`` builds the paper's ImageNet strides
+(output stride 8) for checking against its parameter counts.
 
 EfficientNet-B0 is timm's ``efficientnet_b0`` (4,020,358 parameters with 10 classes). Trained from
 scratch (default) its stem convolution has stride 1 instead of 2, so a 32x32 image ends on a 2x2 map

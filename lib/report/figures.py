@@ -54,6 +54,19 @@ def sweep_heatmap(df: pd.DataFrame, *, value: str = "test AUC", title: str = "")
     grid = df.pivot(index="batch size", columns="learning rate", values=value)
     fig, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
     sns.heatmap(grid, annot=True, fmt=".4f", cmap="viridis", ax=ax)
+    marks = {"best of its lr on validation": ("white", "-"),  # ours, chosen on validation
+             "bold on the slide (best of its lr)": ("red", "--")}
+    for column, (color, style) in marks.items():
+        if column not in df:
+            continue
+        for b, lr in zip(df.loc[df[column], "batch size"], df.loc[df[column], "learning rate"]):
+            r, c = list(grid.index).index(b), list(grid.columns).index(lr)
+            ax.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, lw=2.5,
+                                       ec=color, ls=style, label=column))
+    handles = {h.get_label(): h for h in ax.patches}
+    if handles:
+        ax.legend(handles.values(), handles.keys(), fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=1)
     ax.set(title=title or value)
     return fig
 

@@ -78,10 +78,11 @@ def build_index(profile_dir: str | Path) -> Path:
         parts.append(f"<details><summary>All {len(summary)} presented numbers beside this run's "
                      f"(folded: profile <b>{esc(profile)}</b> trains reduced models "
                      "for a few epochs, so its numbers are not comparable)</summary>")
-    parts.append("<p class='note'>Every number the "
-                 "presentation gives. <i>reproduced</i>: within 0.5 percentage points (0.005 AUC, "
-                 "0.01 precision/recall/f1, 5% FID) or inside a presented range. Values come from "
-                 "each chapter's <code>comparison.csv</code>.</p>")
+    parts.append("<p class='note'>Every result the presentation gives (its other numbers, "
+                 "settings, references and log values, are listed under the next heading with the "
+                 "table that shows them). <i>reproduced</i>: within 0.5 percentage points (0.005 "
+                 "AUC, 0.01 precision/recall/f1, 5% FID) or inside a presented range. Values come "
+                 "from each chapter's <code>comparison.csv</code>.</p>")
     parts.append("<table id=\"numbers\"><tr><th>item</th><th>quantity</th><th>presented</th>"
                  "<th>this run</th><th>difference</th><th>status</th></tr>")
     for r in summary.to_dict("records"):
@@ -94,6 +95,7 @@ def build_index(profile_dir: str | Path) -> Path:
                      f"<td>{esc(fmt(r['presented']))}</td><td>{esc(fmt(r['reproduced']))}</td>"
                      f"<td>{esc(fmt(r['difference']))}</td><td>{esc(r['status'])}</td></tr>")
     parts.append("</table>" + ("" if full else "</details>"))
+    parts += elsewhere_html()
 
     parts.append("<h2>Coverage of the presentation (SPEC items)</h2>")
     parts.append("<table><tr><th>item</th><th>what</th><th>regenerated as</th></tr>")
@@ -144,6 +146,20 @@ def build_index(profile_dir: str | Path) -> Path:
     write_text_atomic(out, page)
     return out
 
+
+
+def elsewhere_html() -> list[str]:
+    """The presentation's numbers that are not results (settings, references, log values), each
+    with the chapter table that shows it."""
+    from ..spec import presented_elsewhere
+
+    esc = html.escape
+    rows = "".join(f"<tr><td>{esc(r['item'])}</td><td>{esc(r['what'])}</td>"
+                   f"<td>{esc(r['presented'])}</td><td>{esc(r['shown'])}</td></tr>"
+                   for r in presented_elsewhere())
+    return ["<h2>The presentation's other numbers, and where they are shown</h2>",
+            "<table id=\"elsewhere\"><tr><th>item</th><th>what</th><th>presented</th>"
+            f"<th>shown in</th></tr>{rows}</table>"]
 
 
 VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
