@@ -77,6 +77,17 @@ PRESENTED = {
             "presented 300k steps (stopped at 129k)": 95.03, "presented 300k best": 95.36,
             "presented 100k steps (at 39k)": 94.31},
     "ssl_split": {"validation": 5000, "labelled": 4000, "unlabelled": 41000},
+    # 3.5 -- the hyperparameter table: {(group, hyperparameter): value}
+    "mpl_hyperparameters": {
+        ("common", "optimizer"): "SGD", ("common", "model"): "Wide ResNet",
+        ("common", "weight decay"): 0.0005, ("common", "label smoothing"): 0.15,
+        ("common", "training steps"): 30000, ("common", "evaluation every (steps)"): 1000,
+        ("student", "learning rate"): 0.05, ("student", "batch size (labelled)"): 128,
+        ("student", "dropout"): 0.2, ("teacher", "learning rate"): 0.05,
+        ("teacher", "batch size (labelled)"): 128, ("teacher", "dropout"): 0.2,
+        ("teacher", "UDA steps"): 5000, ("finetune", "epochs"): 625,
+        ("finetune", "batch size"): 512, ("finetune", "learning rate"): 0.00003,
+        ("finetune", "momentum"): 0.9},
     # 3.6 -- the paper's "± 0.07" (std over runs) beside its 96.11
     "mpl_std": {"paper (with finetune)": 0.07},
     # 3.7 -- the top-5 test accuracy (%) printed in each training log on the slide

@@ -24,9 +24,9 @@
 # validation split carved from the training set; the test set is reported once, at the end.
 
 # %%
-# Google Colab only (outside Colab this cell does nothing): fetch the project if lib/ is not beside
-# this notebook, install the packages Colab lacks (never torch), and keep outputs on Google Drive so
-# a disconnected session resumes. REPO_URL is the repository to fetch: point it at your copy.
+# Google Colab only (outside Colab this cell does nothing): fetch the project if lib/ is not beside this
+# notebook, install the packages Colab lacks (never torch), and keep outputs on Google Drive so a
+# disconnected session resumes. REPO_URL is the repository to fetch: point it at your copy.
 REPO_URL = "https://github.com/your-org/cifar10-report.git"
 KEEP_ON_DRIVE = True
 import sys

@@ -136,7 +136,7 @@ report.table(semi_supervised.split_table(splits, PRESENTED["ssl_split"], profile
 # momentum 0.9.
 
 # %%
-report.table(semi_supervised.hyperparameter_table(params, splits), "hyperparameters", item="3.5",
+report.table(semi_supervised.hyperparameter_table(params, splits, PRESENTED["mpl_hyperparameters"]), "hyperparameters", item="3.5",
              title=f"MPL hyperparameters, presented vs this run (profile {params['profile']})")
 
 # %% [markdown]

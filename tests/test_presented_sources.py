@@ -1,5 +1,5 @@
-"""lib/spec.py is the one source of presented values: what chapters 1, 2 and 4 display as presented
-comes from it, and the start page lists the numbers it does not compare."""
+"""lib/spec.py is the one source of presented values: what the chapters display as presented comes
+from it, and the start page lists the numbers it does not compare."""
 import ast
 import re
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 from lib import spec
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("supervised", "generative", "extras")
-NOTEBOOKS = ("01_supervised", "02_generative", "04_extras")
+CHAPTERS = ("supervised", "generative", "semi_supervised", "extras")
+NOTEBOOKS = ("01_supervised", "02_generative", "03_semi_supervised", "04_extras")
 
 
 def _spec_numbers() -> set[float]:
@@ -77,6 +77,16 @@ def test_tables_take_their_presented_values_from_spec():
     table = generative.comparison_table().set_index("")
     for row, values in spec.PRESENTED["generative_comparison"].items():
         assert tuple(table.loc[row]) == values
+    from lib import params as P
+    from lib.chapters import semi_supervised
+
+    p = P.load("03_semi_supervised", "smoke", {"data": "synthetic"})
+    hyper = semi_supervised.hyperparameter_table(p, semi_supervised.load_ssl_splits(p),
+                                                 spec.PRESENTED["mpl_hyperparameters"])
+    assert dict(zip(zip(hyper.group, hyper.hyperparameter), hyper.presented)) == \
+        spec.PRESENTED["mpl_hyperparameters"]
+    logs = semi_supervised.presented_logs(spec.PRESENTED).set_index("log line")
+    assert logs["top-5 (%)"].to_dict() == spec.PRESENTED["mpl_log_top5"]
 
 
 def test_the_start_page_lists_the_numbers_it_does_not_compare(tmp_path):

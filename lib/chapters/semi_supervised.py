@@ -379,33 +379,34 @@ def training_log(history: pd.DataFrame) -> pd.DataFrame:
     return history[list(LOG_COLUMNS)].rename(columns=LOG_COLUMNS).round(4)
 
 
-def hyperparameter_table(params: dict, splits: SSLSplits) -> pd.DataFrame:
-    """SPEC 3.5: every presented hyperparameter beside the resolved value this run used."""
+def hyperparameter_table(params: dict, splits: SSLSplits, presented: dict) -> pd.DataFrame:
+    """SPEC 3.5: every presented hyperparameter (``presented``: lib.spec's
+    ``mpl_hyperparameters``) beside the resolved value this run used."""
     p = params
     n, bs = len(splits.labelled_y), p["finetune_batch_size"]
     ft_steps = -(-n // bs) if not p["finetune_drop_last"] else max(1, n // bs)
-    rows = [
-        ("common", "optimizer", "SGD", f"SGD, momentum {p['momentum']}, nesterov {p['nesterov']}"),
-        ("common", "model", "Wide ResNet", f"WRN-28-2 (width x{p['width']})"),
-        ("common", "weight decay", 0.0005, p["weight_decay"]),
-        ("common", "label smoothing", 0.15, p["label_smoothing"]),
-        ("common", "training steps", 30000, p["total_steps"]),
-        ("common", "evaluation every (steps)", 1000, p["eval_every"]),
-        ("student", "learning rate", 0.05, p["student_lr"]),
-        ("student", "batch size (labelled)", 128, p["batch_size"]),
-        ("student", "dropout", 0.2, f"{p['student_dropout']} (before the classifier)"),
-        ("teacher", "learning rate", 0.05, p["teacher_lr"]),
-        ("teacher", "batch size (labelled)", 128, p["batch_size"]),
-        ("teacher", "dropout", 0.2, f"{p['teacher_dropout']} (before the classifier)"),
-        ("teacher", "UDA steps", 5000, p["uda_steps"]),
-        ("finetune", "epochs", 625, f"{p['finetune_epochs']} ({p['finetune_epochs'] * ft_steps} "
-                                    "steps)"),
-        ("finetune", "batch size", 512, p["finetune_batch_size"]),
-        ("finetune", "learning rate", 0.00003, p["finetune_lr"]),
-        ("finetune", "momentum", 0.9, p["finetune_momentum"]),
-    ]
-    return pd.DataFrame([{"group": g, "hyperparameter": k, "presented": v, "this run": r}
-                         for g, k, v, r in rows])
+    ours = {
+        ("common", "optimizer"): f"SGD, momentum {p['momentum']}, nesterov {p['nesterov']}",
+        ("common", "model"): f"WRN-28-2 (width x{p['width']})",
+        ("common", "weight decay"): p["weight_decay"],
+        ("common", "label smoothing"): p["label_smoothing"],
+        ("common", "training steps"): p["total_steps"],
+        ("common", "evaluation every (steps)"): p["eval_every"],
+        ("student", "learning rate"): p["student_lr"],
+        ("student", "batch size (labelled)"): p["batch_size"],
+        ("student", "dropout"): f"{p['student_dropout']} (before the classifier)",
+        ("teacher", "learning rate"): p["teacher_lr"],
+        ("teacher", "batch size (labelled)"): p["batch_size"],
+        ("teacher", "dropout"): f"{p['teacher_dropout']} (before the classifier)",
+        ("teacher", "UDA steps"): p["uda_steps"],
+        ("finetune", "epochs"): f"{p['finetune_epochs']} "
+                                f"({p['finetune_epochs'] * ft_steps} steps)",
+        ("finetune", "batch size"): p["finetune_batch_size"],
+        ("finetune", "learning rate"): p["finetune_lr"],
+        ("finetune", "momentum"): p["finetune_momentum"],
+    }
+    return pd.DataFrame([{"group": g, "hyperparameter": k, "presented": v, "this run": ours[g, k]}
+                         for (g, k), v in presented.items()])
 
 
 # The reference run (kekmodel/MPL-pytorch at 7dc6297: its README command for CIFAR-10-4K and the
