@@ -106,8 +106,12 @@ def main() -> None:
                           r["checkout"] == "against") /
                   next(r["total_s"] for r in rows if r["method"] == k and
                        r["checkout"] == "this checkout") for k in a.kinds.split(",")}
-        summary += "; s/iteration against / this: " + ", ".join(
-            f"{k} {v:.2f}x" for k, v in ratios.items())
+        other = subprocess.run(["git", "-C", str(a.against), "rev-parse", "--short=12", "HEAD"],
+                               capture_output=True, text=True).stdout.strip() or str(a.against)
+        total = {(r["method"], r["checkout"]): r["total_s"] for r in rows}
+        summary += f"; s/iteration, {other} -> this checkout: " + ", ".join(
+            f"{k} {total[k, 'against']:.3f} -> {total[k, 'this checkout']:.3f} ({v:.2f}x)"
+            for k, v in ratios.items())
         print(summary)
     save(f"ssl_step_{a.profile}", rows, summary)
 
