@@ -158,25 +158,24 @@ class RandAugmentCIFAR:
 
     def round(self, x, ops, apply, negative, centre) -> torch.Tensor:
         """One op per image: ``ops[i]`` applied to image ``i`` where ``apply[i]``."""
-        sign = torch.where(negative, -1.0, 1.0).to(x.device)
-        geometric = [k for k, op in enumerate(self.pool) if op.kind == "geometric"]
+        sign = torch.where(negative, -1.0, 1.0)
         out = x
-        if geometric:
-            theta = _identity(len(x), x.device)
-            for k in geometric:
-                m = _matrix(self.pool[k].name, self._values[k] * sign, x.shape[-1], x.shape[-2])
-                theta = torch.where((ops == k).view(-1, 1, 1), m, theta)
-            warped = affine(x, theta, fill=self.fill)
-            out = torch.where((apply & torch.isin(ops, torch.tensor(geometric, device=x.device)))
-                              .view(-1, 1, 1, 1), warped, out)
+        theta, geometric = _identity(len(x), x.device), torch.zeros_like(apply)
         for k, op in enumerate(self.pool):
-            if op.kind == "geometric":
+            chosen = ops == k
+            if op.kind == "geometric":  # gathered into one resampling below
+                m = _matrix(op.name, self._values[k] * sign, x.shape[-1], x.shape[-2])
+                theta = torch.where(chosen.view(-1, 1, 1), m, theta)
+                geometric = geometric | chosen
                 continue
             if op.kind == "cutout":
                 result = cutout(x, centre, int(self._values[k]), fill=self.fill)
             else:
                 result = colour_op(op.name, x, self._values[k])
-            out = torch.where((apply & (ops == k)).view(-1, 1, 1, 1), result, out)
+            out = torch.where((apply & chosen).view(-1, 1, 1, 1), result, out)
+        if any(op.kind == "geometric" for op in self.pool):
+            warped = affine(x, theta, fill=self.fill)
+            out = torch.where((apply & geometric).view(-1, 1, 1, 1), warped, out)
         return out
 
 
@@ -204,12 +203,13 @@ def _matrix(name: str, v: torch.Tensor, w: int, h: int) -> torch.Tensor:
         rows = (one, zero, zero, zero, one, v)
     else:
         raise ValueError(f"{name} is not a geometric op")
-    pix = torch.stack(rows, -1).view(-1, 2, 3)
     # pixel coordinates u = S (u_n + 1), S = diag(W/2, H/2): theta = S^-1 [A | A S 1 + t] - [0|1]
-    s = torch.tensor([w / 2, h / 2], device=v.device)
-    a_n = pix[:, :, :2] * s[None, :] / s[:, None]
-    t_n = (pix[:, :, :2] @ s + pix[:, :, 2]) / s - 1
-    return torch.cat([a_n, t_n[:, :, None]], 2)
+    # (Python scalars only: nothing is copied from the host per call)
+    a, b, c, d, e, f = rows
+    sx, sy = w / 2, h / 2
+    theta = (a, b * sy / sx, (a * sx + b * sy + c) / sx - 1,
+             d * sx / sy, e, (d * sx + e * sy + f) / sy - 1)
+    return torch.stack(theta, -1).view(-1, 2, 3)
 
 
 def affine(x: torch.Tensor, theta: torch.Tensor, *, fill: int) -> torch.Tensor:
@@ -230,13 +230,12 @@ def cutout(x: torch.Tensor, centres: torch.Tensor, size: int, *, fill: int) -> t
         return x
     h, w = x.shape[-2:]
     lo = (centres - size / 2).clamp(min=0).floor()                       # (B, 2) x0, y0
-    hi = torch.minimum(lo + size, torch.tensor([w, h], device=x.device)).floor()
+    x1, y1 = (lo[:, 0:1] + size).clamp(max=w), (lo[:, 1:2] + size).clamp(max=h)
     cols = torch.arange(w, device=x.device)
     rows = torch.arange(h, device=x.device)
-    in_x = (cols >= lo[:, :1]) & (cols <= hi[:, :1])                      # (B, W)
-    in_y = (rows >= lo[:, 1:]) & (rows <= hi[:, 1:])                      # (B, H)
-    box = (in_y[:, :, None] & in_x[:, None, :])[:, None]
-    return torch.where(box, torch.tensor(fill, dtype=x.dtype, device=x.device), x)
+    in_x = (cols >= lo[:, 0:1]) & (cols <= x1)                              # (B, W)
+    in_y = (rows >= lo[:, 1:2]) & (rows <= y1)                              # (B, H)
+    return x.masked_fill((in_y[:, :, None] & in_x[:, None, :])[:, None], fill)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from IPython.display import Markdown, display
 
 from lib import params as P, report as R
-from lib.chapters import semi_supervised, twomoon
+from lib.chapters import mpl_reference, semi_supervised, ssl_curves, twomoon
 from lib.spec import PRESENTED, REFERENCE
 
 params = P.load("03_semi_supervised", profile, {"data": data} if data != "auto" else None)
@@ -145,7 +145,7 @@ report.table(semi_supervised.hyperparameter_table(params, splits, PRESENTED["mpl
 # of that run beside this one, with where the reference sets it; a difference says why.
 
 # %%
-report.table(semi_supervised.reference_recipe_table(params), "reference_recipe", item="3.5",
+report.table(mpl_reference.reference_recipe_table(params), "reference_recipe", item="3.5",
              title=f"Every MPL setting: this run (profile {params['profile']}) vs the reference code")
 
 # %% [markdown]
@@ -189,8 +189,8 @@ report.table(semi_supervised.training_log(runs["mpl"].history), "mpl_training_lo
 # evaluated only once.
 
 # %%
-scalars = semi_supervised.read_tensorboard(tb_root)
-report.figure(semi_supervised.curves_figure(scalars, title=f"profile {params['profile']}, {splits.source}"), "tensorboard_curves",
+scalars = ssl_curves.read_tensorboard(tb_root)
+report.figure(ssl_curves.curves_figure(scalars, title=f"profile {params['profile']}, {splits.source}"), "tensorboard_curves",
               item="3.8", title="Top-1, top-5, validation loss and training loss over steps (from TensorBoard)");
 
 # %%

@@ -5,8 +5,8 @@ import torch.nn as nn
 
 from lib import augment
 from lib import params as P
-from lib.batches import SSLBatch, SSLBatches
-from lib.chapters import semi_supervised
+from lib.batches import SSLBatch
+from lib.chapters import semi_supervised, ssl_curves
 from lib.evaluate import classification
 from lib.methods import ssl as ssl_methods
 from lib.models import build_model, count_parameters
@@ -277,7 +277,7 @@ def test_tensorboard_read_back_returns_the_logged_values(tmp_path):
     params = smoke_params(total_steps=4, eval_every=2, val_size=50)
     splits = semi_supervised.load_ssl_splits(params)
     run = semi_supervised.train_ssl("supervised", splits, params, ckpt_root=tmp_path / "ckpt", tb_root=tmp_path / "tb")
-    scalars = semi_supervised.read_tensorboard(tmp_path / "tb")
+    scalars = ssl_curves.read_tensorboard(tmp_path / "tb")
     assert set(scalars.run) == {"supervised"}
     val = scalars[scalars.tag == "eval/val_acc"].set_index("step").value
     assert val.index.tolist() == run.history.step.tolist()
@@ -286,10 +286,10 @@ def test_tensorboard_read_back_returns_the_logged_values(tmp_path):
     assert loss.tolist() == pytest.approx(run.history.train_loss.tolist(), rel=1e-6)
     assert {"train/loss", "train/data_time", "train/batch_time", "train/lr", "eval/val_top5"} <= set(scalars.tag)
     assert 0 <= run.test["acc"] <= 1 and run.test["top5"] >= run.test["acc"]
-    fig = semi_supervised.curves_figure(scalars, runs={"supervised": "supervised"})
+    fig = ssl_curves.curves_figure(scalars, runs={"supervised": "supervised"})
     assert len(fig.axes) == 4
     with pytest.raises(FileNotFoundError, match="no TensorBoard scalars"):
-        semi_supervised.read_tensorboard(tmp_path / "ckpt")
+        ssl_curves.read_tensorboard(tmp_path / "ckpt")
 
 
 def test_unknown_method_is_rejected():

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from lib import augment, batches
 from lib import data as D
-from lib.chapters import semi_supervised
+from lib.chapters import ssl_curves
 from lib.evaluate.classification import classification_metrics, predict
 from lib.methods.classifier import Classifier
 from lib.models import build_model, count_parameters
@@ -81,7 +81,7 @@ def test_tensorboard_scalars_are_written(tmp_path):
     method, train, evaluate = setup()
     result = fit(method, train.forever, total_steps=10, evaluate=evaluate, steps_per_epoch=5, tb_dir=tmp_path,
                  log_every=2, device="cpu")
-    scalars = semi_supervised.read_tensorboard(tmp_path)
+    scalars = ssl_curves.read_tensorboard(tmp_path)
     val = scalars[scalars.tag == "eval/val_acc"]
     assert val.step.tolist() == [5, 10]
     assert val.value.tolist() == pytest.approx(result.history["val_acc"].tolist())

@@ -1,12 +1,12 @@
 """Chapter 3 glue: CIFAR-10-4K, Meta Pseudo Labels with UDA and its baselines trained from params,
-the finetune, and the chapter's tables and curves.
+the finetune, and the chapter's tables (the reference-recipe table is :mod:`.mpl_reference`, the
+curves :mod:`.ssl_curves`).
 
 * :func:`load_ssl_splits` -- the seeded, class-balanced CIFAR-10-4K split: 4,000 labelled (400 per
   class), 5,000 validation (model selection), 41,000 unlabelled (labels dropped), and the test set
   (reported once).
 * :func:`train_ssl` / :func:`finetune` -- one call per row of the results table (methods in
-  :mod:`lib.methods.ssl`, batches from :class:`lib.batches.SSLBatches`); :func:`read_tensorboard`
-  reads the logged scalars back for the curves (SPEC 3.8).
+  :mod:`lib.methods.ssl`, batches from :class:`lib.batches.SSLBatches`).
 """
 from __future__ import annotations
 
@@ -159,11 +159,15 @@ def strong_augmentation(params: dict) -> RandAugmentCIFAR:
                             fill=params["fill"], final_cutout=params["cutout_size"])
 
 
-def _normalizer(params: dict):
+def _mean_std(params: dict) -> tuple:
     if params["normalization"] not in NORMALIZATION:
         raise ValueError(f"params/03_semi_supervised.yaml: normalization "
                          f"{params['normalization']!r} is not one of {sorted(NORMALIZATION)}")
-    mean, std = NORMALIZATION[params["normalization"]]
+    return NORMALIZATION[params["normalization"]]
+
+
+def _normalizer(params: dict):
+    mean, std = _mean_std(params)
     return lambda x: normalize(x, mean=mean, std=std)
 
 
@@ -171,7 +175,7 @@ def ssl_batches(labelled_x, labelled_y, unlabelled_x, params: dict, device, *,
                 unlabelled: bool = True, labelled_batch: int | None = None) -> SSLBatches:
     """The training stream of ``params``: labelled batches of ``batch_size``, and with
     ``unlabelled`` weak and strong views of ``batch_size * mu`` unlabelled images."""
-    mean, std = NORMALIZATION[params["normalization"]]
+    mean, std = _mean_std(params)
     return SSLBatches(labelled_x, labelled_y, unlabelled_x,
                       labelled_batch=labelled_batch or params["batch_size"],
                       unlabelled_batch=params["batch_size"] * params["mu"] if unlabelled else 0,
@@ -409,89 +413,6 @@ def hyperparameter_table(params: dict, splits: SSLSplits, presented: dict) -> pd
                          for (g, k), v in presented.items()])
 
 
-# The reference run (kekmodel/MPL-pytorch at 7dc6297: its README command for CIFAR-10-4K and the
-# code it runs): param -> (the reference's value, where it is set)
-REFERENCE_RECIPE = {
-    "total_steps": (300000, "README command --total-steps"),
-    "eval_every": (1000, "README command --eval-step"),
-    "batch_size": (128, "README command --batch-size"),
-    "mu": (7, "README command --mu"),
-    "teacher_lr": (0.05, "README command --teacher_lr"),
-    "student_lr": (0.05, "README command --student_lr"),
-    "momentum": (0.9, "main.py --momentum default"),
-    "nesterov": (True, "README command --nesterov"),
-    "weight_decay": (0.0005, "README command --weight-decay"),
-    "weight_decay_exclude": ("bn", "main.py no_decay = ['bn'] (names containing 'bn')"),
-    "warmup_steps": (5000, "README command --warmup-steps"),
-    "student_wait_steps": (3000, "README command --student-wait-steps"),
-    "label_smoothing": (0.15, "README command --label-smoothing"),
-    "uda_steps": (5000, "README command --uda-steps"),
-    "lambda_u": (8.0, "README command --lambda-u"),
-    "threshold": (0.6, "README command --threshold"),
-    "temperature": (0.7, "README command --temperature"),
-    "ema": (0.995, "README command --ema (EMA of the student, evaluated)"),
-    "grad_clip": (1e9, "main.py --grad-clip default (no clipping in effect)"),
-    "mpl_feedback": ("reference", "main.py: dot_product = s_loss_l_new - s_loss_l_old"),
-    "width": (1.0, "models.py WideResNet(depth 28, widen 2)"),
-    "block_style": ("mpl-pytorch", "models.py BasicBlock"),
-    "block_dropout": (0.0, "main.py WideResNet(dropout=0)"),
-    "teacher_dropout": (0.2, "README --teacher-dropout -> dense_dropout before fc"),
-    "student_dropout": (0.2, "README --student-dropout -> dense_dropout before fc"),
-    "bn_momentum": (0.001, "models.py nn.BatchNorm2d(momentum=0.001)"),
-    "randaug_ops": (2, "README command --randaug 2 16"),
-    "randaug_magnitude": (16, "README command --randaug 2 16 (0-10 scale, PARAMETER_MAX 10)"),
-    "cutout_size": (12, "augmentation.py RandAugmentCIFAR: CutoutConst(m, 32 // 4) = 12 px"),
-    "fill": (128, "data.py RandomCrop(fill=128), augmentation.py FILL_COLOR"),
-    "normalization": ("mpl-pytorch", "data.py cifar10_mean / cifar10_std"),
-    "unlabelled_size": ("all 50,000", "data.py x_u_split: every training image, labelled too"),
-    "val_size": (0, "none: the reference selects its best step on the test set"),
-    "finetune_epochs": (625, "README command --finetune-epochs"),
-    "finetune_batch_size": (512, "README command --finetune-batch-size"),
-    "finetune_lr": (3e-5, "README command --finetune-lr"),
-    "finetune_momentum": (0.9, "README command --finetune-momentum"),
-    "finetune_weight_decay": (0.0, "README command --finetune-weight-decay"),
-    "finetune_label_smoothing": (0.15, "main.py finetune(): the label-smoothed criterion"),
-    "finetune_dense_dropout": (0.0, "main.py finetune(): model.drop = nn.Identity()"),
-    "finetune_randaugment": (True, "data.py transform_finetune: crop, flip, RandAugmentCIFAR"),
-    "finetune_shuffle": (False, "main.py finetune(): DataLoader without a sampler"),
-    "finetune_drop_last": (False, "main.py finetune(): DataLoader default"),
-    "amp": ("fp16", "README command --amp (fp16 autocast with gradient scalers)"),
-    "seed": (2, "README command --seed"),
-}
-# why the full profile differs where it does
-WHY_DIFFERENT = {
-    "total_steps": "the presentation's run length (SPEC 3.5); profile full-long runs 300,000",
-    "grad_clip": "0 = no clipping, the same in effect",
-    "unlabelled_size": "the presentation's split (SPEC 3.4): 5,000 validation and the labelled "
-                       "images held out",
-    "val_size": "model selection on a validation split; the test set is evaluated once",
-    "amp": "bf16 autocast where the GPU has it (no loss scaling needed), else fp16 with scalers",
-    "seed": "one seed for the whole report",
-}
-
-
-def reference_recipe_table(params: dict) -> pd.DataFrame:
-    """Every setting of the reference run beside this run's, with the reference's source and why
-    they differ where they do (a value set by a small profile says so)."""
-    from .. import params as P
-
-    full = P.load("03_semi_supervised", "full")
-    rows = []
-    for key, (ref, source) in REFERENCE_RECIPE.items():
-        ours = params[key]
-        same = ours == ref
-        why = "" if same else (
-            f"set by the {params['profile']} profile (params/03_semi_supervised.yaml says why)"
-            if ours != full[key] else WHY_DIFFERENT.get(key, ""))
-        rows.append({"param": key, "this run": ours, "reference code": ref, "same": same,
-                     "reference source (kekmodel/MPL-pytorch)": source, "why different": why})
-    rows.append({"param": "labelled sampling", "this run": "reshuffled every epoch",
-                 "reference code": "--expand-labels: the 4,000 repeated to 128,000 per epoch",
-                 "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
-                 "why different": "the same sampling up to where epochs end"})
-    return pd.DataFrame(rows)
-
-
 def randaugment_table(params: dict) -> pd.DataFrame:
     """The strong augmentation's op pool: each op's range and the value used at this magnitude."""
     return pd.DataFrame(strong_augmentation(params).table())
@@ -520,61 +441,3 @@ def ssl_remark_check(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{"claim": "MPL (CIFAR-10-4K) exceeds supervised learning on the full "
                                    "dataset", "MPL": mpl, "supervised, full data": full,
                           "difference (pp)": round(mpl - full, 2), "holds": mpl > full}])
-
-
-def read_tensorboard(tb_dir: str | Path) -> pd.DataFrame:
-    """Every scalar in the event files under ``tb_dir`` as rows ``(run, tag, step, value)`` (``run``
-    is the sub-folder, e.g. ``mpl``), read with TensorBoard's own ``EventAccumulator``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tb_dir = Path(tb_dir)
-    rows = []
-    for run_dir in sorted({p.parent for p in tb_dir.rglob("events.out.tfevents.*")}):
-        acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-        acc.Reload()
-        run = run_dir.relative_to(tb_dir).as_posix() if run_dir != tb_dir else "."
-        for tag in acc.Tags()["scalars"]:
-            for ev in acc.Scalars(tag):
-                rows.append({"run": run, "tag": tag, "step": ev.step, "value": ev.value})
-    if not rows:
-        raise FileNotFoundError(f"no TensorBoard scalars under {tb_dir}; train the chapter's "
-                                "methods first")
-    return (pd.DataFrame(rows).drop_duplicates(["run", "tag", "step"], keep="last")
-            .sort_values(["run", "tag", "step"]))
-
-
-def curves_figure(scalars: pd.DataFrame, *, runs: dict[str, str] | None = None, title: str = ""):
-    """SPEC 3.8: validation top-1, top-5, loss and the training loss over steps, one line per
-    method."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    runs = runs or {k: LABELS[k] for k in ("mpl", "uda", "supervised")}
-    panels = [("(a) top-1 accuracy, validation (%)", lambda r: "eval/val_acc", 100),
-              ("(b) top-5 accuracy, validation (%)", lambda r: "eval/val_top5", 100),
-              ("(c) loss, validation", lambda r: "eval/val_loss", 1),
-              ("(d) training loss (MPL: student)", lambda r: f"train/{TRAIN_LOSS.get(r, 'loss')}",
-               1)]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), layout="constrained")
-    best = scalars[(scalars.run == "mpl") & (scalars.tag == "eval/val_acc")]
-    if "mpl" in runs and len(best):  # the slide's "Best top-1 acc" under its curves
-        top = best.loc[best.value.idxmax()]
-        axes[0].annotate(f"best top-1 (validation): {100 * top.value:.2f}",
-                         (top.step, 100 * top.value), xytext=(0, -28),
-                         textcoords="offset points", ha="center", fontsize=8,
-                         arrowprops={"arrowstyle": "->", "lw": 0.8})
-    for ax, (label, tag_of, scale) in zip(axes, panels):
-        parts = []
-        for run, name in runs.items():
-            d = scalars[(scalars.run == run) & (scalars.tag == tag_of(run))]
-            parts.append(d.assign(method=name, value=d.value * scale))
-        df = pd.concat(parts) if parts else pd.DataFrame()
-        if len(df):
-            sns.lineplot(df, x="step", y="value", hue="method", ax=ax,
-                         marker="o" if df.step.nunique() < 30 else None)
-        ax.set(title=label, xlabel="step", ylabel="")
-        if ax is not axes[-1] and ax.get_legend():
-            ax.get_legend().remove()
-    if title:
-        fig.suptitle(title)
-    return fig

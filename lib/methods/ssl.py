@@ -40,6 +40,13 @@ FEEDBACK = {"reference": lambda before, after: after - before,
             "derivation": lambda before, after: before - after}
 
 
+def feedback_sign(sign: str):
+    """The ``h(before, after)`` of :data:`FEEDBACK` named ``sign``, or a clear error."""
+    if sign not in FEEDBACK:
+        raise ValueError(f"unknown mpl_feedback {sign!r}; expected one of {sorted(FEEDBACK)}")
+    return FEEDBACK[sign]
+
+
 def mpl_feedback(student_loss_before: torch.Tensor, student_loss_after: torch.Tensor,
                  teacher_logits: torch.Tensor, pseudo_labels: torch.Tensor, *,
                  sign: str = "reference") -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,9 +57,7 @@ def mpl_feedback(student_loss_before: torch.Tensor, student_loss_after: torch.Te
     of those labels (a reward). The reference's ``h = after - before`` flips it. Returns
     ``(term, h)``.
     """
-    if sign not in FEEDBACK:
-        raise ValueError(f"unknown mpl_feedback {sign!r}; expected one of {sorted(FEEDBACK)}")
-    h = FEEDBACK[sign](student_loss_before, student_loss_after).detach().float()
+    h = feedback_sign(sign)(student_loss_before, student_loss_after).detach().float()
     return h * F.cross_entropy(teacher_logits.float(), pseudo_labels), h
 
 
@@ -110,9 +115,7 @@ class MetaPseudoLabels(UDAObjective):
                  student_optimizer, teacher_scheduler=None, student_scheduler=None,
                  ema_decay: float = 0.0, feedback: str = "reference", **objective):
         super().__init__(**objective)
-        if feedback not in FEEDBACK:
-            raise ValueError(f"unknown mpl_feedback {feedback!r}; expected one of "
-                             f"{sorted(FEEDBACK)}")
+        feedback_sign(feedback)  # fail at construction, not at the first step
         self.feedback = feedback
         self.teacher = teacher
         self.student = student

@@ -1,0 +1,88 @@
+"""Chapter 3 beside its reference: every setting of the presented run's code
+(kekmodel/MPL-pytorch at 7dc6297, its README command and the code behind it), where that code sets
+it, and :func:`reference_recipe_table`, this run's value beside each with why they differ."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import params as P
+
+# The reference run (kekmodel/MPL-pytorch at 7dc6297: its README command for CIFAR-10-4K and the
+# code it runs): param -> (the reference's value, where it is set)
+REFERENCE_RECIPE = {
+    "total_steps": (300000, "README command --total-steps"),
+    "eval_every": (1000, "README command --eval-step"),
+    "batch_size": (128, "README command --batch-size"),
+    "mu": (7, "README command --mu"),
+    "teacher_lr": (0.05, "README command --teacher_lr"),
+    "student_lr": (0.05, "README command --student_lr"),
+    "momentum": (0.9, "main.py --momentum default"),
+    "nesterov": (True, "README command --nesterov"),
+    "weight_decay": (0.0005, "README command --weight-decay"),
+    "weight_decay_exclude": ("bn", "main.py no_decay = ['bn'] (names containing 'bn')"),
+    "warmup_steps": (5000, "README command --warmup-steps"),
+    "student_wait_steps": (3000, "README command --student-wait-steps"),
+    "label_smoothing": (0.15, "README command --label-smoothing"),
+    "uda_steps": (5000, "README command --uda-steps"),
+    "lambda_u": (8.0, "README command --lambda-u"),
+    "threshold": (0.6, "README command --threshold"),
+    "temperature": (0.7, "README command --temperature"),
+    "ema": (0.995, "README command --ema (EMA of the student, evaluated)"),
+    "grad_clip": (1e9, "main.py --grad-clip default (no clipping in effect)"),
+    "mpl_feedback": ("reference", "main.py: dot_product = s_loss_l_new - s_loss_l_old"),
+    "width": (1.0, "models.py WideResNet(depth 28, widen 2)"),
+    "block_style": ("mpl-pytorch", "models.py BasicBlock"),
+    "block_dropout": (0.0, "main.py WideResNet(dropout=0)"),
+    "teacher_dropout": (0.2, "README --teacher-dropout -> dense_dropout before fc"),
+    "student_dropout": (0.2, "README --student-dropout -> dense_dropout before fc"),
+    "bn_momentum": (0.001, "models.py nn.BatchNorm2d(momentum=0.001)"),
+    "randaug_ops": (2, "README command --randaug 2 16"),
+    "randaug_magnitude": (16, "README command --randaug 2 16 (0-10 scale, PARAMETER_MAX 10)"),
+    "cutout_size": (12, "augmentation.py RandAugmentCIFAR: CutoutConst(m, 32 // 4) = 12 px"),
+    "fill": (128, "data.py RandomCrop(fill=128), augmentation.py FILL_COLOR"),
+    "normalization": ("mpl-pytorch", "data.py cifar10_mean / cifar10_std"),
+    "unlabelled_size": ("all 50,000", "data.py x_u_split: every training image, labelled too"),
+    "val_size": (0, "none: the reference selects its best step on the test set"),
+    "finetune_epochs": (625, "README command --finetune-epochs"),
+    "finetune_batch_size": (512, "README command --finetune-batch-size"),
+    "finetune_lr": (3e-5, "README command --finetune-lr"),
+    "finetune_momentum": (0.9, "README command --finetune-momentum"),
+    "finetune_weight_decay": (0.0, "README command --finetune-weight-decay"),
+    "finetune_label_smoothing": (0.15, "main.py finetune(): the label-smoothed criterion"),
+    "finetune_dense_dropout": (0.0, "main.py finetune(): model.drop = nn.Identity()"),
+    "finetune_randaugment": (True, "data.py transform_finetune: crop, flip, RandAugmentCIFAR"),
+    "finetune_shuffle": (False, "main.py finetune(): DataLoader without a sampler"),
+    "finetune_drop_last": (False, "main.py finetune(): DataLoader default"),
+    "amp": ("fp16", "README command --amp (fp16 autocast with gradient scalers)"),
+    "seed": (2, "README command --seed"),
+}
+# why the full profile differs where it does
+WHY_DIFFERENT = {
+    "total_steps": "the presentation's run length (SPEC 3.5); profile full-long runs 300,000",
+    "grad_clip": "0 = no clipping, the same in effect",
+    "unlabelled_size": "the presentation's split (SPEC 3.4): 5,000 validation and the labelled "
+                       "images held out",
+    "val_size": "model selection on a validation split; the test set is evaluated once",
+    "amp": "bf16 autocast where the GPU has it (no loss scaling needed), else fp16 with scalers",
+    "seed": "one seed for the whole report",
+}
+
+
+def reference_recipe_table(params: dict) -> pd.DataFrame:
+    """Every setting of the reference run beside this run's, with the reference's source and why
+    they differ where they do (a value set by a small profile says so)."""
+    full = P.load("03_semi_supervised", "full")
+    rows = []
+    for key, (ref, source) in REFERENCE_RECIPE.items():
+        ours = params[key]
+        same = ours == ref
+        why = "" if same else (
+            f"set by the {params['profile']} profile (params/03_semi_supervised.yaml says why)"
+            if ours != full[key] else WHY_DIFFERENT.get(key, ""))
+        rows.append({"param": key, "this run": ours, "reference code": ref, "same": same,
+                     "reference source (kekmodel/MPL-pytorch)": source, "why different": why})
+    rows.append({"param": "labelled sampling", "this run": "reshuffled every epoch",
+                 "reference code": "--expand-labels: the 4,000 repeated to 128,000 per epoch",
+                 "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
+                 "why different": "the same sampling up to where epochs end"})
+    return pd.DataFrame(rows)
