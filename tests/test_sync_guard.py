@@ -53,6 +53,8 @@ def test_a_training_iteration_has_no_host_synchronising_op(kind):
         for _ in range(2):
             method.train_step(next(batches))
     assert counter.ops == {}, f"{kind}: {counter.ops}"
+    # no tensor built from Python data per step either (on a GPU, each is a host-to-device copy)
+    assert counter.host_tensors == {}, f"{kind}: {counter.host_tensors}"
 
 
 @pytest.mark.parametrize("kind", ["mpl", "uda"])

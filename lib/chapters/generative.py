@@ -114,6 +114,7 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                          tb_dir=(Path(tb_root) / kind) if tb_root else None, device=device,
                          amp=params["amp"], seed=params["seed"],
                          log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
+                         compile_min_steps=params["compile_min_steps"],
                          config={"kind": kind, "settings": s, "data": splits.source})
     bs = params["sample_batch_size"]
     if kind == "ddpm":

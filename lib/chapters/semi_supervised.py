@@ -279,7 +279,8 @@ def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_di
                              evaluate=evaluate, eval_every=eval_every, ckpt_dir=ckpt_dir,
                              tb_dir=tb_dir, device=device, amp=params["amp"], seed=params["seed"],
                              log_every=params["log_every"], stop_after=stop_after, config=config,
-                             compile=params["compile"])
+                             compile=params["compile"],
+                             compile_min_steps=params["compile_min_steps"])
     return SSLRun(**vars(run), parameters=count_parameters(method.eval_model), tb_dir=tb_dir)
 
 

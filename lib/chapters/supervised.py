@@ -163,6 +163,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
                          tb_dir=(Path(tb_root) / run_name) if tb_root else None, device=device,
                          amp=params["amp"], seed=params["seed"],
                          log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
+                         compile_min_steps=params["compile_min_steps"],
                          config={"model": name, "width": params["width"], "epochs": epochs,
                                  "recipe": rec})
     storage.record_checkpoint(ckpt_root, run_name, {
@@ -320,10 +321,11 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
                              seed=params["seed"])
         splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y,
                         source=splits.source)
+    sweep_params = {**params, "compile": params["sweep_compile"]}
     rows = []
     for bs in params["sweep_batch_sizes"]:
         for lr in params["sweep_lrs"]:
-            t = train_classifier(params["sweep_model"], splits, params, ckpt_root=ckpt_root,
+            t = train_classifier(params["sweep_model"], splits, sweep_params, ckpt_root=ckpt_root,
                                  recipe_name="presented", epochs=params["sweep_epochs"],
                                  overrides={"batch_size": bs, "lr": lr},
                                  run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")

@@ -167,9 +167,9 @@ class MetaPseudoLabels(UDAObjective):
         return {"student_loss": s_loss.detach(), "teacher_loss": t_loss.detach(),
                 "t_loss_l": t["loss_l"].detach(), "t_loss_uda": t["loss_u"].detach(),
                 "t_loss_mpl": t_loss_mpl.detach(), "mpl_h": h,
-                "mask_ratio": t["mask"].mean().detach(), "uda_weight": torch.tensor(t["weight_u"]),
-                "lr_teacher": torch.tensor(self.t_opt.param_groups[0]["lr"]),
-                "lr_student": torch.tensor(self.s_opt.param_groups[0]["lr"])}
+                "mask_ratio": t["mask"].mean().detach(), "uda_weight": t["weight_u"],
+                "lr_teacher": self.t_opt.param_groups[0]["lr"],
+                "lr_student": self.s_opt.param_groups[0]["lr"]}
 
 
 class UDA(UDAObjective):
@@ -200,8 +200,8 @@ class UDA(UDAObjective):
         self.counter.value += 1
         return {"teacher_loss": t["loss"].detach(), "t_loss_l": t["loss_l"].detach(),
                 "t_loss_uda": t["loss_u"].detach(), "mask_ratio": t["mask"].mean().detach(),
-                "uda_weight": torch.tensor(t["weight_u"]),
-                "lr_teacher": torch.tensor(self.opt.param_groups[0]["lr"])}
+                "uda_weight": t["weight_u"],
+                "lr_teacher": self.opt.param_groups[0]["lr"]}
 
 
 class Supervised(SSLMethod):
@@ -231,4 +231,4 @@ class Supervised(SSLMethod):
                       ema=True)
         return {"loss": loss.detach(),
                 "acc": (logits.argmax(1) == batch.y_l).float().mean().detach(),
-                "lr": torch.tensor(self.opt.param_groups[0]["lr"])}
+                "lr": self.opt.param_groups[0]["lr"]}

@@ -62,25 +62,55 @@ def device_description(device: torch.device) -> str:
     return device.type
 
 
-def resolve_compile(value, device: torch.device) -> bool:
+def resolve_compile(value, device: torch.device, *, steps: int | None = None,
+                    min_steps: int = 0) -> bool:
     """The ``compile`` parameter: ``auto`` compiles on CUDA (where bench/gpu_check.sh measures the
-    gain) and nowhere else; ``true``/``false`` force it."""
+    gain) runs of at least ``min_steps`` optimiser steps (a compilation costs about a minute per
+    graph, repaid only over a long run; the params files state each chapter's threshold) and
+    nowhere else; ``true``/``false`` force it."""
     if value == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" and (steps is None or steps >= min_steps)
     if isinstance(value, bool):
         return value
     raise ValueError(f"compile must be auto, true or false, got {value!r}")
 
 
+# torch.compile's backend; tests swap in a counting backend to check how many graphs a run builds
+COMPILE_BACKEND = "inductor"
+
+
+class OneGraph:
+    """A compiled module that compiles exactly one graph: calls with the first call's input
+    shapes, grad mode and train/eval mode run compiled; any other call (a partial last batch,
+    MPL's no-grad pass of the student on the labelled images) runs the same module eagerly
+    instead of compiling a second graph. ``eager_calls`` counts those."""
+
+    def __init__(self, compiled, module: nn.Module):
+        self.compiled, self.module = compiled, module
+        self.key: tuple | None = None
+        self.eager_calls = 0
+
+    def __call__(self, *args, **kwargs):
+        key = (torch.is_grad_enabled(), self.module.training,
+               *(tuple(a.shape) for a in args if torch.is_tensor(a)))
+        if self.key is None:
+            self.key = key
+        if key == self.key:
+            return self.compiled(*args, **kwargs)
+        self.eager_calls += 1
+        return self.module(*args, **kwargs)
+
+
 def maybe_compile(module: nn.Module, enabled: bool):
-    """``torch.compile(module)`` when ``enabled``, else ``module``. A graph torch cannot compile
-    falls back to eager execution with a warning instead of ending a long run."""
+    """:class:`OneGraph` over ``torch.compile(module)`` when ``enabled``, else ``module``. A graph
+    torch cannot compile falls back to eager execution with a warning instead of ending a long
+    run."""
     if not enabled:
         return module
     import torch._dynamo
 
     torch._dynamo.config.suppress_errors = True
-    return torch.compile(module)
+    return OneGraph(torch.compile(module, backend=COMPILE_BACKEND), module)
 
 
 def elapsed_since(t0: float, device: torch.device) -> float:

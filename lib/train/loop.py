@@ -30,7 +30,13 @@ from ..storage import (
     recover,
     save_atomic,
 )
-from .device import amp_dtype, device_description, pick_device, seed_everything
+from .device import (
+    amp_dtype,
+    device_description,
+    pick_device,
+    resolve_compile,
+    seed_everything,
+)
 from .method import Method
 
 
@@ -108,7 +114,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         ckpt_dir: str | Path | None = None, ckpt_every: int | None = None, resume: bool = True,
         stop_after: int | None = None, tb_dir: str | Path | None = None, log_every: int = 50,
         device: str | torch.device = "auto", amp: str = "auto", seed: int = 0, desc: str = "train",
-        config: dict | None = None, compile: bool | str = False) -> FitResult:
+        config: dict | None = None, compile: bool | str = False,
+        compile_min_steps: int = 0) -> FitResult:
     """Train ``method`` for ``total_steps`` steps on ``batches(start_step)``.
 
     * ``evaluate()`` runs every ``eval_every`` steps and at the end; its dict joins the history row,
@@ -118,13 +125,15 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
       and ``best.pt``; with ``resume`` an existing ``last.pt`` is continued. ``stop_after`` ends
       this call after that many steps (checkpointing first), which is how an interruption is
       simulated or a budget kept.
-    * ``compile`` (auto / true / false) compiles the modules the method names in ``compiled``.
+    * ``compile`` (auto / true / false) compiles the modules the method names in ``compiled``;
+      ``auto`` only on CUDA and only when ``total_steps`` >= ``compile_min_steps``.
     * The returned history has one row per evaluation: step, epoch, averaged train logs, eval
       metrics, lr, images/s and elapsed seconds.
     """
     device = pick_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(device, amp)
     seed_everything(seed)
+    compile = resolve_compile(compile, device, steps=total_steps, min_steps=compile_min_steps)
     method.setup(device, dtype, compile=compile)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir else None
@@ -133,7 +142,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     steps_per_epoch = steps_per_epoch or eval_every
 
     step, rows, best, elapsed = 0, [], {}, 0.0
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor | float] = {}
     count, seen = 0, 0
     # the newest readable checkpoint of this run: last.pt, else best.pt (unreadable ones moved
     # aside)
@@ -143,14 +152,18 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         method.setup(device, dtype, compile=compile)
         _set_rng_state(ck["rng"])
         step, rows, best, elapsed = ck["step"], ck["history"], ck["best"], ck["elapsed"]
-        sums = {k: v.to(device) for k, v in ck["window"]["sums"].items()}
+        # sums of Python numbers were saved as float64 scalars: they come back as Python floats
+        sums = {k: float(v) if v.dtype == torch.float64 else v.to(device)
+                for k, v in ck["window"]["sums"].items()}
         count, seen = ck["window"]["count"], ck["window"]["seen"]
 
     def payload():
         return {"method": method.state_dict(), "rng": _rng_state(), "step": step, "history": rows,
                 "best": best, "elapsed": elapsed, "config": config or {}, "select": select,
-                "window": {"sums": {k: v.cpu() for k, v in sums.items()}, "count": count,
-                           "seen": seen}}
+                "window": {"sums": {k: v.cpu() if torch.is_tensor(v)
+                                    else torch.tensor(v, dtype=torch.float64)
+                                    for k, v in sums.items()},
+                           "count": count, "seen": seen}}
 
     writer = None
     if tb_dir:
@@ -176,7 +189,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     def collect_times() -> dict[str, float]:
         data_s, batch_s, n = timer.collect()
         for k, v in (("data_time", data_s), ("batch_time", batch_s)):
-            sums[k] = sums.get(k, 0) + torch.tensor(v, dtype=torch.float64)
+            sums[k] = sums.get(k, 0) + v
         return {"data_time": data_s / max(n, 1), "batch_time": batch_s / max(n, 1)}
 
     while step < end:
@@ -189,8 +202,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         seen += method.batch_size(batch)
         count += 1
         for k, v in logs.items():
-            sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v)
-                                        else torch.tensor(float(v)))
+            # Python numbers (learning rates, ramp weights) stay Python: no host tensor per step
+            sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v) else float(v))
         at_eval = step % eval_every == 0 or step == total_steps
         if step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000:
             # the only place the host waits for the device, besides logging below
@@ -208,7 +221,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         if at_eval:
             now = time.perf_counter()
             row = {"step": step, "epoch": step / steps_per_epoch}
-            row.update({f"train_{k}": (v / count).item() for k, v in sums.items()})
+            row.update({f"train_{k}": float(v / count) for k, v in sums.items()})
             row["lr"] = method.lr()
             row["images_per_s"] = seen / max(now - t_window, 1e-9)
             elapsed += now - t_start
