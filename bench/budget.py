@@ -14,6 +14,7 @@ projections are offered:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 BUDGET_HOURS = 3.0
 ASSUMED_TFLOPS = 100.0  # sustained bf16 throughput for these small networks: ~10% of an H100/H200's dense peak
 ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of kernel launches)
+# overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
+ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
+ASSUMED_DISK_GB_S = 1.0   # checkpoint write speed (torch.save + fsync + rename), GB/s
+# what one checkpoint holds per parameter, in 4-byte slots: weights + optimiser state (+ EMA copy)
+SLOTS = {"sgd": 2, "sgd+ema": 3, "adam": 3, "adam+ema": 4}
 
 
 @dataclass
@@ -45,59 +51,131 @@ class Work:
     steps: float = 0.0
 
 
+def compiles(p: dict, steps: float) -> bool:
+    """Whether a run of ``steps`` optimiser steps compiles on CUDA under its chapter's rule (compile
+    ``auto``: at least ``compile_min_steps`` steps; see lib.train.resolve_compile)."""
+    if isinstance(p["compile"], bool):
+        return p["compile"]
+    return steps >= p["compile_min_steps"]
+
+
+@functools.lru_cache(maxsize=None)
+def parameters(name: str) -> int:
+    """Parameters of a registered model, a chapter-2 generator (``gen:<kind>``, full profile) or the
+    chapter-3 WRN at full width."""
+    from lib.models import build_model, count_parameters
+
+    if name.startswith("gen:"):
+        from lib.chapters import generative
+
+        kind = name[4:]
+        s = generative.generator_settings(kind, P.load("02_generative", "full"))
+        return generative.build_method(kind, s, total_steps=10, seed=0)[1]
+    return count_parameters(build_model(name, width=1.0))
+
+
+def overheads(chapter: str, run: str, p: dict, *, model: str, steps: float, evals: float,
+              eval_images: float, ckpt_params: str, slots: int, modules: int = 1) -> list[Work]:
+    """The costs of one training run besides its steps: ``evals`` evaluations of ``eval_images``
+    forward passes each (validation, and the test once, counted in by the caller), a checkpoint
+    (``last.pt``, and ``best.pt`` when it improved: at most two) per evaluation, and, when the run
+    compiles under its chapter's rule, one graph per compiled module."""
+    out = [Work(chapter, f"{run}: evaluation", evals * eval_images, "images", f"eval:{model}",
+                f"fwd:{model}")] if eval_images else []
+    gb = (2 * evals + 1) * parameters(ckpt_params) * 4 * slots / 1e9
+    out.append(Work(chapter, f"{run}: checkpoint writes", gb, "GB", "disk", ""))
+    if compiles(p, steps):
+        out.append(Work(chapter, f"{run}: compilation", modules, "graphs", "compile", ""))
+    return out
+
+
 def profile_work(profile: str = "full") -> list[Work]:
-    """Every costly workload of ``profile``, from its params files (evaluation and plotting are left out: they
-    are small next to training and sampling)."""
+    """Every costly workload of ``profile``, from its params files: training and sampling, and each
+    run's evaluation, checkpoint writes and compilation (:func:`overheads`)."""
     p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
     work: list[Work] = []
 
     def train_images(p):
         return (p["train_subset"] or TRAIN_IMAGES) - p["val_size"]
 
-    n1 = train_images(p1)
-    bs = p1[f"{p1['recipe']}_batch_size"]
-    for m in [*p1["models"], *p1["activation_map_models"]]:
-        work.append(Work("01_supervised", f"train {m}", p1["epochs"] * n1, "images", f"train:{m}", f"train:{m}",
-                         p1["epochs"] * n1 / bs))
-    for m in p1["pretrained_models"]:  # fine-tuned at 224 px
-        units = p1["pretrained_epochs"] * n1
-        work.append(Work("01_supervised", f"fine-tune pretrained {m} at 224 px", units, "images",
-                         f"train:{m}@224", f"train:{m}@224", units / p1["finetune_batch_size"]))
-    if p1["recipe_baseline"]:
-        other = "presented" if p1["recipe"] == "strong" else "strong"
-        work.append(Work("01_supervised", f"train resnet18 ({other} recipe)", p1["epochs"] * n1, "images",
-                         "train:resnet18", "train:resnet18", p1["epochs"] * n1 / p1[f"{other}_batch_size"]))
-    n_sweep = p1["sweep_train_subset"] or n1
-    cells = [(b, lr) for b in p1["sweep_batch_sizes"] for lr in p1["sweep_lrs"]]
-    work.append(Work("01_supervised", f"batch x lr sweep ({len(cells)} cells)", len(cells) * p1["sweep_epochs"] * n_sweep,
-                     "images", f"train:{p1['sweep_model']}", f"train:{p1['sweep_model']}",
-                     sum(p1["sweep_epochs"] * n_sweep / b for b, _ in cells)))
+    def val_images(p):
+        return p["val_size"] if p["train_subset"] == 0 else min(p["val_size"], p["train_subset"])
 
+    def test_images(p):
+        return p["test_subset"] or TEST_IMAGES
+
+    def classifier(ch, run, p, model, epochs, images, batch, tta, *, rate=None, eval_model=None):
+        steps = epochs * images / batch
+        work.append(Work(ch, run, epochs * images, "images", rate or f"train:{model}",
+                         rate or f"train:{model}", steps))
+        views = 2 if tta else 1  # flip TTA: the image and its mirror
+        evals = epochs  # one validation pass per epoch
+        work.extend(overheads(ch, run, p, model=eval_model or model, steps=steps, evals=evals,
+                              eval_images=views * val_images(p), ckpt_params=model, slots=SLOTS["sgd"]))
+        work.append(Work(ch, f"{run}: test", views * test_images(p), "images",
+                         f"eval:{eval_model or model}", f"fwd:{eval_model or model}"))
+
+    ch = "01_supervised"
+    n1 = train_images(p1)
+    rec = p1["recipe"]
+    for m in [*p1["models"], *p1["activation_map_models"]]:
+        classifier(ch, f"train {m}", p1, m, p1["epochs"], n1, p1[f"{rec}_batch_size"], p1[f"{rec}_flip_tta"])
+    for m in p1["pretrained_models"]:  # fine-tuned at 224 px
+        classifier(ch, f"fine-tune pretrained {m} at 224 px", p1, m, p1["pretrained_epochs"], n1,
+                   p1["finetune_batch_size"], p1["finetune_flip_tta"], rate=f"train:{m}@224",
+                   eval_model=f"{m}@224")
+    if p1["recipe_baseline"]:
+        other = "presented" if rec == "strong" else "strong"
+        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", p1["epochs"], n1,
+                   p1[f"{other}_batch_size"], p1[f"{other}_flip_tta"])
+    n_sweep = p1["sweep_train_subset"] or n1
+    sweep_p = {**p1, "compile": p1["sweep_compile"]}
+    for b in p1["sweep_batch_sizes"]:
+        for lr in p1["sweep_lrs"]:
+            classifier(ch, f"sweep cell b{b} lr{lr:g}", sweep_p, p1["sweep_model"], p1["sweep_epochs"],
+                       n_sweep, b, False)
+
+    ch = "02_generative"
     n2 = train_images(p2)
     for kind in ("vae", "dcgan", "ddpm"):
-        units = p2[f"{kind}_epochs"] * n2
-        work.append(Work("02_generative", f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}",
-                         units / p2[f"{kind}_batch_size"]))
+        s = {k[len(kind) + 1:]: v for k, v in p2.items() if k.startswith(kind + "_")}
+        units = s["epochs"] * n2
+        steps = units / s["batch_size"]
+        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps))
+        every = s.get("eval_every_epochs", s.get("checkpoint_every_epochs", 1))
+        evals = s["epochs"] / every
+        work.extend(overheads(ch, f"train {kind}", p2, model=kind, steps=steps, evals=evals,
+                              eval_images=val_images(p2) if kind == "vae" else 0, ckpt_params=f"gen:{kind}",
+                              slots=SLOTS["adam+ema" if kind == "ddpm" else "adam"],
+                              modules=2 if kind == "dcgan" else 1))
     n_fid = p2["fid_images"]
-    work.append(Work("02_generative", f"DDPM DDIM sampling ({n_fid} images)", n_fid * p2["ddpm_ddim_steps"],
+    work.append(Work(ch, f"DDPM DDIM sampling ({n_fid} images)", n_fid * p2["ddpm_ddim_steps"],
                      "image-steps", "unet_forward", "unet_forward"))
-    work.append(Work("02_generative", f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
+    work.append(Work(ch, f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
                      p2["ddpm_ancestral_images"] * p2["ddpm_ancestral_steps"], "image-steps", "unet_forward",
                      "unet_forward"))
-    cls_images = p2["classifier_epochs"] * 4 * n2  # 2.2: real, reconstructions, real + reconstructions (2x)
-    work.append(Work("02_generative", "2.2 classifiers (real / VAE / both)", cls_images, "images",
-                     f"train:{p2['classifier_model']}", f"train:{p2['classifier_model']}",
-                     cls_images / p2["classifier_batch_size"]))
+    for source, images in (("real", n2), ("reconstructions", n2), ("real + reconstructions", 2 * n2)):
+        classifier(ch, f"2.2 classifier ({source})", p2, p2["classifier_model"], p2["classifier_epochs"],
+                   images, p2["classifier_batch_size"], p2["classifier_flip_tta"])
     scored = 3 + (p2["ddpm_ancestral_images"] >= n_fid)  # VAE, DCGAN, DDPM-DDIM (+ ancestral)
     fid_images = (p2["fid_reference_images"] or TRAIN_IMAGES) + 2 * n_fid + scored * n_fid
-    work.append(Work("02_generative", "FID Inception features", fid_images, "images", "inception", "inception"))
+    work.append(Work(ch, "FID Inception features", fid_images, "images", "inception", "inception"))
 
+    ch = "03_semi_supervised"
+    slots3 = {"mpl": 2 * SLOTS["sgd"] + 1, "uda": SLOTS["sgd+ema"], "supervised": SLOTS["sgd+ema"]}
     for kind in ("mpl", "uda", "supervised"):
-        work.append(Work("03_semi_supervised", f"train {kind}", p3["total_steps"], "steps", f"ssl:{kind}",
-                         f"ssl:{kind}", p3["total_steps"]))
+        steps = p3["total_steps"]
+        work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps))
+        work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
+                              evals=steps / p3["eval_every"], eval_images=p3["val_size"], ckpt_params="wrn28_2",
+                              slots=slots3[kind], modules=2 if kind == "mpl" else 1))
+        work.append(Work(ch, f"train {kind}: test", test_images(p3), "images", "eval:wrn28_2", "fwd:wrn28_2"))
     ft = p3["finetune_epochs"] * p3["labelled_size"]
-    work.append(Work("03_semi_supervised", "MPL finetune", ft, "images", "train:wrn28_2", "train:wrn28_2",
-                     ft / p3["finetune_batch_size"]))
+    ft_steps = p3["finetune_epochs"] * -(-p3["labelled_size"] // p3["finetune_batch_size"])
+    work.append(Work(ch, "MPL finetune", ft, "images", "train:wrn28_2", "train:wrn28_2", ft_steps))
+    work.extend(overheads(ch, "MPL finetune", p3, model="wrn28_2", steps=ft_steps,
+                          evals=p3["finetune_epochs"] / p3["finetune_eval_every_epochs"],
+                          eval_images=p3["val_size"], ckpt_params="wrn28_2", slots=SLOTS["sgd"]))
 
     work.append(Work("04_extras", "embed gallery + queries", TRAIN_IMAGES + TEST_IMAGES, "images",
                      "embed:resnet18", "embed:resnet18"))
@@ -110,8 +188,6 @@ def unit_rates(gpu_check: dict) -> dict[str, float]:
     for name, ips in (gpu_check.get("classifiers") or {}).items():
         if isinstance(ips, (int, float)):
             rates[f"train:{name}"] = float(ips)
-    if "train:resnet18" in rates:
-        rates["embed:resnet18"] = 3 * rates["train:resnet18"]  # a forward pass is about a third of a step
     for kind in ("vae", "dcgan", "ddpm"):
         if "images_per_s" in (gpu_check.get(kind) or {}):
             rates[f"train:{kind}"] = gpu_check[kind]["images_per_s"]
@@ -128,7 +204,21 @@ def unit_rates(gpu_check: dict) -> dict[str, float]:
         rates["train:wrn28_2"] = mpl["labelled_batch"] / mpl["supervised_s_per_step"]
     if "images_per_s" in (gpu_check.get("inception") or {}):
         rates["inception"] = gpu_check["inception"]["images_per_s"]
+    # evaluation: a forward pass is about a third of a training step
+    rates.update({"eval:" + k[6:]: 3 * v for k, v in list(rates.items()) if k.startswith("train:")})
+    if "eval:resnet18" in rates:
+        rates["embed:resnet18"] = rates["eval:resnet18"]
+    rates.update(overhead_rates(gpu_check))
     return rates
+
+
+def overhead_rates(gpu_check: dict | None = None) -> dict[str, float]:
+    """Compilations per second and checkpoint GB per second: measured by the device check when it
+    got that far, else :data:`ASSUMED_COMPILE_S` and :data:`ASSUMED_DISK_GB_S`."""
+    c = (gpu_check or {}).get("compile") or {}
+    disk = (gpu_check or {}).get("disk") or {}
+    return {"compile": 1 / c.get("s_per_graph", ASSUMED_COMPILE_S),
+            "disk": disk.get("gb_per_s", ASSUMED_DISK_GB_S)}
 
 
 def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, float]:
@@ -152,20 +242,23 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
     out: dict[str, float] = {}
     with torch.random.fork_rng():
         torch.manual_seed(0)
+        def classifier(key, model):
+            out[f"train:{key}"] = count(lambda: F.cross_entropy(model(x), y).backward()) / 2
+            with torch.no_grad():
+                out[f"fwd:{key}"] = count(lambda: model.eval()(x)) / 2
+            model.train()
+
         for name in sorted(MODELS):
-            model = build_model(name, width=1.0)
-            out[f"train:{name}"] = count(lambda: F.cross_entropy(model(x), y).backward()) / 2
-            if name == "resnet18":
-                with torch.no_grad():
-                    out["embed:resnet18"] = count(lambda: model.eval()(x)) / 2
-        model = build_model("efficientnet_b0", resize_to=224)  # pretrained shape, random weights
-        loss = lambda: F.cross_entropy(model(x), y).backward()  # noqa: E731
-        out["train:efficientnet_b0@224"] = count(loss) / 2
+            classifier(name, build_model(name, width=1.0))
+        out["embed:resnet18"] = out["fwd:resnet18"]
+        # pretrained shape, random weights
+        classifier("efficientnet_b0@224", build_model("efficientnet_b0", resize_to=224))
         p2 = P.load("02_generative", "full")
         for kind in ("vae", "dcgan", "ddpm"):
             method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10, seed=0)
             method.setup(cpu, None)
             out[f"train:{kind}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
+            out[f"fwd:{kind}"] = out[f"train:{kind}"] / 3  # a forward pass: about a third of a step
             if kind == "ddpm":
                 with torch.no_grad():
                     out["unet_forward"] = count(lambda: method.ema.module(x, torch.tensor([10, 500])).sample) / 2
@@ -207,7 +300,11 @@ def flop_estimate(work: list[Work], flops: dict[str, float], *, tflops: float = 
     faster than ``step_ms``; plus ``pflop`` per chapter under ``<chapter>_pflop``."""
     out = {ch: 0.0 for ch in CHAPTERS}
     pf = {f"{ch}_pflop": 0.0 for ch in CHAPTERS}
+    fixed = overhead_rates()
     for w in work:
+        if not w.flops:  # compilation and checkpoint writes: assumed rates
+            out[w.chapter] += w.units / fixed[w.rate]
+            continue
         f = w.units * flops.get(w.flops, 0.0)
         out[w.chapter] += max(f / (tflops * 1e12), w.steps * step_ms / 1e3)
         pf[f"{w.chapter}_pflop"] += f / 1e15

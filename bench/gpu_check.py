@@ -2,14 +2,21 @@
 
     bench/gpu_check.sh [--data ARCHIVE] [--fid-weights PTH]     (logs under $BENCH_DIR, default outputs/bench/)
 
-Measures on the current device (CUDA: real sizes; CPU: the same models at small batches and few steps, so the
-script proves every path and its per-image rates still project something): ResNet-18 with the strong recipe
-(images/s, seconds per epoch, test accuracy after a few epochs), every other chapter-1 model (images/s),
-DDPM training steps/s at batch 128 and DDIM sampling time, DCGAN steps/s, MPL seconds per step at the presented
-batch sizes, Inception feature throughput for FID, and on CUDA what ``torch.compile`` buys for ResNet-18 and the
-DDPM U-Net. From those rates and the full profile's parameters (bench/budget.py) it projects the wall time of each
-chapter and of the whole report against the 3-hour budget; it also counts each workload's FLOPs, which gives the
-achieved TFLOP/s on a GPU and, on a CPU, a FLOP-based estimate under stated assumptions. The short table is last.
+Sections run in order of information per second, and ``gpu_check.json`` (with the projection so far) is
+written after every one, so a run cut off by its time limit keeps everything it measured:
+
+1. start-up: torch and CUDA versions, device, driver, native bf16, free memory, a tiny ``torch.compile``;
+2. eager rates (seconds each): every chapter-1 model's training images/s (and the pretrained EfficientNet
+   at 224 px), DDPM steps/s and DDIM sampling time, DCGAN and VAE steps/s, MPL/UDA/supervised seconds per
+   step at the presented batch sizes, Inception images/s for FID, FLOPs per workload, checkpoint write speed;
+3. the end-to-end accuracy run: the full profile's ResNet-18 (its recipe, all its epochs) when the measured
+   rate projects it under 3 minutes, else as many epochs as fit: test accuracy and time to 94% validation;
+4. the DDPM U-Net's memory layout (contiguous vs channels_last: GroupNorm) for training and sampling;
+5. CUDA only, time-boxed in a child process: what ``torch.compile`` buys and costs per graph.
+
+On a CPU the same sections run shrunk (small batches, few steps) to prove every path. From the rates and the
+full profile's parameters (bench/budget.py) it projects each chapter's wall time, overheads included, against
+the 3-hour budget. The short table is last.
 """
 from __future__ import annotations
 
@@ -35,8 +42,9 @@ from lib import data as D  # noqa: E402
 from lib import params as P  # noqa: E402
 from lib.train import amp_dtype, device_description, pick_device  # noqa: E402
 
-LIMIT_S = 480          # the whole check must end within 8 minutes on one GPU
+LIMIT_S = 560          # the whole check must end within the device's 10-minute limit per command
 OPTIONAL_NEEDS_S = 90  # the compile comparison runs (in a child process, cut off before the limit) with this much left
+E2E_BUDGET_S = 180     # the end-to-end ResNet-18 run trains the full profile's epochs when they fit in this
 
 
 def _sync(device):
@@ -83,20 +91,23 @@ def startup(device, *, gpu: bool) -> dict:
     return out
 
 
-def resnet18_strong(device, *, gpu: bool, out: Path) -> dict:
-    from lib.chapters import supervised
+def accuracy_run(device, *, gpu: bool, out: Path, results: dict) -> dict:
+    """The full profile's ResNet-18 with its recipe, all its epochs when the measured batch-512 rate projects
+    them under :data:`E2E_BUDGET_S`, else as many epochs as fit (the schedule then spans those epochs); on a
+    CPU one epoch of a shrunk run. Test accuracy, validation accuracy per epoch, time to 94% validation."""
+    from train_speed import time_to_94
 
-    epochs = 5 if gpu else 1
-    over = {"epochs": epochs, "compile": False}
+    full_epochs = P.load("01_supervised", "full")["epochs"]
     if not gpu:
-        over.update(train_subset=1200, val_size=200, test_subset=500, width=0.25, strong_batch_size=128)
-    params = P.load("01_supervised", "full", over)
-    splits = supervised.load_splits(params)
-    t = supervised.train_classifier("resnet18", splits, params, ckpt_root=out / "resnet18_strong", run_name="resnet18")
-    ips = t.history["images_per_s"].iloc[-1]
-    return {"images_per_s": round(float(ips), 1), "s_per_epoch": round(len(splits.train_y) / ips, 1),
-            "epochs": epochs, "test_acc": round(100 * t.test_acc, 2), "width": params["width"],
-            "train_images": len(splits.train_y)}
+        over = {"train_subset": 1200, "val_size": 200, "test_subset": 500, "width": 0.25,
+                "strong_batch_size": 128}
+        return time_to_94(1, over, ckpt_root=out / "accuracy_run")
+    ips = (results.get("classifiers") or {}).get("resnet18")
+    if not isinstance(ips, (int, float)):
+        raise RuntimeError("no ResNet-18 rate was measured, so the run cannot be sized")
+    epoch_s = 1.15 * (budget.TRAIN_IMAGES - P.load("01_supervised", "full")["val_size"]) / ips  # + evaluation
+    epochs = full_epochs if epoch_s * full_epochs <= E2E_BUDGET_S else max(1, int(E2E_BUDGET_S // epoch_s))
+    return {"projected_s": round(epoch_s * epochs), **time_to_94(epochs, {}, ckpt_root=out / "accuracy_run")}
 
 
 def classifier_rates(device, *, gpu: bool) -> dict:
@@ -110,15 +121,20 @@ def classifier_rates(device, *, gpu: bool) -> dict:
             continue
         r = one(name, width=1.0, batch_size=512 if gpu else 16, steps=20 if gpu else 1, device_name=str(device))
         out[name] = r["images_per_s"]
+    r = one("efficientnet_b0", width=1.0, batch_size=128 if gpu else 2, steps=10 if gpu else 1,
+            device_name=str(device), model_kwargs={"resize_to": 224})  # the pretrained model's fine-tuning
+    out["efficientnet_b0@224"] = r["images_per_s"]
     return out
 
 
-def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2, compile: bool = False):
+def generator_rate(kind: str, device, *, batch: int | None, steps: int, warmup: int = 2, compile: bool = False,
+                   over: dict | None = None):
     """Full-profile ``kind`` ("vae", "dcgan" or "ddpm") method, its settings, parameter count, batch and seconds
-    per training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored)."""
+    per training step at ``batch`` (None = the full profile's batch size; images in [-1, 1], labels ignored);
+    ``over`` overrides chapter-2 params."""
     from lib.chapters import generative
 
-    s = generative.generator_settings(kind, P.load("02_generative", "full"))
+    s = generative.generator_settings(kind, P.load("02_generative", "full", over))
     method, n_params = generative.build_method(kind, s, total_steps=1000, seed=0)
     method.setup(device, amp_dtype(device), compile=compile)
     batch = batch or s["batch_size"]
@@ -139,6 +155,37 @@ def ddpm_rates(device, *, gpu: bool) -> dict:
             "s_per_image_step": per_image_step,
             "ddim_5000_s": round(per_image_step * 5000 * s["ddim_steps"], 1),
             "ancestral_5000_s": round(per_image_step * 5000 * s["ancestral_steps"], 1)}
+
+
+def ddpm_layout(device, *, gpu: bool) -> dict:
+    """DDPM training steps/s and DDIM sampling seconds per image-step with the U-Net contiguous and
+    channels_last (``ddpm_channels_last``): GroupNorm, all through the U-Net, may prefer either on CUDA."""
+    out = {}
+    for layout, channels_last in (("contiguous", False), ("channels_last", True)):
+        method, s, _, batch, sec = generator_rate("ddpm", device, batch=None if gpu else 2, steps=10 if gpu else 1,
+                                                  warmup=2 if gpu else 1, over={"ddpm_channels_last": channels_last})
+        n, steps = (500, 10) if gpu else (2, 1)
+        _, t = method.sample(n, sampler="ddim", steps=steps, batch_size=n, seed=0)
+        out[f"{layout}_train_steps_per_s"] = round(1 / sec, 2)
+        out[f"{layout}_sample_s_per_image_step"] = t / (n * steps)
+    out["faster_for_sampling"] = min(("contiguous", "channels_last"),
+                                     key=lambda k: out[f"{k}_sample_s_per_image_step"])
+    out["faster_for_training"] = max(("contiguous", "channels_last"),
+                                     key=lambda k: out[f"{k}_train_steps_per_s"])
+    return out
+
+
+def disk_rate(out: Path, *, gpu: bool) -> dict:
+    """Checkpoint write speed: a tensor of 1 GiB (CPU: 64 MiB) saved the way checkpoints are (atomically)."""
+    from lib.storage import save_atomic
+
+    n = (2**30 if gpu else 2**26) // 4
+    path = out / "disk_check.pt"
+    t0 = time.perf_counter()
+    save_atomic({"x": torch.zeros(n)}, path)
+    sec = time.perf_counter() - t0
+    path.unlink(missing_ok=True)
+    return {"gb": round(n * 4 / 1e9, 3), "gb_per_s": round(n * 4 / 1e9 / sec, 2)}
 
 
 def small_generator_rates(kind: str, device, *, gpu: bool) -> dict:
@@ -165,12 +212,17 @@ def compile_gain(device) -> dict:
     """CUDA only: ResNet-18 (batch 512) and DDPM (batch 128) training rates eager and compiled."""
     from train_speed import one
 
-    out = {}
+    out, wall = {}, {}
     for compiled in (False, True):
+        name = "compiled" if compiled else "eager"
+        t0 = time.perf_counter()
         r = one("resnet18", width=1.0, batch_size=512, steps=30, device_name=str(device), compile=compiled)
-        out[f"resnet18_{'compiled' if compiled else 'eager'}_images_per_s"] = r["images_per_s"]
+        out[f"resnet18_{name}_images_per_s"] = r["images_per_s"]
         *_, batch, sec = generator_rate("ddpm", device, batch=None, steps=20, warmup=3, compile=compiled)
-        out[f"ddpm_{'compiled' if compiled else 'eager'}_steps_per_s"] = round(1 / sec, 2)
+        out[f"ddpm_{name}_steps_per_s"] = round(1 / sec, 2)
+        wall[name] = time.perf_counter() - t0
+    # the same work eager and compiled: the difference is the two graphs' compilation (cold cache)
+    out["s_per_graph"] = round(max(1.0, (wall["compiled"] - wall["eager"]) / 2), 1)
     out["resnet18_speedup"] = round(out["resnet18_compiled_images_per_s"] / out["resnet18_eager_images_per_s"], 2)
     out["ddpm_speedup"] = round(out["ddpm_compiled_steps_per_s"] / out["ddpm_eager_steps_per_s"], 2)
     return out
@@ -210,17 +262,40 @@ def inception_rate(device, *, gpu: bool) -> dict:
     return {"images": n, "images_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
+def project_into(results: dict, work: list, *, gpu: bool) -> None:
+    """The full profile's projection from what is measured so far (overheads included), and on a GPU the
+    achieved TFLOP/s per workload."""
+    rates = budget.unit_rates(results)
+    proj, missing = budget.project(work, rates)
+    results["projection_s"] = {k: round(v) for k, v in proj.items()}
+    results["projection_missing"] = missing
+    flops = results.get("flops", {})
+    if "error" in flops or not flops:
+        return
+    est = budget.flop_estimate(work, flops)
+    results["flop_estimate_s"] = {k: round(v) for k, v in est.items() if not k.endswith("_pflop")}
+    results["full_profile_pflop"] = {k[:-6]: round(v, 1) for k, v in est.items() if k.endswith("_pflop")}
+    if gpu:  # how much of the device each workload uses: FLOPs per unit x units per second
+        names = {"train:resnet18": "ResNet-18", "train:resnet101": "ResNet-101", "train:ddpm": "DDPM",
+                 "ssl:mpl": "MPL", "inception": "Inception"}
+        results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
+                                      for k, label in names.items() if k in rates and k in flops}
+
+
 def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     """The short table printed last: measured rates, then the projections."""
     rows: list[tuple[str, object]] = [("device", results["device"]), ("data", results["data"])]
     for key, value in results.get("startup", {}).items():
         if key != "device":
             rows.append((f"start-up: {key}", value))
-    r18 = results.get("resnet18_strong", {})
-    if "error" not in r18:
-        rows.append(("ResNet-18 strong: images/s, s/epoch",
-                     f"{r18['images_per_s']}, {r18['s_per_epoch']} (width {r18['width']}, {r18['train_images']} images)"))
-        rows.append((f"ResNet-18 strong: test acc after {r18['epochs']} epoch(s)", f"{r18['test_acc']}%"))
+    acc = results.get("accuracy_run", {})
+    if "test_acc_best_epoch" in acc:
+        rows.append((f"ResNet-18 full recipe, {acc['epochs']} of {acc['full_profile_epochs']} epochs: test acc",
+                     f"{acc['test_acc_best_epoch']}% (width {acc['width']}, {acc['train_images']} images, "
+                     f"{acc['images_per_s']} images/s, {acc['wall_s']} s)"))
+        to94 = acc["seconds_to_94_val"]
+        rows.append(("ResNet-18 time to 94% validation accuracy",
+                     f"{to94} s" if to94 is not None else "not reached"))
     for name, ips in results.get("classifiers", {}).items():
         if name != "error":
             rows.append((f"{name} train images/s (width 1)", ips))
@@ -231,6 +306,14 @@ def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     if "ddim_5000_s" in results.get("ddpm", {}):
         rows.append((f"DDPM 5,000 images: DDIM {results['ddpm']['ddim_steps']} steps / ancestral 1000 (s)",
                      f"{results['ddpm']['ddim_5000_s']} / {results['ddpm']['ancestral_5000_s']}"))
+    lay = results.get("ddpm_layout", {})
+    if "faster_for_sampling" in lay:
+        rows.append(("DDPM U-Net layout: train steps/s, DDIM s per image-step (contiguous | channels_last)",
+                     f"{lay['contiguous_train_steps_per_s']}, {lay['contiguous_sample_s_per_image_step']:.2e} | "
+                     f"{lay['channels_last_train_steps_per_s']}, {lay['channels_last_sample_s_per_image_step']:.2e}"
+                     f" -> ddpm_channels_last: {str(lay['faster_for_sampling'] == 'channels_last').lower()}"))
+    if "gb_per_s" in results.get("disk", {}):
+        rows.append(("checkpoint writes GB/s", results["disk"]["gb_per_s"]))
     if "mpl_s_per_step" in results.get("mpl", {}):
         m = results["mpl"]
         rows.append((f"MPL s/step (labelled {m['labelled_batch']} + unlabelled {m['unlabelled_batch']})",
@@ -240,6 +323,7 @@ def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     c = results.get("compile", {})
     if "resnet18_speedup" in c:
         rows.append(("torch.compile speed-up: ResNet-18 / DDPM", f"{c['resnet18_speedup']}x / {c['ddpm_speedup']}x"))
+        rows.append(("torch.compile cost per graph (s, cold)", c["s_per_graph"]))
     for name, tf in results.get("achieved_tflops", {}).items():
         rows.append((f"achieved TFLOP/s: {name}", tf))
     for ch, sec in results.get("projection_s", {}).items():
@@ -263,8 +347,8 @@ def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
     return rows
 
 
-SUMMARY_ROWS = ("device", "ResNet-18 strong: images/s", "DDPM steps/s", "MPL s/step", "Inception (FID)",
-                "full profile within", "FLOP-based estimate")
+SUMMARY_ROWS = ("device", "ResNet-18 full recipe", "ResNet-18 time to 94%", "resnet18 train", "DDPM steps/s",
+                "MPL s/step", "Inception (FID)", "full profile within", "FLOP-based estimate")
 
 
 def summary(rows: list[tuple[str, object]]) -> str:
@@ -294,16 +378,19 @@ def main() -> int:
     gpu = device.type == "cuda"
     results: dict = {"device": device_description(device), "data": data, "torch": torch.__version__}
     sections = [("startup", lambda: startup(device, gpu=gpu)),
-                ("resnet18_strong", lambda: resnet18_strong(device, gpu=gpu, out=out)),
                 ("classifiers", lambda: classifier_rates(device, gpu=gpu)),
                 ("ddpm", lambda: ddpm_rates(device, gpu=gpu)),
                 ("dcgan", lambda: small_generator_rates("dcgan", device, gpu=gpu)),
                 ("vae", lambda: small_generator_rates("vae", device, gpu=gpu)),
                 ("mpl", lambda: mpl_rates(device, gpu=gpu)),
                 ("inception", lambda: inception_rate(device, gpu=gpu)),
-                ("flops", budget.count_flops)]
+                ("flops", budget.count_flops),
+                ("disk", lambda: disk_rate(out, gpu=gpu)),
+                ("accuracy_run", lambda: accuracy_run(device, gpu=gpu, out=out, results=results)),
+                ("ddpm_layout", lambda: ddpm_layout(device, gpu=gpu))]
     if gpu:
         sections.append(("compile", lambda: compile_gain_in_child(LIMIT_S - 30 - (time.perf_counter() - t_start))))
+    work = budget.profile_work("full")
     for name, fn in sections:
         t0 = time.perf_counter()
         if name == "compile" and LIMIT_S - (t0 - t_start) < OPTIONAL_NEEDS_S:
@@ -316,25 +403,12 @@ def main() -> int:
             traceback.print_exc()
         shown = "counted" if name == "flops" and "error" not in results[name] else json.dumps(results[name])
         print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {shown}", flush=True)
+        project_into(results, work, gpu=gpu)
         # saved after every section: a run cut off by its time limit keeps what it measured so far
         record.save("gpu_check", [], f"incomplete: sections up to {name}", out_dir=out, extra=results,
                     quiet=True)
-
-    work = budget.profile_work("full")
     rates = budget.unit_rates(results)
-    proj, missing = budget.project(work, rates)
-    results["projection_s"] = {k: round(v) for k, v in proj.items()}
-    results["projection_missing"] = missing
     flops = results.get("flops", {})
-    if "error" not in flops:
-        est = budget.flop_estimate(work, flops)
-        results["flop_estimate_s"] = {k: round(v) for k, v in est.items() if not k.endswith("_pflop")}
-        results["full_profile_pflop"] = {k[:-6]: round(v, 1) for k, v in est.items() if k.endswith("_pflop")}
-        if gpu:  # how much of the device each workload uses: FLOPs per unit x units per second
-            names = {"train:resnet18": "ResNet-18", "train:resnet101": "ResNet-101", "train:ddpm": "DDPM",
-                     "ssl:mpl": "MPL", "inception": "Inception"}
-            results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
-                                          for k, label in names.items() if k in rates and k in flops}
     rows = table_rows(results, gpu=gpu)
     record.save("gpu_check", [{"what": k, "value": v} for k, v in rows], summary(rows), out_dir=out,
                 extra=results)

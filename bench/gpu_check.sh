@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device check for the full profile, in at most 8 minutes on one GPU (it also runs on a CPU, shrunk).
+# Device check for the full profile, in under 10 minutes on one GPU (it also runs on a CPU, shrunk).
 #   bench/gpu_check.sh [--data CIFAR10_ARCHIVE_OR_FOLDER] [--fid-weights pt_inception-2015-12-05-6726825d.pth]
 # Needs no network: CIFAR-10 and the FID weights are passed by path (without --data it uses the synthetic set
 # and says so). Writes the full log to $BENCH_DIR (default outputs/bench/) and prints a short table last.
@@ -27,5 +27,5 @@ export CIFAR_REPORT_CACHE="${CIFAR_REPORT_CACHE:-$BENCH_DIR/cache}"
 export CIFAR_REPORT_PROGRESS=log
 args=()
 [ -n "$DATA" ] && args+=(--data "$DATA")
-timeout 480 "$PY" bench/gpu_check.py "${args[@]}" --out "$BENCH_DIR" 2>&1 | tee "$BENCH_DIR/gpu_check.log"
+timeout 570 "$PY" bench/gpu_check.py "${args[@]}" --out "$BENCH_DIR" 2>&1 | tee "$BENCH_DIR/gpu_check.log"
 exit "${PIPESTATUS[0]}"

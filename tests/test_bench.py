@@ -22,8 +22,16 @@ def test_gpu_check_runs_on_cpu_and_projects_every_chapter(tmp_path):
     assert any(line.startswith("projected full profile: total") for line in tail)
     assert any(line.startswith("FLOP-based estimate, full profile") for line in tail)
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    for section in ("resnet18_strong", "classifiers", "ddpm", "dcgan", "vae", "mpl", "flops"):
+    sections = ("startup", "classifiers", "ddpm", "dcgan", "vae", "mpl", "flops", "disk", "accuracy_run",
+                "ddpm_layout")
+    for section in sections:
         assert "error" not in result[section], result[section]
+    assert list(result)[-len(sections) - 3:-3] == list(sections)  # in the order of information per second
+    assert result["accuracy_run"]["epochs"] == 1 and len(result["accuracy_run"]["val_acc_by_epoch"]) == 1
+    assert result["ddpm_layout"]["faster_for_sampling"] in ("contiguous", "channels_last")
+    assert result["classifiers"]["efficientnet_b0@224"] > 0 and result["disk"]["gb_per_s"] > 0
+    # the projection counts every overhead: compilation (assumed on a CPU), evaluation, checkpoints
+    assert "compile" not in result and result["projection_missing"] == []
     assert result["ddpm"]["params"] == 35_746_307
     chapters = {"01_supervised", "02_generative", "03_semi_supervised", "04_extras", "total"}
     assert set(result["projection_s"]) >= chapters and set(result["flop_estimate_s"]) >= chapters

@@ -20,8 +20,9 @@ def test_work_follows_the_params_files():
     assert long_["train resnet18"].units == 5 * r18.units  # full-long: 200 epochs
     assert full["train ddpm"].steps == pytest.approx(120 * 45_000 / 128)
     assert long_["train mpl"].units == 10 * full["train mpl"].units == 300_000
-    sweep = full["batch x lr sweep (10 cells)"]
-    assert sweep.steps == pytest.approx(2 * 10 * 45_000 * sum(1 / b for b in (16, 32, 64, 128, 256)))
+    sweep = [w for name, w in full.items() if name.startswith("sweep cell") and ":" not in name]
+    assert len(sweep) == 10
+    assert sum(w.steps for w in sweep) == pytest.approx(2 * 10 * 45_000 * sum(1 / b for b in (16, 32, 64, 128, 256)))
     smoke = by_name(budget.profile_work("smoke"))
     assert smoke["train resnet18"].units < r18.units / 1000
 
@@ -51,3 +52,34 @@ def test_rates_from_a_cpu_check_are_scaled_to_the_presented_batch():
     assert "inception" not in rates
     _, missing = budget.project(budget.profile_work("full"), rates)
     assert "FID Inception features" in missing and "train mpl" not in missing
+    assert rates["eval:resnet18"] == 150  # a forward pass: a third of a training step
+    assert rates["compile"] == 1 / budget.ASSUMED_COMPILE_S and rates["disk"] == budget.ASSUMED_DISK_GB_S
+    measured = budget.unit_rates({"compile": {"s_per_graph": 30.0}, "disk": {"gb_per_s": 2.5}})
+    assert measured["compile"] == pytest.approx(1 / 30) and measured["disk"] == 2.5
+
+
+def test_every_run_pays_for_evaluation_checkpoints_and_compilation_by_its_chapters_rule():
+    full = by_name(budget.profile_work("full"))
+    # chapter 1: 40 epochs at batch 512 = 3,516 steps < compile_min_steps 10,000: eager, no compilation row
+    assert "train resnet18: compilation" not in full
+    assert full["train resnet18 (presented recipe): compilation"].units == 1  # 14,062 steps at batch 128
+    assert not any(name.startswith("sweep cell") and name.endswith("compilation") for name in full)  # sweep_compile
+    assert full["train mpl: compilation"].units == 2 and full["train ddpm: compilation"].units == 1
+    assert "MPL finetune: compilation" not in full  # 5,000 steps
+    # one validation pass per epoch of the flip-TTA'd (2 views) 5,000 validation images, the test once
+    assert full["train resnet18: evaluation"].units == 40 * 2 * 5_000
+    assert full["train resnet18: test"].units == 2 * 10_000
+    # last.pt per evaluation and best.pt at most as often, plus the final one: weights + SGD momentum
+    n = budget.parameters("resnet18")
+    assert full["train resnet18: checkpoint writes"].units == pytest.approx((2 * 40 + 1) * n * 4 * 2 / 1e9)
+    # DDPM: Adam (2 slots) + weights + EMA, every ddpm_checkpoint_every_epochs (10) of 120
+    ddpm = full["train ddpm: checkpoint writes"]
+    assert ddpm.units == pytest.approx((2 * 12 + 1) * budget.parameters("gen:ddpm") * 16 / 1e9)
+
+
+def test_flop_estimate_charges_compilation_and_checkpoints_at_their_assumed_rates():
+    work = [budget.Work("01_supervised", "c", 2, "graphs", "compile", ""),
+            budget.Work("01_supervised", "d", 5.0, "GB", "disk", "")]
+    est = budget.flop_estimate(work, {})
+    assert est["01_supervised"] == pytest.approx(2 * budget.ASSUMED_COMPILE_S + 5.0 / budget.ASSUMED_DISK_GB_S)
+    assert est["01_supervised_pflop"] == 0

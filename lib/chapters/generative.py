@@ -74,7 +74,8 @@ def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Me
     # Ho et al.: linear warm-up (5,000 steps), then constant
     warmup = max(1, min(s["warmup_steps"], total_steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
-    method = DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"])
+    method = DDPM(unet, opt, sched, ema_decay=s["ema_decay"], grad_clip=s["grad_clip"],
+                  channels_last=s["channels_last"])
     return method, count_parameters(unet)
 
 

@@ -54,8 +54,9 @@ class DDPM(Method):
 
     def __init__(self, unet: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler=None, *,
                  num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 ema_decay: float = 0.9999, grad_clip: float = 1.0):
+                 ema_decay: float = 0.9999, grad_clip: float = 1.0, channels_last: bool = False):
         super().__init__()
+        self.channels_last = channels_last
         self.unet = unet
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -73,6 +74,10 @@ class DDPM(Method):
     def setup(self, device, autocast_dtype, *, compile=None):
         super().setup(device, autocast_dtype, compile=compile)
         self.abar = self.abar.to(device)  # the noise schedule lives on the device, moved once
+        if not self.channels_last:  # CUDA GroupNorm computes in NCHW: keep the U-Nets there
+            for net in (self.unet, self.ema.module if self.ema is not None else None):
+                if net is not None:
+                    net.to(memory_format=torch.contiguous_format)
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
         """The simple loss of Ho et al. (Algorithm 1) on a batch of images in [-1, 1]."""
