@@ -46,6 +46,11 @@ try:
     [P.load(p.stem, sys.argv[1]) for p in sorted(P.PARAMS_DIR.glob('[0-9][0-9]_*.yaml'))]
 except P.ParamError as err:
     sys.exit(f'[run_all] --profile: {err}')" "$PROFILE" || exit 2
+# on a GPU: how long this profile will take on it, before hours are spent (FLOP count + a 1 s matmul probe)
+if [ -z "$CUDA_WHY" ]; then
+  "$PY" bench/budget.py --profile "$PROFILE" --start-line 2>/dev/null \
+    || echo "[run_all] (no projected wall time: bench/budget.py --start-line failed)"
+fi
 export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
 OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"
 mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"

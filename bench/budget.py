@@ -329,6 +329,49 @@ def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: d
     return pd.DataFrame(rows)
 
 
+SUSTAINED_FRACTION = 0.1  # of a dense matmul's rate: ASSUMED_TFLOPS is ~10% of an H100/H200's ~990 bf16 peak
+
+
+def probe_tflops(device, seconds: float = 1.0) -> float:
+    """Dense half-precision matmul TFLOP/s on ``device`` (CUDA): a one-second probe of the GPU's peak."""
+    import time
+
+    import torch
+
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    a = torch.randn(8192, 8192, device=device, dtype=dtype)
+    a @ a  # warm-up
+    torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(5):
+            a @ a
+        torch.cuda.synchronize()
+        n += 5
+    return n * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
+
+
+def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: float | None = None,
+               measured: dict | None = None) -> str:
+    """What ``run_all.sh`` prints before a GPU run: the profile's projected wall time on this GPU, from a
+    device check measured on the same GPU when one is saved, else from the FLOP count at
+    :data:`SUSTAINED_FRACTION` of the probed peak."""
+    work = profile_work(profile)
+    if measured and measured.get("device") == device_name:
+        proj, missing = project(work, unit_rates(measured))
+        how = "from bench/gpu_check.sh's rates measured on this GPU"
+        if missing:
+            how += f" (no rate for {len(missing)} workloads, left out)"
+        hours = proj["total"] / 3600
+    else:
+        tflops = SUSTAINED_FRACTION * peak_tflops
+        hours = flop_estimate(work, flops, tflops=tflops)["total"] / 3600
+        how = (f"FLOP-based: {tflops:.0f} TFLOP/s sustained = {SUSTAINED_FRACTION:.0%} of the "
+               f"{peak_tflops:.0f} TFLOP/s a matmul probe measured; bench/gpu_check.sh measures it")
+    return (f"[run_all] profile {profile} on {device_name}: projected wall time {hours:.1f} h ({how}); "
+            f"budget {BUDGET_HOURS:g} h on an H100/H200-class GPU")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="full")
@@ -336,7 +379,20 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=BUDGET_HOURS, help="the budget the total is checked against")
     ap.add_argument("--tflops", type=float, default=ASSUMED_TFLOPS, help="assumed sustained TFLOP/s")
     ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS, help="assumed floor per optimiser step (ms)")
+    ap.add_argument("--start-line", action="store_true",
+                    help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run)")
     args = ap.parse_args()
+    if args.start_line:
+        import torch
+
+        from lib.train import device_description
+
+        device = torch.device("cuda")
+        saved = ROOT / "outputs" / "bench" / "gpu_check.json"
+        measured = json.loads(saved.read_text()) if saved.is_file() else None
+        print(start_line(args.profile, device_description(device), flops=count_flops(),
+                         peak_tflops=probe_tflops(device), measured=measured), flush=True)
+        return 0
     work = profile_work(args.profile)
     saved = json.loads(Path(args.rates).read_text()) if args.rates else {}
     flops = saved.get("flops") or count_flops()

@@ -83,3 +83,21 @@ def test_flop_estimate_charges_compilation_and_checkpoints_at_their_assumed_rate
     est = budget.flop_estimate(work, {})
     assert est["01_supervised"] == pytest.approx(2 * budget.ASSUMED_COMPILE_S + 5.0 / budget.ASSUMED_DISK_GB_S)
     assert est["01_supervised_pflop"] == 0
+
+
+def test_a_gpu_run_starts_with_its_projected_wall_time():
+    flops = {"train:resnet18": 3e9}
+    work = budget.profile_work("full")
+    t4 = budget.start_line("full", "cuda (Tesla T4)", flops=flops, peak_tflops=60.0)
+    h100 = budget.start_line("full", "cuda (NVIDIA H100)", flops=flops, peak_tflops=600.0)
+    hours = [float(line.split("projected wall time ")[1].split(" h")[0]) for line in (t4, h100)]
+    expected = [budget.flop_estimate(work, flops, tflops=budget.SUSTAINED_FRACTION * peak)["total"] / 3600
+                for peak in (60.0, 600.0)]
+    assert hours == [round(h, 1) for h in expected] and hours[0] > hours[1]
+    assert "10% of the 60 TFLOP/s a matmul probe measured" in t4 and t4.startswith("[run_all] profile full on cuda (Tesla T4)")
+    # a device check saved on the same GPU takes precedence
+    check = {"device": "cuda (NVIDIA H100)", "classifiers": {"resnet18": 1e9}}
+    line = budget.start_line("full", "cuda (NVIDIA H100)", flops=flops, peak_tflops=600.0, measured=check)
+    assert "measured on this GPU" in line and "left out" in line
+    other = budget.start_line("full", "cuda (Tesla T4)", flops=flops, peak_tflops=60.0, measured=check)
+    assert "FLOP-based" in other
