@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from lib import params as P  # noqa: E402
 
@@ -118,15 +119,18 @@ def profile_work(profile: str = "full") -> list[Work]:
     ch = "01_supervised"
     n1 = train_images(p1)
     rec = p1["recipe"]
+    def epochs_of(m):
+        return (p1["model_epochs"] or {}).get(m, p1["epochs"])
+
     for m in [*p1["models"], *p1["activation_map_models"]]:
-        classifier(ch, f"train {m}", p1, m, p1["epochs"], n1, p1[f"{rec}_batch_size"], p1[f"{rec}_flip_tta"])
+        classifier(ch, f"train {m}", p1, m, epochs_of(m), n1, p1[f"{rec}_batch_size"], p1[f"{rec}_flip_tta"])
     for m in p1["pretrained_models"]:  # fine-tuned at 224 px
         classifier(ch, f"fine-tune pretrained {m} at 224 px", p1, m, p1["pretrained_epochs"], n1,
                    p1["finetune_batch_size"], p1["finetune_flip_tta"], rate=f"train:{m}@224",
                    eval_model=f"{m}@224")
     if p1["recipe_baseline"]:
         other = "presented" if rec == "strong" else "strong"
-        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", p1["epochs"], n1,
+        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", epochs_of("resnet18"), n1,
                    p1[f"{other}_batch_size"], p1[f"{other}_flip_tta"])
     n_sweep = p1["sweep_train_subset"] or n1
     sweep_p = {**p1, "compile": p1["sweep_compile"]}
@@ -164,7 +168,7 @@ def profile_work(profile: str = "full") -> list[Work]:
     ch = "03_semi_supervised"
     slots3 = {"mpl": 2 * SLOTS["sgd"] + 1, "uda": SLOTS["sgd+ema"], "supervised": SLOTS["sgd+ema"]}
     for kind in ("mpl", "uda", "supervised"):
-        steps = p3["total_steps"]
+        steps = (kind == "mpl" and p3["mpl_total_steps"]) or p3["total_steps"]
         work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps))
         work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
                               evals=steps / p3["eval_every"], eval_images=p3["val_size"], ckpt_params="wrn28_2",
@@ -329,6 +333,49 @@ def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: d
     return pd.DataFrame(rows)
 
 
+def describe(profile: str = "full") -> dict[str, str]:
+    """What each chapter of ``profile`` trains and samples, in words, from its params files."""
+    p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
+    own = "".join(f", {m} {e}" for m, e in (p1["model_epochs"] or {}).items())
+    models = len(p1["models"]) + len(p1["activation_map_models"])
+    cut = f" with Cutout-{p1['strong_cutout']}" if p1["strong_cutout"] else ""
+    d1 = (f"{models} models x {p1['epochs']} epochs{own} ({p1['recipe']} recipe{cut})"
+          + (", ResNet-18 with the other recipe" if p1["recipe_baseline"] else "")
+          + f", {len(p1['sweep_batch_sizes']) * len(p1['sweep_lrs'])} sweep cells x {p1['sweep_epochs']} epochs"
+          + "".join(f", pretrained {m} {p1['pretrained_epochs']} epochs at 224 px" for m in p1["pretrained_models"]))
+    steps = round(p2["ddpm_epochs"] * TRAIN_IMAGES * 0.9 / p2["ddpm_batch_size"])
+    d2 = (f"VAE {p2['vae_epochs']} / DCGAN {p2['dcgan_epochs']} / DDPM {p2['ddpm_epochs']:g} epochs "
+          f"({steps:,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} and "
+          f"{p2['ddpm_ancestral_images']:,} ancestral samples; three 2.2 classifiers x {p2['classifier_epochs']} "
+          "epochs; Inception features for FID")
+    mpl = p3["mpl_total_steps"] or p3["total_steps"]
+    d3 = (f"MPL {mpl:,} steps, UDA and supervised {p3['total_steps']:,} each, at labelled "
+          f"{p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune {p3['finetune_epochs']} epochs")
+    return {"01_supervised": d1, "02_generative": d2, "03_semi_supervised": d3,
+            "04_extras": "embeddings of 60,000 images"}
+
+
+def record_budget(profile: str, flops: dict, tflops: tuple[float, ...] = (ASSUMED_TFLOPS, 60.0)) -> Path:
+    """Save the profile's FLOP-based projection at each assumed throughput as the bench record ``budget``
+    (what the README's GPU-budget section is generated from)."""
+    import record
+
+    work = profile_work(profile)
+    hours = []
+    for tf in tflops:
+        est = flop_estimate(work, flops, tflops=tf)
+        hours.append({"tflops": tf, **{ch: round(est[ch] / 3600, 2) for ch in (*CHAPTERS, "total")}})
+    est = flop_estimate(work, flops)
+    pflop = {ch: round(est[f"{ch}_pflop"], 1) for ch in CHAPTERS}
+    units = {ch: round(sum(w.units for w in work if w.chapter == ch), 3) for ch in CHAPTERS}
+    summary = (f"profile {profile}: " + ", ".join(f"{h['total']:.2f} h at {h['tflops']:g} TFLOP/s" for h in hours)
+               + f" (FLOP-based, {sum(pflop.values()):.0f} PFLOP, overheads included)")
+    rows = [{"chapter": ch, "trains": describe(profile)[ch], "PFLOP": pflop[ch],
+             **{f"h at {h['tflops']:g} TFLOP/s": h[ch] for h in hours}} for ch in CHAPTERS]
+    return record.save("budget", rows, summary, extra={profile: {"hours": hours, "pflop": pflop,
+                                                                "units": units}})
+
+
 SUSTAINED_FRACTION = 0.1  # of a dense matmul's rate: ASSUMED_TFLOPS is ~10% of an H100/H200's ~990 bf16 peak
 
 
@@ -379,6 +426,8 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=BUDGET_HOURS, help="the budget the total is checked against")
     ap.add_argument("--tflops", type=float, default=ASSUMED_TFLOPS, help="assumed sustained TFLOP/s")
     ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS, help="assumed floor per optimiser step (ms)")
+    ap.add_argument("--record", action="store_true",
+                    help="save the projection at 100 and 60 TFLOP/s as $BENCH_DIR/budget.json (the README's source)")
     ap.add_argument("--start-line", action="store_true",
                     help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run)")
     args = ap.parse_args()
@@ -396,6 +445,8 @@ def main() -> int:
     work = profile_work(args.profile)
     saved = json.loads(Path(args.rates).read_text()) if args.rates else {}
     flops = saved.get("flops") or count_flops()
+    if args.record:
+        record_budget(args.profile, flops)
     rates = unit_rates(saved) if saved else None
     import pandas as pd
 

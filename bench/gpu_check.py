@@ -97,7 +97,9 @@ def accuracy_run(device, *, gpu: bool, out: Path, results: dict) -> dict:
     CPU one epoch of a shrunk run. Test accuracy, validation accuracy per epoch, time to 94% validation."""
     from train_speed import time_to_94
 
-    full_epochs = P.load("01_supervised", "full")["epochs"]
+    from lib.chapters import supervised
+
+    full_epochs = supervised.model_epochs(P.load("01_supervised", "full"), "resnet18")
     if not gpu:
         over = {"train_subset": 1200, "val_size": 200, "test_subset": 500, "width": 0.25,
                 "strong_batch_size": 128}

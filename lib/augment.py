@@ -78,3 +78,33 @@ def cpu_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class Cutout:
+    """DeVries & Taylor's Cutout (2017; their code's ``--cutout --length 16`` for CIFAR-10): one
+    ``size`` x ``size`` square per image, centred on a uniformly drawn pixel and clipped at the
+    border, set to the data mean (0 after normalisation, as their code zeroes the normalised
+    image). Batched on the device; a :class:`lib.batches.BatchLoader` draws the centres of a whole
+    epoch at once (``draw``) and applies them batch by batch (``__call__``)."""
+
+    def __init__(self, size: int, *, mean=MEAN):
+        self.size = size
+        self.fill = tuple(round(255 * m) for m in mean)
+        self._fill: dict[str, torch.Tensor] = {}
+
+    def draw(self, count: int, generator: torch.Generator, *, size: int = 32) -> torch.Tensor:
+        """``(count, 2)`` centres ``(x, y)``, uniform over the image's pixels."""
+        return torch.randint(0, size, (count, 2), generator=generator)
+
+    def __call__(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        key = str(x.device)
+        if key not in self._fill:  # made once per device, not per batch
+            self._fill[key] = torch.tensor(self.fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        h, w = x.shape[-2:]
+        half = self.size // 2
+        cols = torch.arange(w, device=x.device)
+        rows = torch.arange(h, device=x.device)
+        # half-open [c - size/2, c + size/2) as in the reference code, clipped by the comparison
+        in_x = (cols >= centres[:, 0:1] - half) & (cols < centres[:, 0:1] + half)   # (B, W)
+        in_y = (rows >= centres[:, 1:2] - half) & (rows < centres[:, 1:2] + half)   # (B, H)
+        return torch.where((in_y[:, :, None] & in_x[:, None, :])[:, None], self._fill[key], x)

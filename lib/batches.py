@@ -1,6 +1,6 @@
 """Batch streams on the training device, deterministic per ``(seed, step)`` so a resumed run sees
 the batches an uninterrupted one would have: :class:`BatchLoader` (images and labels,
-crop/flip/normalise, optionally RandAugment) and :class:`SSLBatches` (labelled images plus weak and
+crop/flip/normalise, optionally RandAugment or Cutout) and :class:`SSLBatches` (labelled images plus weak and
 strong views of unlabelled ones).
 
 Every random choice of an epoch (order, crops, flips, RandAugment's ops and Cutout centres) is drawn
@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from .augment import normalize, random_crop_flip
+from .augment import Cutout, normalize, random_crop_flip
 from .randaugment import RandAugmentCIFAR
 
 
@@ -24,15 +24,15 @@ class BatchLoader:
     The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a run resumed at any
     step sees exactly the batches an uninterrupted run would have seen. Yields ``(images, labels)``
     with images as normalised float32 (``channels_last`` when asked). Training batches are
-    crop (padding filled with ``fill``) + flip, then ``strong`` (a :class:`RandAugmentCIFAR`) when
-    given; ``shuffle=False`` keeps the images' order every epoch and ``drop_last=False`` ends an
+    crop (padding filled with ``fill``) + flip, then ``strong`` (a :class:`RandAugmentCIFAR` or a
+    :class:`lib.augment.Cutout`) when given; ``shuffle=False`` keeps the images' order every epoch and ``drop_last=False`` ends an
     epoch with the partial batch.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  device: torch.device | str = "cpu", train: bool = True, augment: bool = True,
                  padding: int = 4, seed: int = 0, channels_last: bool = False,
-                 normalize_fn=normalize, fill: int = 0, strong: RandAugmentCIFAR | None = None,
+                 normalize_fn=normalize, fill: int = 0, strong: RandAugmentCIFAR | Cutout | None = None,
                  shuffle: bool = True, drop_last: bool = True):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")

@@ -190,7 +190,49 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"measurements": measurements_section, "results": results_section}
+def budget_section(records: Path = RECORDS) -> str:
+    """The full profile's FLOP-based cost per chapter at 100 and 60 TFLOP/s (the budget record), then
+    every target with its setting, evidence, expected and measured value (a recorded full run)."""
+    import budget
+
+    from lib.report.targets import targets_frame
+
+    path = records / "benches" / "budget.json"
+    if not path.is_file():
+        return ("not recorded: no bench/records/benches/budget.json (python bench/budget.py --record, then "
+                "python scripts/readme.py record outputs/bench/budget.json)")
+    rec = json.loads(path.read_text())
+    work = budget.profile_work("full")
+    units = {ch: round(sum(w.units for w in work if w.chapter == ch), 3) for ch in budget.CHAPTERS}
+    if units != rec["full"]["units"]:
+        return ("stale: params/ changed since bench/records/benches/budget.json was recorded (python "
+                "bench/budget.py --record, then python scripts/readme.py record outputs/bench/budget.json)")
+    hours = rec["full"]["hours"]
+    machine, when = _where(rec)
+    heads = " | ".join(f"{h['tflops']:g} TFLOP/s" for h in hours)
+    lines = [f"| chapter | the full profile trains | PFLOP | {heads} |",
+             "| --- | --- | --- |" + " --- |" * len(hours)]
+    for row in rec["rows"]:
+        ch = row["chapter"]
+        lines.append(f"| {ch} | {row['trains']} | {row['PFLOP']:.1f} | "
+                     + " | ".join(f"{h[ch]:.2f} h" for h in hours) + " |")
+    lines.append(f"| **whole report** | | **{sum(rec['full']['pflop'].values()):.0f}** | "
+                 + " | ".join(f"**{h['total']:.2f} h**" for h in hours) + " |")
+    lines += ["", f"Projected by `{rec['command']}` at `{str(rec['commit'])[:12]}` ({rec['date'][:10]}, "
+              f"{machine}): FLOPs counted on the real networks, each optimiser step at least "
+              f"{budget.ASSUMED_STEP_MS:g} ms, compilation {budget.ASSUMED_COMPILE_S:g} s per graph, checkpoints "
+              f"written at {budget.ASSUMED_DISK_GB_S:g} GB/s. Assumptions, not measurements.", ""]
+    df = targets_frame(records / "reports", path)
+    lines += ["| target | setting (full profile) | evidence | expected from evidence | measured (full profile) |",
+              "| --- | --- | --- | --- | --- |"]
+    for r in df.to_dict("records"):
+        measured = f"{r['measured (full profile)']} (met: {r['met']})" if r["met"] else "not yet run"
+        lines.append(f"| {r['target']} | {r['setting (full profile)']} | {r['evidence']} | "
+                     f"{r['expected from evidence']} | {measured} |")
+    return "\n".join(lines)
+
+
+SECTIONS = {"measurements": measurements_section, "results": results_section, "budget": budget_section}
 
 
 def render(text: str, records: Path = RECORDS) -> str:

@@ -16,10 +16,13 @@ def test_work_follows_the_params_files():
     full, long_ = by_name(budget.profile_work("full")), by_name(budget.profile_work("full-long"))
     assert {w.chapter for w in full.values()} == set(budget.CHAPTERS)
     r18 = full["train resnet18"]
-    assert r18.units == 40 * 45_000 and r18.steps == pytest.approx(40 * 45_000 / 512)  # epochs x (50,000 - val 5,000)
-    assert long_["train resnet18"].units == 5 * r18.units  # full-long: 200 epochs
+    # ResNet-18's own 60 epochs (model_epochs) x (50,000 - val 5,000); the other models 40
+    assert r18.units == 60 * 45_000 and r18.steps == pytest.approx(60 * 45_000 / 512)
+    assert full["train resnet50"].units == 40 * 45_000
+    assert long_["train resnet18"].units == 200 * 45_000  # full-long: 200 epochs
     assert full["train ddpm"].steps == pytest.approx(120 * 45_000 / 128)
-    assert long_["train mpl"].units == 10 * full["train mpl"].units == 300_000
+    assert full["train mpl"].units == 65_000 and full["train uda"].units == 30_000  # mpl_total_steps
+    assert long_["train mpl"].units == long_["train uda"].units == 300_000
     sweep = [w for name, w in full.items() if name.startswith("sweep cell") and ":" not in name]
     assert len(sweep) == 10
     assert sum(w.steps for w in sweep) == pytest.approx(2 * 10 * 45_000 * sum(1 / b for b in (16, 32, 64, 128, 256)))
@@ -60,18 +63,18 @@ def test_rates_from_a_cpu_check_are_scaled_to_the_presented_batch():
 
 def test_every_run_pays_for_evaluation_checkpoints_and_compilation_by_its_chapters_rule():
     full = by_name(budget.profile_work("full"))
-    # chapter 1: 40 epochs at batch 512 = 3,516 steps < compile_min_steps 10,000: eager, no compilation row
+    # chapter 1: 60 epochs at batch 512 = 5,273 steps < compile_min_steps 10,000: eager, no compilation row
     assert "train resnet18: compilation" not in full
     assert full["train resnet18 (presented recipe): compilation"].units == 1  # 14,062 steps at batch 128
     assert not any(name.startswith("sweep cell") and name.endswith("compilation") for name in full)  # sweep_compile
     assert full["train mpl: compilation"].units == 2 and full["train ddpm: compilation"].units == 1
     assert "MPL finetune: compilation" not in full  # 5,000 steps
     # one validation pass per epoch of the flip-TTA'd (2 views) 5,000 validation images, the test once
-    assert full["train resnet18: evaluation"].units == 40 * 2 * 5_000
+    assert full["train resnet18: evaluation"].units == 60 * 2 * 5_000
     assert full["train resnet18: test"].units == 2 * 10_000
     # last.pt per evaluation and best.pt at most as often, plus the final one: weights + SGD momentum
     n = budget.parameters("resnet18")
-    assert full["train resnet18: checkpoint writes"].units == pytest.approx((2 * 40 + 1) * n * 4 * 2 / 1e9)
+    assert full["train resnet18: checkpoint writes"].units == pytest.approx((2 * 60 + 1) * n * 4 * 2 / 1e9)
     # DDPM: Adam (2 slots) + weights + EMA, every ddpm_checkpoint_every_epochs (10) of 120
     ddpm = full["train ddpm: checkpoint writes"]
     assert ddpm.units == pytest.approx((2 * 12 + 1) * budget.parameters("gen:ddpm") * 16 / 1e9)

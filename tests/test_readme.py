@@ -72,10 +72,12 @@ def test_results_section_reads_the_recorded_tables(tmp_path):
 
 def test_render_replaces_only_between_markers(tmp_path):
     text = "intro\n<!-- measurements:start -->\nold 1\n<!-- measurements:end -->\nmiddle\n" \
-           "<!-- results:start -->\nold 2\n<!-- results:end -->\nend\n"
+           "<!-- results:start -->\nold 2\n<!-- results:end -->\n" \
+           "<!-- budget:start -->\nold 3\n<!-- budget:end -->\nend\n"
     out = readme.render(text, tmp_path)
     assert out.startswith("intro\n<!-- measurements:start -->\n### Measurements") and out.endswith("end\n")
-    assert "old 1" not in out and "old 2" not in out and "\nmiddle\n" in out
+    assert "old 1" not in out and "old 2" not in out and "old 3" not in out and "\nmiddle\n" in out
+    assert "not recorded: no bench/records/benches/budget.json" in out  # no record: said, not kept
     assert readme.render(out, tmp_path) == out
     with pytest.raises(ValueError, match="lacks the markers"):
         readme.render("no markers", tmp_path)
@@ -92,3 +94,21 @@ def test_record_tests_reads_junit_and_context(tmp_path):
     assert (out["passed"], out["failed"], out["skipped"], out["seconds"]) == (14, 3, 3, 61.2)
     with pytest.raises(FileNotFoundError, match="run ./run_tests.sh first"):
         readme.record_tests(tmp_path / "nothing", tmp_path / "records")
+
+
+def test_the_budget_section_goes_stale_when_params_change(tmp_path, monkeypatch):
+    import budget
+
+    (tmp_path / "benches").mkdir()
+    src = readme.RECORDS / "benches" / "budget.json"
+    (tmp_path / "benches" / "budget.json").write_text(src.read_text())
+    assert "| **whole report** |" in readme.budget_section(tmp_path)
+    real = budget.profile_work
+
+    def longer(profile="full"):
+        work = real(profile)
+        work[0].units *= 2  # as if an epoch count had changed
+        return work
+
+    monkeypatch.setattr(budget, "profile_work", longer)
+    assert readme.budget_section(tmp_path).startswith("stale: params/ changed")

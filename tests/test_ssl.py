@@ -295,3 +295,19 @@ def test_tensorboard_read_back_returns_the_logged_values(tmp_path):
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown SSL method 'fixmatch'"):
         semi_supervised.build_method("fixmatch", smoke_params())
+
+
+def test_mpl_trains_its_own_steps_in_the_full_profile_and_the_tables_say_so():
+    from lib.chapters import mpl_reference
+
+    full = P.load("03_semi_supervised", "full")
+    assert semi_supervised.steps_of("mpl", full) == 65_000
+    assert semi_supervised.steps_of("uda", full) == semi_supervised.steps_of("supervised", full) == 30_000
+    long_ = P.load("03_semi_supervised", "full-long")
+    assert {semi_supervised.steps_of(k, long_) for k in semi_supervised.KINDS} == {300_000}
+    row = mpl_reference.reference_recipe_table({**full, "profile": "full"}).set_index("param").loc["total_steps"]
+    assert row["this run"] == 65_000 and "log-linear" in row["why different"]
+    smoke = P.load("03_semi_supervised", "smoke")  # total_steps 8
+    lr = semi_supervised.build_method("mpl", {**smoke, "mpl_total_steps": 50}).s_sched.lr_lambdas[0]
+    assert lr(25) > 0 and lr(50) == 0  # the student's cosine spans MPL's 50 steps, not 8
+    assert semi_supervised.build_method("uda", {**smoke, "mpl_total_steps": 50}).sched.lr_lambdas[0](25) == 0

@@ -6,7 +6,7 @@ import torch
 
 from lib import data as D
 from lib import params as P
-from lib.augment import to_signed
+from lib.augment import Cutout, to_signed
 from lib.batches import BatchLoader
 from lib.chapters import generative, semi_supervised
 from lib.methods.classifier import Classifier
@@ -25,7 +25,7 @@ def method_and_batches(kind):
         model = build_model("resnet18", width=0.125)
         method = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9,
                                                   nesterov=True))
-        batches = BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0).forever()
+        batches = BatchLoader(ds.train_x, ds.train_y, batch_size=16, seed=0, strong=Cutout(16)).forever()
     elif kind in generative.GENERATORS:
         p = P.load("02_generative", "smoke", {"data": "synthetic"})
         method, _ = generative.build_method(kind, generative.generator_settings(kind, p), total_steps=10,

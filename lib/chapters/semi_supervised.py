@@ -203,12 +203,18 @@ def wrn(params: dict, dense_dropout: float) -> nn.Module:
                        block_style=params["block_style"])
 
 
+def steps_of(kind: str, params: dict) -> int:
+    """Training steps of method ``kind``: MPL's ``mpl_total_steps`` when set, else
+    ``total_steps``."""
+    return (kind == "mpl" and params.get("mpl_total_steps")) or params["total_steps"]
+
+
 def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> SSLMethod:
     """The method of ``kind`` (``mpl``, ``uda``, ``supervised``) with its networks, SGD optimizers
     and schedules."""
     if kind not in KINDS:
         raise ValueError(f"unknown SSL method {kind!r}; expected one of {KINDS}")
-    total = total_steps or params["total_steps"]
+    total = total_steps or steps_of(kind, params)
     p = params
 
     def net(dense_dropout):
@@ -252,15 +258,15 @@ def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
     ``best.pt``; the test set is evaluated once, on that checkpoint. Re-running with the same
     parameters reuses/resumes it."""
     device = pick_device(params["device"])
+    keys = {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params)}
     ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, **{k: params[k] for k in TRAIN_KEYS}, "data": splits.source,
-        "sizes": splits.sizes()})
+        "kind": kind, **keys, "data": splits.source, "sizes": splits.sizes()})
     method = build_method(kind, params)
     batches, val, test = _loaders(splits, params, device, unlabelled=kind != "supervised")
     return _run(kind, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
                 tb_dir=(Path(tb_root) / kind) if tb_root else None,
-                total_steps=params["total_steps"], eval_every=params["eval_every"],
-                stop_after=stop_after, config={"kind": kind, **{k: params[k] for k in TRAIN_KEYS}})
+                total_steps=keys["total_steps"], eval_every=params["eval_every"],
+                stop_after=stop_after, config={"kind": kind, **keys})
 
 
 def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_dir, total_steps,
@@ -395,7 +401,8 @@ def hyperparameter_table(params: dict, splits: SSLSplits, presented: dict) -> pd
         ("common", "model"): f"WRN-28-2 (width x{p['width']})",
         ("common", "weight decay"): p["weight_decay"],
         ("common", "label smoothing"): p["label_smoothing"],
-        ("common", "training steps"): p["total_steps"],
+        ("common", "training steps"): p["total_steps"] if steps_of("mpl", p) == p["total_steps"]
+        else f"{steps_of('mpl', p)} (MPL); {p['total_steps']} (UDA, supervised)",
         ("common", "evaluation every (steps)"): p["eval_every"],
         ("student", "learning rate"): p["student_lr"],
         ("student", "batch size (labelled)"): p["batch_size"],

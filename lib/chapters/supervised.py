@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .. import storage
+from ..augment import Cutout
 from ..batches import BatchLoader
 from .. import data as D
 from ..evaluate.classification import classification_metrics, predict
@@ -24,7 +25,7 @@ from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
-               "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta")
+               "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta", "cutout")
 
 
 @dataclass
@@ -57,6 +58,11 @@ def load_splits(params: dict) -> Splits:
     test_x, test_y = D.subsample(ds.test_x, ds.test_y, params["test_subset"], seed=params["seed"])
     return Splits(train_x[parts["train"]], train_y[parts["train"]], train_x[parts["val"]],
                   train_y[parts["val"]], test_x, test_y, source=ds.source)
+
+
+def model_epochs(params: dict, name: str) -> int:
+    """Epochs of model ``name``: its ``model_epochs`` entry, else ``epochs``."""
+    return (params.get("model_epochs") or {}).get(name, params["epochs"])
 
 
 def recipe(params: dict, name: str | None = None) -> dict:
@@ -116,12 +122,13 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     resumes a stale run.
     """
     rec = {**recipe(params, recipe_name), **(overrides or {})}
-    epochs = epochs or params["epochs"]
+    epochs = epochs or model_epochs(params, name)
     device = pick_device(params["device"])
     channels_last = device.type == "cuda"
     run_name = run_name or name
+    keyed = {k: v for k, v in rec.items() if k != "cutout" or v}  # no Cutout: keyed as before it existed
     ckpt_dir = storage.run_dir(ckpt_root, run_name, {
-        "model": name, "width": params["width"], "epochs": epochs, "recipe": rec,
+        "model": name, "width": params["width"], "epochs": epochs, "recipe": keyed,
         "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
         **({"model_kwargs": model_kwargs} if model_kwargs else {})})
     torch.manual_seed(params["seed"])
@@ -132,7 +139,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
         return BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
 
     train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"],
-                   seed=params["seed"])
+                   seed=params["seed"], strong=Cutout(rec["cutout"]) if rec["cutout"] else None)
     val = loader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], train=False)
     steps_per_epoch = len(train)
     total = epochs * steps_per_epoch
@@ -273,6 +280,7 @@ def hyperparameter_table(recipes: dict[str, dict], *, epochs: dict[str, str],
         "weight decay": (None, lambda r: r["weight_decay"]),
         "label smoothing": (None, lambda r: r["label_smoothing"]),
         "test-time flip": (None, lambda r: r["flip_tta"]),
+        "Cutout (px)": (None, lambda r: r["cutout"] or "off"),
         "epochs": (None, None),
     }
     out = []
@@ -292,9 +300,10 @@ def recipe_runs(params: dict) -> dict[str, str]:
     """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
     other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
     other = "presented" if params["recipe"] == "strong" else "strong"
-    runs = {params["recipe"]: [f"{params['epochs']} (accuracy table)"], other: []}
+    own = "".join(f", {m} {e}" for m, e in (params.get("model_epochs") or {}).items())
+    runs = {params["recipe"]: [f"{params['epochs']}{own} (accuracy table)"], other: []}
     if params["recipe_baseline"]:
-        runs[other].append(f"{params['epochs']} (ResNet-18 {other}-recipe row)")
+        runs[other].append(f"{model_epochs(params, 'resnet18')} (ResNet-18 {other}-recipe row)")
     runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
     return {name: "; ".join(v) or "not run in this profile" for name, v in runs.items()}
 

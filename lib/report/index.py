@@ -70,6 +70,7 @@ def build_index(profile_dir: str | Path) -> Path:
     figures = {item: [e for e in entries if e.get("kind") == "figure"]
                for item, entries in man["items"].items()}
     parts += findings_html(profile_dir, profile, built, figures)
+    parts += targets_html(profile_dir.parent, profile)
     summary = summary_frame(profile_dir)
     parts += charts_html(summary, html_dir)
     full = profile in ("full", "full-long")
@@ -196,6 +197,31 @@ def findings_html(profile_dir: Path, profile: str, built: list[str], figures: di
 
 
 UNIT_NAMES = {"%": "accuracy (%)", "AUC": "AUC", "": "precision / recall / f1", "FID": "FID"}
+
+
+def targets_html(outputs: Path, profile: str) -> list[str]:
+    """The full profile's targets: setting, evidence, expected value and what a full-profile run
+    under ``outputs`` measured (empty until one exists)."""
+    from .targets import targets_frame
+
+    df = targets_frame(outputs)
+    esc = html.escape
+    ran = (df["met"] != "").any()
+    parts = ["<h2>Full-profile targets: expected from evidence vs measured</h2>",
+             "<p class='note'>What the <code>full</code> profile is set up to reach on one GPU, the "
+             "public numbers each setting rests on, and what "
+             + ("the full-profile run in this outputs folder measured."
+                if ran else "a full-profile run will measure: none has run in this outputs folder "
+                "yet, so every target below rests on projection.")
+             + (f" This page is profile <b>{esc(profile)}</b>; the measured column is always the "
+                "full profile's." if profile != "full" else "") + "</p>",
+             "<table id=\"targets\"><tr>" + "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+             + "</tr>"]
+    for r in df.to_dict("records"):
+        cls = {"yes": "holds", "no": "fails"}.get(r["met"], "")
+        parts.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values())
+                     + "</tr>")
+    return parts + ["</table>"]
 
 
 def charts_html(summary: pd.DataFrame, html_dir: Path) -> list[str]:
