@@ -29,18 +29,23 @@ from ..models.unet import build_unet
 from ..models.vae import ConvVAE
 from ..spec import PRESENTED
 from ..train import Method, Run, make_optimizer, pick_device, train_and_test
+from .generative_select import ddim_label, snapshot_epochs, snapshot_hook
 
 GENERATORS = ("vae", "dcgan", "ddpm")
+# settings that only change how a trained DDPM samples: not part of its checkpoint folder's key
+SAMPLING_SETTINGS = ("ddim_steps", "ddim_spacing", "ddim_compare", "ancestral_images",
+                     "ancestral_steps")
 
 
 @dataclass(kw_only=True)
 class TrainedGenerator(Run):
-    """A trained generative model, its settings and size, and a seeded sampler -> (uint8 images,
-    seconds)."""
+    """A trained generative model, its settings and size, a seeded sampler -> (uint8 images,
+    seconds), and a note on which weights sample (the chosen DCGAN snapshot)."""
 
     settings: dict
     parameters: int
     sample: Callable = field(repr=False)
+    note: str = ""
 
 
 def generator_settings(kind: str, params: dict) -> dict:
@@ -87,7 +92,9 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
     The checkpoint folder is keyed by the settings, seed, data source and split sizes: re-running
     the notebook reuses a finished run or resumes an interrupted one, and a changed parameter never
     resumes a stale run. The VAE keeps its best epoch by validation loss; DCGAN and DDPM have no
-    validation metric and use the last step (DDPM samples from the EMA weights).
+    validation metric: DCGAN saves ``dcgan_snapshots`` generator snapshots for
+    :func:`lib.chapters.generative_select.choose_snapshot`; DDPM uses the last step (sampling from
+    the EMA weights). DDPM's sampling settings are left out of the folder's key.
     """
     s = generator_settings(kind, params)
     device = pick_device(params["device"])
@@ -96,8 +103,9 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                            normalize_fn=to_signed)
     steps_per_epoch = len(loader)
     total = max(1, round(s["epochs"] * steps_per_epoch))
+    shaping = {k: v for k, v in s.items() if kind != "ddpm" or k not in SAMPLING_SETTINGS}
     ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, "settings": s, "seed": params["seed"], "data": splits.source,
+        "kind": kind, "settings": shaping, "seed": params["seed"], "data": splits.source,
         "sizes": splits.sizes(), "total": total})
     method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
     evaluate = None
@@ -105,9 +113,13 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
         val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                             device=device, train=False, normalize_fn=to_signed)
         evaluate = lambda: method.evaluate(val)  # noqa: E731
+    if kind == "dcgan":  # generator snapshots, scored by FID after training
+        evaluate = snapshot_hook(method, ckpt_dir, steps_per_epoch=steps_per_epoch,
+                                 epochs=snapshot_epochs(s["epochs"], s["snapshots"]))
     run = train_and_test(method, loader.forever, name=kind, total_steps=total, evaluate=evaluate,
                          steps_per_epoch=steps_per_epoch,
-                         # VAE: validate every eval_every_epochs; DDPM: checkpoint every N epochs
+                         # VAE: validate every eval_every_epochs; DDPM: checkpoint every N
+                         # epochs; DCGAN: every epoch (snapshots at some of them)
                          eval_every=max(1, round(s.get("eval_every_epochs",
                                                        s.get("checkpoint_every_epochs", 1))
                                                  * steps_per_epoch)),
@@ -119,9 +131,10 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                          config={"kind": kind, "settings": s, "data": splits.source})
     bs = params["sample_batch_size"]
     if kind == "ddpm":
-        sample = lambda n, *, sampler="ddim", steps=None, seed=0: method.sample(  # noqa: E731
-            n, sampler=sampler, steps=steps or (s["ddim_steps"] if sampler == "ddim" else None),
-            batch_size=bs, seed=seed)
+        sample = lambda n, *, sampler="ddim", steps=None, spacing=None, seed=0: (  # noqa: E731
+            method.sample(n, sampler=sampler, batch_size=bs, seed=seed,
+                          steps=steps or (s["ddim_steps"] if sampler == "ddim" else None),
+                          spacing=spacing or s["ddim_spacing"]))
     else:
         sample = lambda n, *, seed=0, **_: method.sample(n, batch_size=bs, seed=seed)  # noqa: E731
     return TrainedGenerator(**vars(run), settings={**s, "steps": total}, parameters=n_params,
@@ -157,8 +170,8 @@ def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
 
 def compared_fids(fid: pd.DataFrame, samples: dict[str, "Samples"]) -> dict[str, tuple[float, str]]:
     """``{model: (FID, sampler)}`` for DCGAN and DDPM, the rows compared with the presented FIDs.
-    Where both DDPM samplers were scored, the ancestral sampler's row (drawn last) is the one
-    compared."""
+    Where both DDPM samplers were scored (``ddpm_ancestral_images >= fid_images``), the ancestral
+    sampler's row (drawn last) is the one compared."""
     by_label = dict(zip(fid["model"], fid["FID"]))
     return {s.model: (by_label[label], s.sampler) for label, s in samples.items()
             if s.model in ("dcgan", "ddpm") and label in by_label}
@@ -230,19 +243,21 @@ class Samples:
 
 
 def draw_samples(trained: dict[str, TrainedGenerator], params: dict) -> dict[str, Samples]:
-    """``fid_images`` samples per model (DDPM with DDIM), plus ``ddpm_ancestral_images`` with the
-    ancestral sampler; each timed. Seeds are fixed, so re-running draws the same images."""
+    """``fid_images`` samples per model (DDPM with DDIM at ``ddpm_ddim_steps`` and
+    ``ddpm_ddim_spacing``), plus ``ddpm_ancestral_images`` with the ancestral sampler; each timed.
+    Seeds are fixed, so re-running draws the same images."""
     n, seed = params["fid_images"], params["seed"]
     out = {}
     for kind, label in (("vae", "VAE"), ("dcgan", "DCGAN")):
         if kind in trained:
             x, sec = trained[kind].sample(n, seed=seed)
-            out[label] = Samples(label, kind, "one decoder/generator pass", x, sec)
+            note = f", {trained[kind].note}" if trained[kind].note else ""
+            out[label] = Samples(label, kind, f"one decoder/generator pass{note}", x, sec)
     if "ddpm" in trained:
-        steps = params["ddpm_ddim_steps"]
-        x, sec = trained["ddpm"].sample(n, sampler="ddim", steps=steps, seed=seed)
-        out[f"DDPM, DDIM {steps} steps"] = Samples(f"DDPM, DDIM {steps} steps", "ddpm",
-                                                   f"DDIM, {steps} steps", x, sec)
+        steps, spacing = params["ddpm_ddim_steps"], params["ddpm_ddim_spacing"]
+        x, sec = trained["ddpm"].sample(n, sampler="ddim", steps=steps, spacing=spacing, seed=seed)
+        label = ddim_label(steps, spacing)
+        out[label] = Samples(label, "ddpm", f"DDIM, {steps} steps, {spacing} spacing", x, sec)
         steps, m = params["ddpm_ancestral_steps"], params["ddpm_ancestral_images"]
         if m > 0:
             x, sec = trained["ddpm"].sample(m, sampler="ddpm", steps=steps, seed=seed)
@@ -302,12 +317,16 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
     return df
 
 
-def sampling_times(samples: dict[str, Samples]) -> pd.DataFrame:
-    """Seconds per image of every sampler (whether or not its sample was large enough for FID)."""
+def sampling_times(samples: dict[str, Samples], *, fid_images: int) -> pd.DataFrame:
+    """Seconds per image of every sampler, and whether its sample was large enough for FID (a
+    smaller one, such as the ancestral sampler's, is a timing sample only)."""
     return pd.DataFrame([{"model / sampler": s.label, "images drawn": len(s.images),
                           "seconds": round(s.seconds, 2),
                           "s / image": round(s.seconds_per_image, 4),
-                          "s to sample 5,000 (extrapolated)": round(5000 * s.seconds_per_image, 1)}
+                          "s to sample 5,000 (extrapolated)": round(5000 * s.seconds_per_image, 1),
+                          "FID-scored": ("yes" if len(s.images) >= fid_images else
+                                         f"no: timing sample ({len(s.images):,} < "
+                                         f"fid_images {fid_images:,})")}
                          for s in samples.values()])
 
 

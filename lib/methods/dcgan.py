@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..augment import to_uint8
 from ..models.dcgan import DCGANDiscriminator, DCGANGenerator
-from ..train import Method
+from ..train import Method, StepCounter
 from ..train.device import elapsed_since
 
 
@@ -29,8 +29,9 @@ class DCGAN(Method):
         self.D = discriminator
         self.opt_g = opt_g
         self.opt_d = opt_d
+        self.steps = StepCounter()  # GAN iterations so far: the epoch a generator snapshot is from
         self.state = {"generator": generator, "discriminator": discriminator, "opt_g": opt_g,
-                      "opt_d": opt_d}
+                      "opt_d": opt_d, "steps": self.steps}
 
     def train_step(self, batch):
         real, _ = batch
@@ -55,6 +56,7 @@ class DCGAN(Method):
             loss_g = F.binary_cross_entropy_with_logits(d_gen, ones)
         self.optimise(loss_g, self.opt_g, model=self.G)
         # 4. the loop repeats with the next batch
+        self.steps.value += 1
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
                 "d_real": torch.sigmoid(d_real).mean().detach(),
                 "d_fake": torch.sigmoid(d_fake).mean().detach()}

@@ -9,7 +9,8 @@ T = 1000 linear betas 1e-4 -> 0.02, gradient clipping at 1 and an EMA of the wei
 samples. :class:`DDPM` returns its own loss (:meth:`DDPM.loss`), so any loop could train it; here
 :func:`lib.train.fit` does. Sampling is either the 1000-step ancestral sampler (Algorithm 2,
 diffusers' ``DDPMScheduler``) or DDIM (Song et al. 2021, ``DDIMScheduler``, eta = 0) with far fewer
-steps.
+steps, its timesteps spaced "leading" (0, T/n, ..., T - T/n: the DDIM paper's uniform skip) or
+"trailing" (T - 1, ..., T/n - 1: Lin et al. 2023, which starts from the last training timestep).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 
 from ..augment import to_uint8
 from ..train import Method
+
+DDIM_SPACINGS = ("leading", "trailing")
 
 
 def linear_betas(num_steps: int = 1000, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
@@ -103,33 +106,46 @@ class DDPM(Method):
                 "beta_end": self.beta_end, "beta_schedule": "linear"}
 
     def sample(self, n: int, *, sampler: str = "ddpm", steps: int | None = None,
-               batch_size: int = 256, seed: int = 0) -> tuple[torch.Tensor, float]:
+               spacing: str = "leading", batch_size: int = 256,
+               seed: int = 0) -> tuple[torch.Tensor, float]:
         """``n`` uint8 images from the EMA network with ``sampler`` (``ddpm``: ancestral, ``steps``
-        = T by default; ``ddim``: deterministic DDIM, eta 0), and the seconds it took."""
+        = T by default; ``ddim``: deterministic DDIM, eta 0, timesteps spaced by ``spacing``), and
+        the seconds it took."""
         return sample_diffusion(self.ema.module, n, sampler=sampler,
-                                steps=steps or self.num_timesteps, batch_size=batch_size, seed=seed,
+                                steps=steps or self.num_timesteps, spacing=spacing,
+                                batch_size=batch_size, seed=seed,
                                 autocast_dtype=self.autocast_dtype, **self.schedulers_config())
+
+
+def make_scheduler(sampler: str, steps: int, *, spacing: str = "leading", **config):
+    """diffusers' scheduler for ``sampler`` (``ddpm``: ancestral; ``ddim``: DDIM with timesteps
+    spaced by ``spacing``, "leading" or "trailing"), set to ``steps`` steps."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    cfg = dict(config, clip_sample=True)
+    if sampler == "ddpm":
+        sched = DDPMScheduler(**cfg)
+    elif sampler == "ddim":
+        if spacing not in DDIM_SPACINGS:
+            raise ValueError(f"unknown DDIM spacing {spacing!r}; expected one of {DDIM_SPACINGS}")
+        sched = DDIMScheduler(**cfg, timestep_spacing=spacing)
+    else:
+        raise ValueError(f"unknown sampler {sampler!r}; expected 'ddpm' or 'ddim'")
+    sched.set_timesteps(steps)
+    return sched
 
 
 @torch.inference_mode()
 def sample_diffusion(unet: nn.Module, n: int, *, sampler: str, steps: int, batch_size: int,
                      seed: int, num_train_timesteps: int, beta_start: float, beta_end: float,
-                     beta_schedule: str = "linear",
+                     beta_schedule: str = "linear", spacing: str = "leading",
                      autocast_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, float]:
     """Draw ``n`` images in batches with diffusers' DDPM (ancestral) or DDIM scheduler; returns
     uint8 images on the CPU and the wall time in seconds. Seeded: the same call gives the same
     images."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    cfg = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-               beta_schedule=beta_schedule, clip_sample=True)
-    if sampler == "ddpm":
-        sched = DDPMScheduler(**cfg)
-    elif sampler == "ddim":
-        sched = DDIMScheduler(**cfg)
-    else:
-        raise ValueError(f"unknown sampler {sampler!r}; expected 'ddpm' or 'ddim'")
-    sched.set_timesteps(steps)
+    sched = make_scheduler(sampler, steps, spacing=spacing,
+                           num_train_timesteps=num_train_timesteps, beta_start=beta_start,
+                           beta_end=beta_end, beta_schedule=beta_schedule)
     device = next(unet.parameters()).device
     was_training = unet.training
     unet.eval()
