@@ -158,10 +158,15 @@ def profile_work(profile: str = "full") -> list[Work]:
     work.append(Work(ch, f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
                      p2["ddpm_ancestral_images"] * p2["ddpm_ancestral_steps"], "image-steps", "unet_forward",
                      "unet_forward"))
+    main = (p2["ddpm_ddim_spacing"], p2["ddpm_ddim_steps"])
+    compared = {tuple(pair) for pair in p2["ddpm_ddim_compare"]} - {main}  # the main pair reuses its samples
+    work.append(Work(ch, f"DDIM spacing comparison ({len(compared)} more settings x {n_fid} images)",
+                     n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", "unet_forward"))
     for source, images in (("real", n2), ("reconstructions", n2), ("real + reconstructions", 2 * n2)):
         classifier(ch, f"2.2 classifier ({source})", p2, p2["classifier_model"], p2["classifier_epochs"],
                    images, p2["classifier_batch_size"], p2["classifier_flip_tta"])
-    scored = 3 + (p2["ddpm_ancestral_images"] >= n_fid)  # VAE, DCGAN, DDPM-DDIM (+ ancestral)
+    # VAE, DCGAN, DDPM-DDIM (+ ancestral), the DCGAN snapshots and the other DDIM settings
+    scored = 3 + (p2["ddpm_ancestral_images"] >= n_fid) + p2["dcgan_snapshots"] + len(compared)
     fid_images = (p2["fid_reference_images"] or TRAIN_IMAGES) + 2 * n_fid + scored * n_fid
     work.append(Work(ch, "FID Inception features", fid_images, "images", "inception", "inception"))
 
@@ -345,9 +350,10 @@ def describe(profile: str = "full") -> dict[str, str]:
           + "".join(f", pretrained {m} {p1['pretrained_epochs']} epochs at 224 px" for m in p1["pretrained_models"]))
     steps = round(p2["ddpm_epochs"] * TRAIN_IMAGES * 0.9 / p2["ddpm_batch_size"])
     d2 = (f"VAE {p2['vae_epochs']} / DCGAN {p2['dcgan_epochs']} / DDPM {p2['ddpm_epochs']:g} epochs "
-          f"({steps:,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} and "
-          f"{p2['ddpm_ancestral_images']:,} ancestral samples; three 2.2 classifiers x {p2['classifier_epochs']} "
-          "epochs; Inception features for FID")
+          f"({steps:,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} samples and "
+          f"{len(p2['ddpm_ddim_compare']) - 1} other DDIM settings, {p2['ddpm_ancestral_images']:,} ancestral "
+          f"(timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
+          f"{p2['classifier_epochs']} epochs; Inception features for FID")
     mpl = p3["mpl_total_steps"] or p3["total_steps"]
     d3 = (f"MPL {mpl:,} steps, UDA and supervised {p3['total_steps']:,} each, at labelled "
           f"{p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune {p3['finetune_epochs']} epochs")

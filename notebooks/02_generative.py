@@ -146,7 +146,7 @@ report.text("2.3", "FID definition; 2048-d pool3 features (pytorch-fid) instead 
 # faster. Each model draws `fid_images` samples (DDPM with DDIM, `ddpm_ddim_steps` steps spaced as
 # `ddpm_ddim_spacing` says), plus `ddpm_ancestral_images` with the 1000-step ancestral sampler, which is there to
 # time it against DDIM: below `fid_images` it is a timing sample, not FID-scored. Every sampler is timed. The full
-# profile trains DDPM for 120 epochs, not the presented 50, aiming at FID <= 20. The settings table (section
+# profile trains DDPM for 150 epochs, not the presented 50, aiming at FID <= 20. The settings table (section
 # 2.1's cell) and the FID table put the slide's lr, batch size and epochs per model beside ours.
 #
 # **Which DCGAN samples**: a GAN's FID swings from epoch to epoch, so the DCGAN saved `dcgan_snapshots` generator

@@ -218,6 +218,10 @@ def budget_section(records: Path = RECORDS) -> str:
                      + " | ".join(f"{h[ch]:.2f} h" for h in hours) + " |")
     lines.append(f"| **whole report** | | **{sum(rec['full']['pflop'].values()):.0f}** | "
                  + " | ".join(f"**{h['total']:.2f} h**" for h in hours) + " |")
+    verdicts = "; ".join(f"at {h['tflops']:g} TFLOP/s sustained {h['total']:.2f} h, "
+                         f"{'within' if h['total'] <= budget.BUDGET_HOURS else 'OVER'} the {budget.BUDGET_HOURS:g} h budget"
+                         for h in hours)
+    lines += ["", f"Whole report: {verdicts}."]
     lines += ["", f"Projected by `{rec['command']}` at `{str(rec['commit'])[:12]}` ({rec['date'][:10]}, "
               f"{machine}): FLOPs counted on the real networks, each optimiser step at least "
               f"{budget.ASSUMED_STEP_MS:g} ms, compilation {budget.ASSUMED_COMPILE_S:g} s per graph, checkpoints "

@@ -20,7 +20,11 @@ def test_work_follows_the_params_files():
     assert r18.units == 60 * 45_000 and r18.steps == pytest.approx(60 * 45_000 / 512)
     assert full["train resnet50"].units == 40 * 45_000
     assert long_["train resnet18"].units == 200 * 45_000  # full-long: 200 epochs
-    assert full["train ddpm"].steps == pytest.approx(120 * 45_000 / 128)
+    assert full["train ddpm"].steps == pytest.approx(150 * 45_000 / 128)
+    assert full["DDPM ancestral sampling (500 images)"].units == 500 * 1000  # a timing sample
+    assert full["DDIM spacing comparison (3 more settings x 5000 images)"].units == 5000 * (100 + 20 + 20)
+    # reference 50,000 + two floors + VAE, DCGAN, DDPM + 5 DCGAN snapshots + 3 DDIM settings, 5,000 each
+    assert full["FID Inception features"].units == 50_000 + 2 * 5_000 + (3 + 5 + 3) * 5_000
     assert full["train mpl"].units == 65_000 and full["train uda"].units == 30_000  # mpl_total_steps
     assert long_["train mpl"].units == long_["train uda"].units == 300_000
     sweep = [w for name, w in full.items() if name.startswith("sweep cell") and ":" not in name]
@@ -75,9 +79,9 @@ def test_every_run_pays_for_evaluation_checkpoints_and_compilation_by_its_chapte
     # last.pt per evaluation and best.pt at most as often, plus the final one: weights + SGD momentum
     n = budget.parameters("resnet18")
     assert full["train resnet18: checkpoint writes"].units == pytest.approx((2 * 60 + 1) * n * 4 * 2 / 1e9)
-    # DDPM: Adam (2 slots) + weights + EMA, every ddpm_checkpoint_every_epochs (10) of 120
+    # DDPM: Adam (2 slots) + weights + EMA, every ddpm_checkpoint_every_epochs (10) of 150
     ddpm = full["train ddpm: checkpoint writes"]
-    assert ddpm.units == pytest.approx((2 * 12 + 1) * budget.parameters("gen:ddpm") * 16 / 1e9)
+    assert ddpm.units == pytest.approx((2 * 15 + 1) * budget.parameters("gen:ddpm") * 16 / 1e9)
 
 
 def test_flop_estimate_charges_compilation_and_checkpoints_at_their_assumed_rates():

@@ -178,4 +178,4 @@ def test_profiles_choose_snapshots_spacing_and_a_small_comparison(profile):
 def test_ddpm_sampling_settings_do_not_key_its_checkpoint_folder():
     assert set(generative.SAMPLING_SETTINGS) == {
         k[len("ddpm_"):] for k in P.load("02_generative", "smoke")
-        if k.startswith("ddpm_") and ("ddim" in k or "ancestral" in k)}
+        if k.startswith("ddpm_") and ("ddim" in k or "ancestral" in k or "channels_last" in k)}

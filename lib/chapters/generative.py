@@ -32,9 +32,10 @@ from ..train import Method, Run, make_optimizer, pick_device, train_and_test
 from .generative_select import ddim_label, snapshot_epochs, snapshot_hook
 
 GENERATORS = ("vae", "dcgan", "ddpm")
-# settings that only change how a trained DDPM samples: not part of its checkpoint folder's key
+# settings that only change how a trained DDPM samples, or the memory layout it computes in: not
+# part of its checkpoint folder's key
 SAMPLING_SETTINGS = ("ddim_steps", "ddim_spacing", "ddim_compare", "ancestral_images",
-                     "ancestral_steps")
+                     "ancestral_steps", "channels_last")
 
 
 @dataclass(kw_only=True)

@@ -129,7 +129,8 @@ TARGETS = [
     Target("DDPM FID (5k) <= 20", 20.0, False,
            lambda p: (f"{p['02']['ddpm_epochs']:g} epochs "
                       f"({round(p['02']['ddpm_epochs'] * 45_000 / p['02']['ddpm_batch_size']):,} steps), "
-                      f"DDIM {p['02']['ddpm_ddim_steps']} steps"),
+                      f"DDIM {p['02']['ddpm_ddim_steps']} steps, {p['02']['ddpm_ddim_spacing']} spacing "
+                      f"(and {len(p['02']['ddpm_ddim_compare']) - 1} other settings scored)"),
            "presented 50 epochs (17,600 steps): FID 35.33; Ho et al.: 3.17 at 800,000 steps (1,000 "
            "ancestral steps, 50,000 samples); no public FID-vs-steps curve below 50,000 steps",
            "uncertain, borderline: between 35 (17.6k steps) and single digits (hundreds of "
