@@ -74,7 +74,7 @@ def time_to_94(epochs: int = 12, overrides: dict | None = None, ckpt_root: Path 
     splits = supervised.load_splits(params)
     t0 = time.perf_counter()
     root = ckpt_root or Path(os.environ.get("BENCH_DIR", "/tmp")) / "time_to_94"
-    trained = supervised.train_classifier("resnet18", splits, params, ckpt_root=root)
+    trained = supervised.train_classifier("resnet18", splits, params, ckpt_root=root, epochs=epochs)
     hist = trained.history
     reached = hist[hist["val_acc"] >= 0.94]
     return {"epochs": epochs, "full_profile_epochs": supervised.model_epochs(P.load("01_supervised", "full"), "resnet18"),

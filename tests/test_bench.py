@@ -26,7 +26,7 @@ def test_gpu_check_runs_on_cpu_and_projects_every_chapter(tmp_path):
                 "ddpm_layout")
     for section in sections:
         assert "error" not in result[section], result[section]
-    assert list(result)[-len(sections) - 3:-3] == list(sections)  # in the order of information per second
+    assert [k for k in result if k in sections] == list(sections)  # in the order of information per second
     assert result["accuracy_run"]["epochs"] == 1 and len(result["accuracy_run"]["val_acc_by_epoch"]) == 1
     assert result["ddpm_layout"]["faster_for_sampling"] in ("contiguous", "channels_last")
     assert result["classifiers"]["efficientnet_b0@224"] > 0 and result["disk"]["gb_per_s"] > 0

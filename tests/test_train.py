@@ -260,8 +260,8 @@ def test_hyperparameter_table_shows_both_recipes_and_marks_the_projects_choices(
     params = P.load("01_supervised", "full")
     recipes = {n: supervised.recipe(params, n) for n in ("presented", "strong")}
     runs = supervised.recipe_runs(params)
-    assert runs == {"strong": "40 (accuracy table)",
-                    "presented": "40 (ResNet-18 presented-recipe row); 10 (1.7 sweep)"}
+    assert runs == {"strong": "40, resnet18 60 (accuracy table)",
+                    "presented": "60 (ResNet-18 presented-recipe row); 10 (1.7 sweep)"}
     df = supervised.hyperparameter_table(recipes, epochs=runs).set_index("hyperparameter")
     pres, strong = "presented recipe, as run", "strong recipe (project's choice), as run"
     for name, value in PRESENTED["hyperparameters"].items():
@@ -273,6 +273,7 @@ def test_hyperparameter_table_shows_both_recipes_and_marks_the_projects_choices(
         assert df.loc[name, "presented"] == "not on the slide"
         assert df.loc[name, pres].endswith("(project's choice)")
     assert df.loc["StepLR gamma", strong] == "-" and df.loc["epochs", strong] == runs["strong"]
+    assert df.loc["Cutout (px)", strong] == 16 and df.loc["Cutout (px)", pres] == "off (project's choice)"
 
 
 def test_sweep_marks_the_slides_bold_cells_and_ours_per_learning_rate():
