@@ -313,7 +313,8 @@ def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
         rows.append(("DDPM U-Net layout: train steps/s, DDIM s per image-step (contiguous | channels_last)",
                      f"{lay['contiguous_train_steps_per_s']}, {lay['contiguous_sample_s_per_image_step']:.2e} | "
                      f"{lay['channels_last_train_steps_per_s']}, {lay['channels_last_sample_s_per_image_step']:.2e}"
-                     f" -> ddpm_channels_last: {str(lay['faster_for_sampling'] == 'channels_last').lower()}"))
+                     f" -> ddpm_channels_last: {str(lay['faster_for_sampling'] == 'channels_last').lower()}"
+                     + ("" if gpu else " on this CPU (the setting is for CUDA)")))
     if "gb_per_s" in results.get("disk", {}):
         rows.append(("checkpoint writes GB/s", results["disk"]["gb_per_s"]))
     if "mpl_s_per_step" in results.get("mpl", {}):

@@ -115,3 +115,16 @@ def test_auto_precision_is_fp16_on_a_gpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert amp_dtype(cuda, "auto") is torch.bfloat16  # A100, H100, H200
     assert amp_dtype(CPU, "auto") is None
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_ddpm_unets_take_the_layout_the_params_choose(channels_last):
+    p = P.load("02_generative", "smoke", {"ddpm_channels_last": channels_last})
+    method, _ = generative.build_method("ddpm", generative.generator_settings("ddpm", p), total_steps=4, seed=0)
+    method.setup(torch.device("cpu"), None)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for net in (method.unet, method.ema.module):
+        convs = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+        assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.isfinite(method.train_step((x, torch.zeros(2, dtype=torch.long)))["loss"])
