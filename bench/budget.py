@@ -445,7 +445,8 @@ def main() -> int:
         device = torch.device("cuda")
         saved = ROOT / "outputs" / "bench" / "gpu_check.json"
         measured = json.loads(saved.read_text()) if saved.is_file() else None
-        print(start_line(args.profile, device_description(device), flops=count_flops(),
+        flops = (measured or {}).get("flops") or count_flops()  # a saved device check counted them already
+        print(start_line(args.profile, device_description(device), flops=flops,
                          peak_tflops=probe_tflops(device), measured=measured), flush=True)
         return 0
     work = profile_work(args.profile)
