@@ -445,7 +445,8 @@ def main() -> int:
         device = torch.device("cuda")
         saved = ROOT / "outputs" / "bench" / "gpu_check.json"
         measured = json.loads(saved.read_text()) if saved.is_file() else None
-        flops = (measured or {}).get("flops") or count_flops()  # a saved device check counted them already
+        saved_flops = (measured or {}).get("flops") or {}  # a saved device check counted them already
+        flops = saved_flops if saved_flops and "error" not in saved_flops else count_flops()
         print(start_line(args.profile, device_description(device), flops=flops,
                          peak_tflops=probe_tflops(device), measured=measured), flush=True)
         return 0
