@@ -77,12 +77,11 @@ class DDPM(Method):
     def setup(self, device, autocast_dtype, *, compile=None):
         super().setup(device, autocast_dtype, compile=compile)
         self.abar = self.abar.to(device)  # the noise schedule lives on the device, moved once
-        # the U-Nets' layout is this method's own choice on every device (CUDA GroupNorm computes
-        # in NCHW, so contiguous is the default), so bench/gpu_check.sh can time both anywhere
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        for net in (self.unet, self.ema.module if self.ema is not None else None):
-            if net is not None:
-                net.to(memory_format=fmt)
+
+    def memory_format(self, device):
+        """The U-Nets' layout is this method's own choice on every device (CUDA GroupNorm computes
+        in NCHW, so contiguous is the default), so bench/gpu_check.sh can time both anywhere."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
         """The simple loss of Ho et al. (Algorithm 1) on a batch of images in [-1, 1]."""
