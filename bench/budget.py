@@ -93,6 +93,8 @@ def overheads(chapter: str, run: str, p: dict, *, model: str, steps: float, eval
 def profile_work(profile: str = "full") -> list[Work]:
     """Every costly workload of ``profile``, from its params files: training and sampling, and each
     run's evaluation, checkpoint writes and compilation (:func:`overheads`)."""
+    from lib.chapters import generative, semi_supervised, supervised
+
     p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
     work: list[Work] = []
 
@@ -119,18 +121,16 @@ def profile_work(profile: str = "full") -> list[Work]:
     ch = "01_supervised"
     n1 = train_images(p1)
     rec = p1["recipe"]
-    def epochs_of(m):
-        return (p1["model_epochs"] or {}).get(m, p1["epochs"])
-
     for m in [*p1["models"], *p1["activation_map_models"]]:
-        classifier(ch, f"train {m}", p1, m, epochs_of(m), n1, p1[f"{rec}_batch_size"], p1[f"{rec}_flip_tta"])
+        classifier(ch, f"train {m}", p1, m, supervised.model_epochs(p1, m), n1, p1[f"{rec}_batch_size"],
+                   p1[f"{rec}_flip_tta"])
     for m in p1["pretrained_models"]:  # fine-tuned at 224 px
         classifier(ch, f"fine-tune pretrained {m} at 224 px", p1, m, p1["pretrained_epochs"], n1,
                    p1["finetune_batch_size"], p1["finetune_flip_tta"], rate=f"train:{m}@224",
                    eval_model=f"{m}@224")
     if p1["recipe_baseline"]:
         other = "presented" if rec == "strong" else "strong"
-        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", epochs_of("resnet18"), n1,
+        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", supervised.model_epochs(p1, "resnet18"), n1,
                    p1[f"{other}_batch_size"], p1[f"{other}_flip_tta"])
     n_sweep = p1["sweep_train_subset"] or n1
     sweep_p = {**p1, "compile": p1["sweep_compile"]}
@@ -142,7 +142,7 @@ def profile_work(profile: str = "full") -> list[Work]:
     ch = "02_generative"
     n2 = train_images(p2)
     for kind in ("vae", "dcgan", "ddpm"):
-        s = {k[len(kind) + 1:]: v for k, v in p2.items() if k.startswith(kind + "_")}
+        s = generative.generator_settings(kind, p2)
         units = s["epochs"] * n2
         steps = units / s["batch_size"]
         work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps))
@@ -173,7 +173,7 @@ def profile_work(profile: str = "full") -> list[Work]:
     ch = "03_semi_supervised"
     slots3 = {"mpl": 2 * SLOTS["sgd"] + 1, "uda": SLOTS["sgd+ema"], "supervised": SLOTS["sgd+ema"]}
     for kind in ("mpl", "uda", "supervised"):
-        steps = (kind == "mpl" and p3["mpl_total_steps"]) or p3["total_steps"]
+        steps = semi_supervised.steps_of(kind, p3)
         work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps))
         work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
                               evals=steps / p3["eval_every"], eval_images=p3["val_size"], ckpt_params="wrn28_2",
@@ -338,24 +338,30 @@ def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: d
     return pd.DataFrame(rows)
 
 
+def chapter_units(work: list[Work]) -> dict[str, float]:
+    """Every chapter's summed work units: a fingerprint of the params a projection was made for."""
+    return {ch: round(sum(w.units for w in work if w.chapter == ch), 3) for ch in CHAPTERS}
+
+
 def describe(profile: str = "full") -> dict[str, str]:
     """What each chapter of ``profile`` trains and samples, in words, from its params files."""
+    from lib.chapters import semi_supervised, supervised
+    from lib.report.targets import ddpm_steps
+
     p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
-    own = "".join(f", {m} {e}" for m, e in (p1["model_epochs"] or {}).items())
     models = len(p1["models"]) + len(p1["activation_map_models"])
     cut = f" with Cutout-{p1['strong_cutout']}" if p1["strong_cutout"] else ""
-    d1 = (f"{models} models x {p1['epochs']} epochs{own} ({p1['recipe']} recipe{cut})"
+    d1 = (f"{models} models x {supervised.epochs_text(p1)} epochs ({p1['recipe']} recipe{cut})"
           + (", ResNet-18 with the other recipe" if p1["recipe_baseline"] else "")
           + f", {len(p1['sweep_batch_sizes']) * len(p1['sweep_lrs'])} sweep cells x {p1['sweep_epochs']} epochs"
           + "".join(f", pretrained {m} {p1['pretrained_epochs']} epochs at 224 px" for m in p1["pretrained_models"]))
-    steps = round(p2["ddpm_epochs"] * TRAIN_IMAGES * 0.9 / p2["ddpm_batch_size"])
     d2 = (f"VAE {p2['vae_epochs']} / DCGAN {p2['dcgan_epochs']} / DDPM {p2['ddpm_epochs']:g} epochs "
-          f"({steps:,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} samples and "
+          f"({ddpm_steps(p2):,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} samples and "
           f"{len(p2['ddpm_ddim_compare']) - 1} other DDIM settings, {p2['ddpm_ancestral_images']:,} ancestral "
           f"(timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
           f"{p2['classifier_epochs']} epochs; Inception features for FID")
-    mpl = p3["mpl_total_steps"] or p3["total_steps"]
-    d3 = (f"MPL {mpl:,} steps, UDA and supervised {p3['total_steps']:,} each, at labelled "
+    d3 = (f"MPL {semi_supervised.steps_of('mpl', p3):,} steps, UDA and supervised {p3['total_steps']:,} each, "
+          "at labelled "
           f"{p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune {p3['finetune_epochs']} epochs")
     return {"01_supervised": d1, "02_generative": d2, "03_semi_supervised": d3,
             "04_extras": "embeddings of 60,000 images"}
@@ -369,11 +375,10 @@ def record_budget(profile: str, flops: dict, tflops: tuple[float, ...] = (ASSUME
     work = profile_work(profile)
     hours = []
     for tf in tflops:
-        est = flop_estimate(work, flops, tflops=tf)
+        est = flop_estimate(work, flops, tflops=tf)  # PFLOP are the same at every throughput
         hours.append({"tflops": tf, **{ch: round(est[ch] / 3600, 2) for ch in (*CHAPTERS, "total")}})
-    est = flop_estimate(work, flops)
     pflop = {ch: round(est[f"{ch}_pflop"], 1) for ch in CHAPTERS}
-    units = {ch: round(sum(w.units for w in work if w.chapter == ch), 3) for ch in CHAPTERS}
+    units = chapter_units(work)
     summary = (f"profile {profile}: " + ", ".join(f"{h['total']:.2f} h at {h['tflops']:g} TFLOP/s" for h in hours)
                + f" (FLOP-based, {sum(pflop.values()):.0f} PFLOP, overheads included)")
     rows = [{"chapter": ch, "trains": describe(profile)[ch], "PFLOP": pflop[ch],

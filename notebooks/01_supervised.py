@@ -62,7 +62,7 @@ from IPython.display import Markdown, display
 
 from lib import params as P, report as R
 from lib.augment import normalize
-from lib.chapters import supervised
+from lib.chapters import supervised, sweep
 from lib.evaluate import cam
 from lib.report import figures
 from lib.spec import PRESENTED, REFERENCE
@@ -244,13 +244,13 @@ if "resnet18" in by_name:
 # choice) and on test.
 
 # %%
-sweep = supervised.sweep_with_presented(
-    supervised.batch_lr_sweep(splits, params, ckpt_root=ckpt_root))
-report.figure(figures.sweep_heatmap(sweep, title=f"test AUC, {params['sweep_model']}, {params['sweep_epochs']} epoch(s)/cell"),
+aucs = sweep.sweep_with_presented(
+    sweep.batch_lr_sweep(splits, params, ckpt_root=ckpt_root))
+report.figure(figures.sweep_heatmap(aucs, title=f"test AUC, {params['sweep_model']}, {params['sweep_epochs']} epoch(s)/cell"),
               "batch_lr_heatmap", item="1.7", title="Test AUC by batch size and learning rate")
-for bs, lr, auc in zip(sweep["batch size"], sweep["learning rate"], sweep["test AUC"]):
+for bs, lr, auc in zip(aucs["batch size"], aucs["learning rate"], aucs["test AUC"]):
     report.compare(f"1.7/b{bs}/lr{lr:g}", auc)
-report.table(sweep, "batch_lr_auc", item="1.7", title="Test AUC by batch size and learning rate, presented vs reproduced")
+report.table(aucs, "batch_lr_auc", item="1.7", title="Test AUC by batch size and learning rate, presented vs reproduced")
 
 # %% [markdown]
 # ## 1.9 Confusion matrix and 1.10 classification report of the best model

@@ -74,11 +74,11 @@ display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 # paper's numbers (Pham et al., CVPR 2021, Table 2), cited, not run here.
 
 # %%
-ssl_methods = semi_supervised.reference_table(REFERENCE["ssl_methods"], REFERENCE["ssl_method_groups"])
+ssl_methods = mpl_reference.reference_table(REFERENCE["ssl_methods"], REFERENCE["ssl_method_groups"])
 report.table(ssl_methods, "reference_ssl_methods", item="3.1",
              title="SSL methods, top-1 / top-5 (%) as printed in the MPL paper (cited, not run here; * as printed)")
 display(Markdown(f"The slide's remark: *{REFERENCE['ssl_remark']}* Checked on the table:"))
-report.table(semi_supervised.ssl_remark_check(ssl_methods), "ssl_remark_check", item="3.1",
+report.table(mpl_reference.ssl_remark_check(ssl_methods), "ssl_remark_check", item="3.1",
              title="The 3.1 remark checked on the cited table (CIFAR-10-4K top-1, %)")
 
 # %% [markdown]

@@ -202,9 +202,7 @@ def budget_section(records: Path = RECORDS) -> str:
         return ("not recorded: no bench/records/benches/budget.json (python bench/budget.py --record, then "
                 "python scripts/readme.py record outputs/bench/budget.json)")
     rec = json.loads(path.read_text())
-    work = budget.profile_work("full")
-    units = {ch: round(sum(w.units for w in work if w.chapter == ch), 3) for ch in budget.CHAPTERS}
-    if units != rec["full"]["units"]:
+    if budget.chapter_units(budget.profile_work("full")) != rec["full"]["units"]:
         return ("stale: params/ changed since bench/records/benches/budget.json was recorded (python "
                 "bench/budget.py --record, then python scripts/readme.py record outputs/bench/budget.json)")
     hours = rec["full"]["hours"]

@@ -137,7 +137,7 @@ def test_trained_classifier_is_recorded_and_reloadable(tmp_path):
 
 
 def test_macro_auc_matches_a_hand_computed_example():
-    from lib.chapters.supervised import macro_auc
+    from lib.chapters.sweep import macro_auc
 
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1, 0.3, 0.6]])
     labels = torch.tensor([0, 1, 2, 2])
@@ -277,12 +277,12 @@ def test_hyperparameter_table_shows_both_recipes_and_marks_the_projects_choices(
 
 
 def test_sweep_marks_the_slides_bold_cells_and_ours_per_learning_rate():
-    from lib.chapters import supervised
+    from lib.chapters import sweep
 
     rows = [(16, 1e-4, 0.90, 0.91), (32, 1e-4, 0.92, 0.90), (16, 1e-3, 0.80, 0.85),
             (256, 1e-3, 0.95, 0.96)]
     df = pd.DataFrame(rows, columns=["batch size", "learning rate", "val AUC", "test AUC"])
-    out = supervised.sweep_with_presented(df).set_index(["batch size", "learning rate"])
+    out = sweep.sweep_with_presented(df).set_index(["batch size", "learning rate"])
     assert out.loc[(32, 1e-4), "presented test AUC"] == 0.9570
     assert out["bold on the slide (best of its lr)"].tolist() == [False, True, False, True]
     assert out["best of its lr on validation"].tolist() == [False, True, False, True]

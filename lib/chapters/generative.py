@@ -57,6 +57,12 @@ def generator_settings(kind: str, params: dict) -> dict:
     return {k[len(kind) + 1:]: v for k, v in params.items() if k.startswith(kind + "_")}
 
 
+def training_steps(s: dict, train_images: int) -> int:
+    """Optimiser steps of a generator with settings ``s`` on ``train_images`` images: ``epochs``
+    passes of full batches (the loader drops the partial one)."""
+    return max(1, round(s["epochs"] * (train_images // s["batch_size"])))
+
+
 def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Method, int]:
     """The method for ``kind`` with settings ``s`` (see :func:`generator_settings`), and its
     parameter count."""
@@ -103,7 +109,7 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                            device=device, seed=params["seed"], padding=0,  # flips only
                            normalize_fn=to_signed)
     steps_per_epoch = len(loader)
-    total = max(1, round(s["epochs"] * steps_per_epoch))
+    total = training_steps(s, len(splits.train_y))
     shaping = {k: v for k, v in s.items() if kind != "ddpm" or k not in SAMPLING_SETTINGS}
     ckpt_dir = storage.run_dir(ckpt_root, kind, {
         "kind": kind, "settings": shaping, "seed": params["seed"], "data": splits.source,

@@ -1,11 +1,14 @@
-"""Chapter 3 beside its reference: every setting of the presented run's code
+"""Chapter 3 beside its references: every setting of the presented run's code
 (kekmodel/MPL-pytorch at 7dc6297, its README command and the code behind it), where that code sets
-it, and :func:`reference_recipe_table`, this run's value beside each with why they differ."""
+it, and :func:`reference_recipe_table`, this run's value beside each with why they differ; the MPL
+paper's SSL-methods table (:func:`reference_table`, SPEC 3.1) and the slide's remark on it
+(:func:`ssl_remark_check`)."""
 from __future__ import annotations
 
 import pandas as pd
 
 from .. import params as P
+from .semi_supervised import steps_of
 
 # The reference run (kekmodel/MPL-pytorch at 7dc6297: its README command for CIFAR-10-4K and the
 # code it runs): param -> (the reference's value, where it is set)
@@ -76,7 +79,7 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
     full = P.load("03_semi_supervised", "full")
     rows = []
     def value(p, key):  # MPL's own steps where they differ from total_steps
-        return (p.get("mpl_total_steps") or p[key]) if key == "total_steps" else p[key]
+        return steps_of("mpl", p) if key == "total_steps" else p[key]
 
     for key, (ref, source) in REFERENCE_RECIPE.items():
         ours = value(params, key)
@@ -91,3 +94,28 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
                  "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
                  "why different": "the same sampling up to where epochs end"})
     return pd.DataFrame(rows)
+
+
+def reference_table(reference: dict, groups: dict | None = None) -> pd.DataFrame:
+    """SPEC 3.1: the SSL methods table of the MPL paper (cited, not run here), in the slide's row
+    groups."""
+    cols = ("CIFAR-10-4K top-1", "SVHN-1K top-1", "ImageNet-10% top-1", "ImageNet-10% top-5")
+    group_of = {m: g for g, members in (groups or {}).items() for m in members}
+    return pd.DataFrame([{"group": group_of.get(m, ""), "method": m, **dict(zip(cols, vals))}
+                         for m, vals in reference.items()])
+
+
+def mean_of(printed: str | None) -> float | None:
+    """``"96.11 ± 0.07"`` -> 96.11 (the mean of a printed mean ± std)."""
+    return None if printed is None else float(printed.split("±")[0])
+
+
+def ssl_remark_check(table: pd.DataFrame) -> pd.DataFrame:
+    """The slide's remark under 3.1 ("MPL even exceeds ... supervised learning on full dataset"),
+    checked on the table's CIFAR-10-4K column."""
+    col = table.set_index("method")["CIFAR-10-4K top-1"]
+    mpl, full = (mean_of(col["Meta Pseudo Labels"]),
+                 mean_of(col[next(m for m in col.index if m.startswith("Supervised"))]))
+    return pd.DataFrame([{"claim": "MPL (CIFAR-10-4K) exceeds supervised learning on the full "
+                                   "dataset", "MPL": mpl, "supervised, full data": full,
+                          "difference (pp)": round(mpl - full, 2), "holds": mpl > full}])

@@ -1,6 +1,6 @@
 """Chapter 3 glue: CIFAR-10-4K, Meta Pseudo Labels with UDA and its baselines trained from params,
-the finetune, and the chapter's tables (the reference-recipe table is :mod:`.mpl_reference`, the
-curves :mod:`.ssl_curves`).
+the finetune, and the chapter's tables (the reference-recipe and SSL-methods tables are
+:mod:`.mpl_reference`, the curves :mod:`.ssl_curves`).
 
 * :func:`load_ssl_splits` -- the seeded, class-balanced CIFAR-10-4K split: 4,000 labelled (400 per
   class), 5,000 validation (model selection), 41,000 unlabelled (labels dropped), and the test set
@@ -424,28 +424,3 @@ def hyperparameter_table(params: dict, splits: SSLSplits, presented: dict) -> pd
 def randaugment_table(params: dict) -> pd.DataFrame:
     """The strong augmentation's op pool: each op's range and the value used at this magnitude."""
     return pd.DataFrame(strong_augmentation(params).table())
-
-
-def reference_table(reference: dict, groups: dict | None = None) -> pd.DataFrame:
-    """SPEC 3.1: the SSL methods table of the MPL paper (cited, not run here), in the slide's row
-    groups."""
-    cols = ("CIFAR-10-4K top-1", "SVHN-1K top-1", "ImageNet-10% top-1", "ImageNet-10% top-5")
-    group_of = {m: g for g, members in (groups or {}).items() for m in members}
-    return pd.DataFrame([{"group": group_of.get(m, ""), "method": m, **dict(zip(cols, vals))}
-                         for m, vals in reference.items()])
-
-
-def mean_of(printed: str | None) -> float | None:
-    """``"96.11 ± 0.07"`` -> 96.11 (the mean of a printed mean ± std)."""
-    return None if printed is None else float(printed.split("±")[0])
-
-
-def ssl_remark_check(table: pd.DataFrame) -> pd.DataFrame:
-    """The slide's remark under 3.1 ("MPL even exceeds ... supervised learning on full dataset"),
-    checked on the table's CIFAR-10-4K column."""
-    col = table.set_index("method")["CIFAR-10-4K top-1"]
-    mpl, full = (mean_of(col["Meta Pseudo Labels"]),
-                 mean_of(col[next(m for m in col.index if m.startswith("Supervised"))]))
-    return pd.DataFrame([{"claim": "MPL (CIFAR-10-4K) exceeds supervised learning on the full "
-                                   "dataset", "MPL": mpl, "supervised, full data": full,
-                          "difference (pp)": round(mpl - full, 2), "holds": mpl > full}])

@@ -65,6 +65,12 @@ def model_epochs(params: dict, name: str) -> int:
     return (params.get("model_epochs") or {}).get(name, params["epochs"])
 
 
+def epochs_text(params: dict) -> str:
+    """``epochs`` and each model's own count, e.g. ``40, resnet18 60``."""
+    own = "".join(f", {m} {e}" for m, e in (params.get("model_epochs") or {}).items())
+    return f"{params['epochs']}{own}"
+
+
 def recipe(params: dict, name: str | None = None) -> dict:
     """The training recipe ``name`` (default ``params['recipe']``) as plain keys: ``presented_lr``
     -> ``lr``."""
@@ -300,70 +306,11 @@ def recipe_runs(params: dict) -> dict[str, str]:
     """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
     other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
     other = "presented" if params["recipe"] == "strong" else "strong"
-    own = "".join(f", {m} {e}" for m, e in (params.get("model_epochs") or {}).items())
-    runs = {params["recipe"]: [f"{params['epochs']}{own} (accuracy table)"], other: []}
+    runs = {params["recipe"]: [f"{epochs_text(params)} (accuracy table)"], other: []}
     if params["recipe_baseline"]:
         runs[other].append(f"{model_epochs(params, 'resnet18')} (ResNet-18 {other}-recipe row)")
     runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
     return {name: "; ".join(v) or "not run in this profile" for name, v in runs.items()}
-
-
-def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Macro-averaged one-vs-rest ROC AUC of softmax scores (scikit-learn), the presentation's "test
-    AUC"."""
-    from sklearn.metrics import roc_auc_score
-
-    probs = torch.softmax(logits.float(), dim=1).numpy()
-    return float(roc_auc_score(labels.numpy(), probs, multi_class="ovr", average="macro",
-                               labels=list(range(probs.shape[1]))))
-
-
-def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataFrame:
-    """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning
-    rate) cell.
-
-    Returns one row per cell with validation and test macro AUC; the best cell is chosen on
-    validation AUC.
-    """
-    if params["sweep_train_subset"]:
-        tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"],
-                             seed=params["seed"])
-        splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y,
-                        source=splits.source)
-    sweep_params = {**params, "compile": params["sweep_compile"]}
-    rows = []
-    for bs in params["sweep_batch_sizes"]:
-        for lr in params["sweep_lrs"]:
-            t = train_classifier(params["sweep_model"], splits, sweep_params, ckpt_root=ckpt_root,
-                                 recipe_name="presented", epochs=params["sweep_epochs"],
-                                 overrides={"batch_size": bs, "lr": lr},
-                                 run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")
-            val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
-                                device=next(t.model.parameters()).device, train=False)
-            val_logits, val_labels = predict(t.model, val)
-            rows.append({"batch size": bs, "learning rate": lr,
-                         "val AUC": round(macro_auc(val_logits, val_labels), 4),
-                         "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
-                         "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
-                         "wall time (s)": round(t.wall_time_s, 1)})
-    df = pd.DataFrame(rows)
-    df["best on validation"] = df["val AUC"] == df["val AUC"].max()
-    return df
-
-
-def sweep_with_presented(df: pd.DataFrame, presented: dict = PRESENTED) -> pd.DataFrame:
-    """The sweep table with the presented test AUC of each cell beside ours, and the best cell of
-    each learning-rate column: the one the slide prints in bold, ours on validation AUC (the
-    choice) and ours on test AUC (reported only)."""
-    out = df.copy()
-    cells = list(zip(df["batch size"], df["learning rate"]))
-    out.insert(2, "presented test AUC", [presented["batch_lr_auc"].get(c) for c in cells])
-    bold = presented["batch_lr_bold"]
-    out["bold on the slide (best of its lr)"] = [bold.get(lr) == b for b, lr in cells]
-    by_lr = df.groupby("learning rate")
-    out["best of its lr on validation"] = df["val AUC"] == by_lr["val AUC"].transform("max")
-    out["best of its lr on test"] = df["test AUC"] == by_lr["test AUC"].transform("max")
-    return out
 
 
 RESNET_REFERENCE_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet101": "ResNet101"}

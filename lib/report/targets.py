@@ -16,10 +16,12 @@ from typing import Callable
 import pandas as pd
 
 from .. import params as P
+from ..chapters import generative, semi_supervised, supervised
 from ..spec import PRESENTED
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUDGET_RECORD = ROOT / "bench" / "records" / "benches" / "budget.json"
+TRAIN_IMAGES = 50_000
 
 
 def _csv(folder: Path, chapter: str, name: str) -> pd.DataFrame | None:
@@ -103,13 +105,19 @@ class Target:
         return value >= self.threshold if self.higher_is_better else value <= self.threshold
 
 
+def ddpm_steps(p2: dict) -> int:
+    """DDPM's optimiser steps in the chapter-2 ``p2`` profile (full: 45,000 training images)."""
+    return generative.training_steps(generative.generator_settings("ddpm", p2),
+                                     (p2["train_subset"] or TRAIN_IMAGES) - p2["val_size"])
+
+
 def _p(chapter: str) -> dict:
     return P.load(chapter, "full")
 
 
 TARGETS = [
     Target("ResNet-18 test accuracy >= 95.0%", 95.0, True,
-           lambda p: (f"strong recipe, {p['01']['model_epochs'].get('resnet18', p['01']['epochs'])} "
+           lambda p: (f"strong recipe, {supervised.model_epochs(p['01'], 'resnet18')} "
                       f"epochs, Cutout-{p['01']['strong_cutout']}"),
            "40 epochs of this recipe without Cutout: borderline for 95.0%; 200 epochs: 95.28% plain, "
            "96.01% with Cutout-16 (DeVries & Taylor, Cutout README, mean of 5 runs)",
@@ -127,8 +135,7 @@ TARGETS = [
            "the presentation's run: 189.13", "about 30-45: met unless training collapses, which "
            "scoring several snapshots guards against", _measure_fid("DCGAN")),
     Target("DDPM FID (5k) <= 20", 20.0, False,
-           lambda p: (f"{p['02']['ddpm_epochs']:g} epochs "
-                      f"({round(p['02']['ddpm_epochs'] * 45_000 / p['02']['ddpm_batch_size']):,} steps), "
+           lambda p: (f"{p['02']['ddpm_epochs']:g} epochs ({ddpm_steps(p['02']):,} steps), "
                       f"DDIM {p['02']['ddpm_ddim_steps']} steps, {p['02']['ddpm_ddim_spacing']} spacing "
                       f"(and {len(p['02']['ddpm_ddim_compare']) - 1} other settings scored)"),
            "presented 50 epochs (17,600 steps): FID 35.33; Ho et al.: 3.17 at 800,000 steps (1,000 "
@@ -137,7 +144,7 @@ TARGETS = [
            "thousands); the chapter measures DDIM spacings on the same checkpoint",
            _measure_fid("DDPM")),
     Target("MPL top-1 >= 95.0% on CIFAR-10-4K", 95.0, True,
-           lambda p: (f"MPL {p['03']['mpl_total_steps'] or p['03']['total_steps']:,} steps "
+           lambda p: (f"MPL {semi_supervised.steps_of('mpl', p['03']):,} steps "
                       f"(+ finetune {p['03']['finetune_epochs']} epochs); UDA and supervised "
                       f"{p['03']['total_steps']:,}"),
            "94.49% at 30k steps (presented, 94.61% with finetune) and 96.01% at 300k (reference code "
