@@ -100,11 +100,17 @@ class Cutout:
         key = str(x.device)
         if key not in self._fill:  # made once per device, not per batch
             self._fill[key] = torch.tensor(self.fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        h, w = x.shape[-2:]
         half = self.size // 2
-        cols = torch.arange(w, device=x.device)
-        rows = torch.arange(h, device=x.device)
         # half-open [c - size/2, c + size/2) as in the reference code, clipped by the comparison
-        in_x = (cols >= centres[:, 0:1] - half) & (cols < centres[:, 0:1] + half)   # (B, W)
-        in_y = (rows >= centres[:, 1:2] - half) & (rows < centres[:, 1:2] + half)   # (B, H)
-        return torch.where((in_y[:, :, None] & in_x[:, None, :])[:, None], self._fill[key], x)
+        return torch.where(box_mask(x, centres - half, centres + half), self._fill[key], x)
+
+
+def box_mask(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` mask of one box per image of ``x``: columns in ``[lo[:, 0], hi[:, 0])`` and
+    rows in ``[lo[:, 1], hi[:, 1])`` (bounds may lie outside the image: the box is clipped)."""
+    h, w = x.shape[-2:]
+    cols = torch.arange(w, device=x.device)
+    rows = torch.arange(h, device=x.device)
+    in_x = (cols >= lo[:, 0:1]) & (cols < hi[:, 0:1])                      # (B, W)
+    in_y = (rows >= lo[:, 1:2]) & (rows < hi[:, 1:2])                      # (B, H)
+    return (in_y[:, :, None] & in_x[:, None, :])[:, None]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from .augment import box_mask
+
 PARAMETER_MAX = 10  # the reference's magnitude scale: m / 10 of each op's range
 
 
@@ -228,14 +230,9 @@ def cutout(x: torch.Tensor, centres: torch.Tensor, size: int, *, fill: int) -> t
     (both ends included, so ``size + 1`` pixels unless clipped at the border)."""
     if size <= 0:
         return x
-    h, w = x.shape[-2:]
     lo = (centres - size / 2).clamp(min=0).floor()                       # (B, 2) x0, y0
-    x1, y1 = (lo[:, 0:1] + size).clamp(max=w), (lo[:, 1:2] + size).clamp(max=h)
-    cols = torch.arange(w, device=x.device)
-    rows = torch.arange(h, device=x.device)
-    in_x = (cols >= lo[:, 0:1]) & (cols <= x1)                              # (B, W)
-    in_y = (rows >= lo[:, 1:2]) & (rows <= y1)                              # (B, H)
-    return x.masked_fill((in_y[:, :, None] & in_x[:, None, :])[:, None], fill)
+    # far corner lo + size included (Pillow); past the border the mask clips it
+    return x.masked_fill(box_mask(x, lo, lo + size + 1), fill)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
