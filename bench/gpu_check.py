@@ -99,7 +99,8 @@ def accuracy_run(device, *, gpu: bool, out: Path, results: dict) -> dict:
 
     from lib.chapters import supervised
 
-    full_epochs = supervised.model_epochs(P.load("01_supervised", "full"), "resnet18")
+    full = P.load("01_supervised", "full")
+    full_epochs = supervised.model_epochs(full, "resnet18")
     if not gpu:
         over = {"train_subset": 1200, "val_size": 200, "test_subset": 500, "width": 0.25,
                 "strong_batch_size": 128}
@@ -107,7 +108,7 @@ def accuracy_run(device, *, gpu: bool, out: Path, results: dict) -> dict:
     ips = (results.get("classifiers") or {}).get("resnet18")
     if not isinstance(ips, (int, float)):
         raise RuntimeError("no ResNet-18 rate was measured, so the run cannot be sized")
-    epoch_s = 1.15 * (budget.TRAIN_IMAGES - P.load("01_supervised", "full")["val_size"]) / ips  # + evaluation
+    epoch_s = 1.15 * (budget.TRAIN_IMAGES - full["val_size"]) / ips  # + evaluation
     epochs = full_epochs if epoch_s * full_epochs <= E2E_BUDGET_S else max(1, int(E2E_BUDGET_S // epoch_s))
     return {"projected_s": round(epoch_s * epochs), **time_to_94(epochs, {}, ckpt_root=out / "accuracy_run")}
 
@@ -264,16 +265,16 @@ def inception_rate(device, *, gpu: bool) -> dict:
     return {"images": n, "images_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
-def project_into(results: dict, work: list, *, gpu: bool) -> None:
+def project_into(results: dict, work: list, *, gpu: bool) -> dict[str, float]:
     """The full profile's projection from what is measured so far (overheads included), and on a GPU the
-    achieved TFLOP/s per workload."""
+    achieved TFLOP/s per workload; returns the unit rates it used."""
     rates = budget.unit_rates(results)
     proj, missing = budget.project(work, rates)
     results["projection_s"] = {k: round(v) for k, v in proj.items()}
     results["projection_missing"] = missing
     flops = results.get("flops", {})
     if "error" in flops or not flops:
-        return
+        return rates
     est = budget.flop_estimate(work, flops)
     results["flop_estimate_s"] = {k: round(v) for k, v in est.items() if not k.endswith("_pflop")}
     results["full_profile_pflop"] = {k[:-6]: round(v, 1) for k, v in est.items() if k.endswith("_pflop")}
@@ -282,6 +283,7 @@ def project_into(results: dict, work: list, *, gpu: bool) -> None:
                  "ssl:mpl": "MPL", "inception": "Inception"}
         results["achieved_tflops"] = {label: round(flops[k] * rates[k] / 1e12, 1)
                                       for k, label in names.items() if k in rates and k in flops}
+    return rates
 
 
 def table_rows(results: dict, *, gpu: bool) -> list[tuple[str, object]]:
@@ -406,11 +408,10 @@ def main() -> int:
             traceback.print_exc()
         shown = "counted" if name == "flops" and "error" not in results[name] else json.dumps(results[name])
         print(f"[gpu_check] {name} ({time.perf_counter() - t0:.0f} s): {shown}", flush=True)
-        project_into(results, work, gpu=gpu)
+        rates = project_into(results, work, gpu=gpu)
         # saved after every section: a run cut off by its time limit keeps what it measured so far
         record.save("gpu_check", [], f"incomplete: sections up to {name}", out_dir=out, extra=results,
                     quiet=True)
-    rates = budget.unit_rates(results)
     flops = results.get("flops", {})
     rows = table_rows(results, gpu=gpu)
     record.save("gpu_check", [{"what": k, "value": v} for k, v in rows], summary(rows), out_dir=out,

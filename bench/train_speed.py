@@ -77,7 +77,7 @@ def time_to_94(epochs: int = 12, overrides: dict | None = None, ckpt_root: Path 
     trained = supervised.train_classifier("resnet18", splits, params, ckpt_root=root, epochs=epochs)
     hist = trained.history
     reached = hist[hist["val_acc"] >= 0.94]
-    return {"epochs": epochs, "full_profile_epochs": supervised.model_epochs(P.load("01_supervised", "full"), "resnet18"),
+    return {"epochs": epochs, "full_profile_epochs": supervised.model_epochs(params, "resnet18"),
             "width": params["width"], "train_images": len(splits.train_y),
             "images_per_s": round(float(hist["images_per_s"].iloc[-1]), 1),
             "test_acc_best_epoch": round(100 * trained.test_acc, 2),
