@@ -18,6 +18,15 @@ from .augment import Cutout, normalize, random_crop_flip
 from .randaugment import RandAugmentCIFAR
 
 
+def upload(t, device: torch.device):
+    """``t`` (a tensor, or RandAugment's draws) on ``device``. On CUDA the copy goes through pinned
+    memory without blocking: a copy from pageable memory makes the host wait for the GPU (a host
+    sync at every epoch's upload), a pinned one is queued behind the running steps."""
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 class BatchLoader:
     """Deterministic batches from uint8 tensors held on ``device``, augmented there.
 
@@ -69,9 +78,9 @@ class BatchLoader:
         flips = torch.rand(n, generator=g) < 0.5
         strong = self.strong.draw(n, g) if self.strong is not None else None
         # one epoch's draws move to the device once, not per batch
-        perm_d = perm.to(self.device)
-        offsets, flips = offsets.to(self.device), flips.to(self.device)
-        strong = strong.to(self.device) if strong is not None else None
+        perm_d = upload(perm, self.device)
+        offsets, flips = upload(offsets, self.device), upload(flips, self.device)
+        strong = upload(strong, self.device) if strong is not None else None
         for i in range(start, len(self)):
             sl = slice(i * bs, (i + 1) * bs)
             idx = perm_d[sl]
@@ -149,7 +158,7 @@ class SSLBatches:
             offsets = torch.randint(0, 9, (2, n, 2), generator=g)
             flips = torch.rand(2, n, generator=g) < 0.5
             strong = self.strong.draw(n, g) if self.strong is not None else None
-            self._draws = (epoch, *(t.to(self.device) if t is not None else None
+            self._draws = (epoch, *(upload(t, self.device) if t is not None else None
                                     for t in (perm, offsets, flips, strong)))
         return self._draws[1:]
 

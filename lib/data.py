@@ -3,7 +3,8 @@
 Sources (``data=`` parameter, or the ``CIFAR10_ROOT`` environment variable when ``data="auto"``):
 
 * ``"torchvision"`` -- the official archive, downloaded by torchvision (the default where the
-  network allows);
+  network allows) in one attempt bounded by ``$CIFAR10_DOWNLOAD_TIMEOUT_S`` (default 600 s), so an
+  offline machine stops with a message saying how to pass a local copy instead of hanging;
 * a folder or ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive laid out as ``train/<class>/*`` and
   ``test/<class>/*`` (optionally inside one top-level folder), e.g.
   ``../shared/datasets/cifar10-jpeg.tar.gz``;
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -121,16 +124,47 @@ def _is_jpeg_source(path: Path) -> bool:
     return "jpeg" in path.name.lower() or "jpg" in path.name.lower()
 
 
+DOWNLOAD_TIMEOUT_S = 600.0  # the official archive is 163 MB: minutes on a slow link, never hours
+
+
+def _download_command(root: Path) -> list[str]:
+    """A child process that downloads the official archive into ``root`` (killed if it overruns)."""
+    code = ("import sys; from torchvision.datasets import CIFAR10; "
+            "CIFAR10(sys.argv[1], train=True, download=True)")
+    return [sys.executable, "-c", code, str(root)]
+
+
+def _download_bounded(root: Path) -> None:
+    """One download attempt, stopped after ``$CIFAR10_DOWNLOAD_TIMEOUT_S`` seconds: an offline
+    machine (a GPU node behind a firewall) ends here with what to do, instead of hanging."""
+    timeout_s = float(os.environ.get("CIFAR10_DOWNLOAD_TIMEOUT_S", DOWNLOAD_TIMEOUT_S))
+    print(f"[data] downloading CIFAR-10 (163 MB) with torchvision into {root}, for at most "
+          f"{timeout_s:g} s", flush=True)
+    remedy = ("Offline? Pass a local copy: --data PATH for run_all.sh (or data: in the params file, "
+              f"or CIFAR10_ROOT=PATH); {LAYOUT_HELP}")
+    try:
+        proc = subprocess.run(_download_command(root), capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise DataError(f"could not download CIFAR-10 with torchvision into {root}: no answer "
+                        f"within {timeout_s:g} s (CIFAR10_DOWNLOAD_TIMEOUT_S). {remedy}.") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DataError(f"could not download CIFAR-10 with torchvision into {root} "
+                        f"({lines[-1] if lines else 'no output'}). {remedy}.")
+
+
 def _load_torchvision(root: Path):
     from torchvision.datasets import CIFAR10
 
+    def read():
+        return [CIFAR10(str(root), train=train, download=False) for train in (True, False)]
+
     try:
-        splits = [CIFAR10(str(root), train=train, download=True) for train in (True, False)]
-    except Exception as err:  # network errors come in many types; all mean the same to the user
-        raise DataError(
-            f"could not download CIFAR-10 with torchvision into {root} ({type(err).__name__}: "
-            f"{err}). Offline? Point data= / --data / CIFAR10_ROOT at a local copy; "
-            f"{LAYOUT_HELP}.") from None
+        splits = read()
+    except RuntimeError:  # "Dataset not found or corrupted": not downloaded yet
+        _download_bounded(root)
+        splits = read()
     out = []
     for ds in splits:
         out.append(torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))))

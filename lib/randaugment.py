@@ -101,8 +101,12 @@ class Draws:
     def __len__(self) -> int:
         return len(self.ops)
 
-    def to(self, device) -> Draws:
-        return Draws(*(getattr(self, f.name).to(device) for f in fields(self)))
+    def to(self, device, *, non_blocking: bool = False) -> Draws:
+        return Draws(*(getattr(self, f.name).to(device, non_blocking=non_blocking)
+                       for f in fields(self)))
+
+    def pin_memory(self) -> Draws:
+        return Draws(*(getattr(self, f.name).pin_memory() for f in fields(self)))
 
 
 class RandAugmentCIFAR:

@@ -157,3 +157,26 @@ def test_normalize_uses_the_presented_constants():
     std = torch.tensor(augment.STD).view(1, 3, 1, 1)
     assert augment.MEAN == (0.4914, 0.4822, 0.4465) and augment.STD == (0.2023, 0.1994, 0.2010)
     torch.testing.assert_close(augment.normalize(x), (x.float() / 255 - mean) / std)
+
+
+def test_an_offline_torchvision_download_stops_in_time_and_says_how_to_pass_data(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    monkeypatch.setattr(D, "_download_command", lambda root: [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setenv("CIFAR10_DOWNLOAD_TIMEOUT_S", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(D.DataError, match=r"no answer within 1 s \(CIFAR10_DOWNLOAD_TIMEOUT_S\)\. Offline\? "
+                                          r"Pass a local copy: --data PATH"):
+        D.load_cifar10("torchvision", cache_dir=tmp_path)
+    assert time.perf_counter() - t0 < 20  # not the 60 s the stalled download would take
+
+
+def test_a_failed_torchvision_download_names_its_error_and_the_remedy(tmp_path, monkeypatch):
+    import sys
+
+    code = "import sys; sys.exit('urllib.error.URLError: <urlopen error [Errno -3] Temporary failure>')"
+    monkeypatch.setattr(D, "_download_command", lambda root: [sys.executable, "-c", code])
+    with pytest.raises(D.DataError, match=r"into .*torchvision \(urllib.error.URLError: <urlopen error "
+                                          r"\[Errno -3\] Temporary failure>\)\. Offline\? Pass a local copy"):
+        D.load_cifar10("torchvision", cache_dir=tmp_path)

@@ -122,6 +122,21 @@ def load_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
     return model
 
 
+def random_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
+    """pytorch-fid's ``InceptionV3`` (the FID variant's layers) with random weights and no file or
+    download: its speed is the real network's, its features mean nothing (bench/gpu_check.py times
+    it where the weights cannot be brought along)."""
+    from unittest import mock
+
+    from pytorch_fid import inception
+
+    # fid_inception_v3 builds the layers, then loads the downloaded state dict: skip only that load
+    with mock.patch.object(inception, "load_state_dict_from_url", return_value={}), \
+            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None):
+        model = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[DIMS]])
+    return model.eval().to(torch.device(device))
+
+
 @torch.inference_mode()
 def inception_features(images: torch.Tensor, *, batch_size: int = 50,
                        device: str | torch.device = "cpu",
