@@ -128,7 +128,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     * ``compile`` (auto / true / false) compiles the modules the method names in ``compiled``;
       ``auto`` only on CUDA and only when ``total_steps`` >= ``compile_min_steps``.
     * The returned history has one row per evaluation: step, epoch, averaged train logs, eval
-      metrics, lr, images/s and elapsed seconds.
+      metrics, lr, images/s and elapsed seconds; under fp16 loss scaling also ``skipped_steps``,
+      the optimiser updates the scalers skipped so far.
     """
     device = pick_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(device, amp)
@@ -205,6 +206,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             # Python numbers (learning rates, ramp weights) stay Python: no host tensor per step
             sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v) else float(v))
         at_eval = step % eval_every == 0 or step == total_steps
+        skipped = method.skipped_steps
         if step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000:
             # the only place the host waits for the device, besides logging below
             times = collect_times()
@@ -213,6 +215,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                     writer.add_scalar(f"train/{k}", float(v), step)
                 if method.lr() is not None:
                     writer.add_scalar("train/lr", method.lr(), step)
+                if skipped is not None:
+                    writer.add_scalar("train/skipped_steps", int(skipped), step)
             if bar is not None:  # read back only here, where the host already waited
                 bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
@@ -224,6 +228,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             row.update({f"train_{k}": float(v / count) for k, v in sums.items()})
             row["lr"] = method.lr()
             row["images_per_s"] = seen / max(now - t_window, 1e-9)
+            if skipped is not None:
+                row["skipped_steps"] = int(skipped)
             elapsed += now - t_start
             t_start = now
             if evaluate is not None:
@@ -239,7 +245,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                                           else f"epoch/{k}", v, step)
             if mode_ == "log":
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
-                                  if isinstance(v, float) and k != "epoch")
+                                  if (isinstance(v, float) and k != "epoch")
+                                  or k == "skipped_steps")
                 print(f"{desc}: step {step}/{total_steps} (epoch {row['epoch']:.2f}) {shown}",
                       flush=True)
             metric = row.get(select)
