@@ -46,8 +46,8 @@ def batches(start):
 
 
 def run(method, ckpt_dir, **kw):
-    def evaluate():
-        return {"val_loss": float(method.model.weight.detach().abs().sum())}  # any finite metric selects best.pt
+    def evaluate():  # any finite metric: it makes fit write best.pt
+        return {"val_loss": float(method.model.weight.detach().abs().sum())}
 
     return fit(method, batches, total_steps=40, eval_every=10, log_every=5, evaluate=evaluate,
                select="val_loss", mode="min", ckpt_dir=ckpt_dir, device="cpu", seed=0,

@@ -241,7 +241,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                 bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
             bar.update(1)
-        if at_log or saving:  # where the host waits anyway: the device has finished this step
+        if at_log or saving:  # only where the host waits anyway: logging, or a checkpoint to write
             bad = [f"train {k}" for k in nonfinite_logs(sums)]
             if saving:
                 bad += [f"{name} weights" for name in nonfinite_weights(method.state)]
