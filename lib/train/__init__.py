@@ -4,6 +4,7 @@ extends.
 * :mod:`.method` -- :class:`Method` (state, set-up, :meth:`~Method.optimise`, EMA, compile),
   :class:`EMA`;
 * :mod:`.loop` -- :func:`fit`, :func:`train_and_test`, :class:`Run`;
+* :mod:`.divergence` -- :class:`Diverged`, raised when training turns non-finite;
 * :mod:`.optim` -- optimisers and learning-rate schedules;
 * :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter.
 """
@@ -15,11 +16,12 @@ from .device import (
            resolve_compile,
            seed_everything,
 )
+from .divergence import Diverged
 from .loop import FitResult, Run, StepTimer, fit, train_and_test
 from .method import EMA, Method, StepCounter, move_optimizer
 from .optim import decay_groups, make_optimizer, make_scheduler, warmup_cosine
 
-__all__ = ["EMA", "FitResult", "Method", "Run", "StepCounter", "StepTimer", "amp_dtype",
+__all__ = ["Diverged", "EMA", "FitResult", "Method", "Run", "StepCounter", "StepTimer", "amp_dtype",
            "decay_groups", "device_description", "fit", "make_optimizer", "make_scheduler",
            "maybe_compile", "move_optimizer", "pick_device", "resolve_compile", "seed_everything",
            "train_and_test", "warmup_cosine"]

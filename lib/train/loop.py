@@ -37,6 +37,7 @@ from .device import (
     resolve_compile,
     seed_everything,
 )
+from .divergence import Diverged, nonfinite_logs, nonfinite_weights
 from .method import Method
 
 
@@ -128,7 +129,11 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     * ``compile`` (auto / true / false) compiles the modules the method names in ``compiled``;
       ``auto`` only on CUDA and only when ``total_steps`` >= ``compile_min_steps``.
     * The returned history has one row per evaluation: step, epoch, averaged train logs, eval
-      metrics, lr, images/s and elapsed seconds.
+      metrics, lr, images/s and elapsed seconds; under fp16 loss scaling also ``skipped_steps``,
+      the optimiser updates the scalers skipped so far.
+    * A non-finite training log (checked at every log point) or weight (checked before every
+      checkpoint) raises :class:`lib.train.Diverged` without saving, so ``last.pt`` and ``best.pt``
+      keep the last good state (the rule, fp16 included: :mod:`lib.train.divergence`).
     """
     device = pick_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(device, amp)
@@ -156,6 +161,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         sums = {k: float(v) if v.dtype == torch.float64 else v.to(device)
                 for k, v in ck["window"]["sums"].items()}
         count, seen = ck["window"]["count"], ck["window"]["seen"]
+    # the last step the training logs were seen finite at, and the step of the last good checkpoint
+    finite_at, kept_step = step, (step if ck is not None else None)
 
     def payload():
         return {"method": method.state_dict(), "rng": _rng_state(), "step": step, "history": rows,
@@ -192,6 +199,17 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             sums[k] = sums.get(k, 0) + v
         return {"data_time": data_s / max(n, 1), "batch_time": batch_s / max(n, 1)}
 
+    def diverged(values: list[str]) -> Diverged:
+        # close what the run opened, so the log and TensorBoard keep what led up to it
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        kept = next((p for p in (last_path, best_path) if p and p.is_file()), None)
+        return Diverged(desc=desc, step=step, finite_at=finite_at, values=values,
+                        checkpoint=kept if kept_step is not None else None,
+                        checkpoint_step=kept_step)
+
     while step < end:
         t_start_step = timer.mark()
         batch = next(stream)
@@ -205,7 +223,11 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             # Python numbers (learning rates, ramp weights) stay Python: no host tensor per step
             sums[k] = sums.get(k, 0) + (v.detach() if torch.is_tensor(v) else float(v))
         at_eval = step % eval_every == 0 or step == total_steps
-        if step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000:
+        at_log = step % log_every == 0 or at_eval or step == end or len(timer.pending) >= 1000
+        saving = bool(last_path) and (bool(ckpt_every and step % ckpt_every == 0) or at_eval
+                                      or step == end)
+        skipped = method.skipped_steps
+        if at_log:
             # the only place the host waits for the device, besides logging below
             times = collect_times()
             if writer is not None and step % log_every == 0:
@@ -213,10 +235,19 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                     writer.add_scalar(f"train/{k}", float(v), step)
                 if method.lr() is not None:
                     writer.add_scalar("train/lr", method.lr(), step)
+                if skipped is not None:
+                    writer.add_scalar("train/skipped_steps", int(skipped), step)
             if bar is not None:  # read back only here, where the host already waited
                 bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
         if bar is not None:
             bar.update(1)
+        if at_log or saving:  # only where the host waits anyway: logging, or a checkpoint to write
+            bad = [f"train {k}" for k in nonfinite_logs(sums)]
+            if saving:
+                bad += [f"{name} weights" for name in nonfinite_weights(method.state)]
+            if bad:
+                raise diverged(bad)
+            finite_at = step
         # collect_times above waited for this step's last event: the clock below is the device's too
         if at_eval:
             now = time.perf_counter()
@@ -224,6 +255,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             row.update({f"train_{k}": float(v / count) for k, v in sums.items()})
             row["lr"] = method.lr()
             row["images_per_s"] = seen / max(now - t_window, 1e-9)
+            if skipped is not None:
+                row["skipped_steps"] = int(skipped)
             elapsed += now - t_start
             t_start = now
             if evaluate is not None:
@@ -239,7 +272,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                                           else f"epoch/{k}", v, step)
             if mode_ == "log":
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
-                                  if isinstance(v, float) and k != "epoch")
+                                  if (isinstance(v, float) and k != "epoch")
+                                  or k == "skipped_steps")
                 print(f"{desc}: step {step}/{total_steps} (epoch {row['epoch']:.2f}) {shown}",
                       flush=True)
             metric = row.get(select)
@@ -249,10 +283,11 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                 if best_path:
                     save_atomic(payload(), best_path)
             sums, count, seen, t_window = {}, 0, 0, time.perf_counter()
-        if last_path and ((ckpt_every and step % ckpt_every == 0) or at_eval or step == end):
+        if saving:
             elapsed += time.perf_counter() - t_start
             t_start = time.perf_counter()
             save_atomic(payload(), last_path)
+            kept_step = step
     if bar is not None:
         bar.close()
     if writer is not None:

@@ -80,6 +80,7 @@ class Method:
         self.ema: EMA | None = None
         self._nets: dict[str, nn.Module] = {}
         self._scalers: dict[str, torch.amp.GradScaler] = {}  # optimiser name -> scaler (fp16 only)
+        self._skipped: torch.Tensor | None = None  # fp16: updates the scalers skipped, on the device
 
     def setup(self, device: torch.device, autocast_dtype: torch.dtype | None, *,
               compile: bool | str | None = None) -> None:
@@ -105,8 +106,10 @@ class Method:
         if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
             self._scalers = {k: self._scalers.get(k) or torch.amp.GradScaler(device.type)
                              for k in optimizers}
+            skipped = self._skipped if self._skipped is not None else torch.zeros((), dtype=torch.long)
+            self._skipped = skipped.to(device)
         else:
-            self._scalers = {}
+            self._scalers, self._skipped = {}, None
 
     def memory_format(self, device: torch.device) -> torch.memory_format | None:
         """The layout :meth:`setup` gives the method's modules on ``device`` (None: leave it):
@@ -131,12 +134,20 @@ class Method:
         if self.ema is not None:
             self.state["ema"] = self.ema
 
+    @property
+    def skipped_steps(self) -> torch.Tensor | None:
+        """Under fp16, the optimiser updates the gradient scalers skipped (inf/NaN gradients) so far,
+        summed over the method's optimisers, as a tensor on the device (reading it waits for the
+        device: the loop does so only where it logs); None without loss scaling."""
+        return self._skipped
+
     def optimise(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, model: nn.Module,
                  scheduler=None, clip: float = 0.0, ema: bool = False) -> torch.Tensor | None:
         """One update of ``model`` from ``loss``: zero the gradients, backward (scaled under fp16),
         clip their norm at ``clip`` (> 0), step, advance ``scheduler``, update the EMA (its warm-up
         counts the scheduler's steps). Returns the gradient norm before clipping, or None without
-        clipping."""
+        clipping; under fp16 an update the scaler skipped is counted in :attr:`skipped_steps` and
+        its (non-finite) norm returned as 0, since no gradient was applied."""
         name = next((k for k, o in self.state.items() if o is optimizer), None)
         scaler = self._scalers.get(name)
         optimizer.zero_grad(set_to_none=True)
@@ -147,8 +158,15 @@ class Method:
                 scaler.unscale_(optimizer)
             norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
         if scaler is not None:
+            # update() lowers the scale (backoff) exactly when this update was skipped: counted on
+            # the device, with no read-back (scaler.get_scale() would wait for the device)
+            scale = scaler._get_scale_async().clone()
             scaler.step(optimizer)
             scaler.update()
+            skipped = scaler._get_scale_async() < scale
+            self._skipped += skipped
+            if norm is not None:
+                norm = norm.masked_fill(skipped, 0.0)
         else:
             optimizer.step()
         if scheduler is not None:
@@ -174,6 +192,7 @@ class Method:
         sd = {name: obj.state_dict() for name, obj in self.state.items()}
         if self._scalers:
             sd["grad_scalers"] = {name: s.state_dict() for name, s in self._scalers.items()}
+            sd["skipped_steps"] = self._skipped.clone()
         return sd
 
     def load_state_dict(self, sd: dict) -> None:
@@ -186,6 +205,8 @@ class Method:
         for name, scaler_sd in sd.get("grad_scalers", {}).items():
             self._scalers.setdefault(
                 name, torch.amp.GradScaler(self.device.type)).load_state_dict(scaler_sd)
+        if "skipped_steps" in sd:
+            self._skipped = sd["skipped_steps"].clone()
 
 
 def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
@@ -193,7 +214,14 @@ def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
     ``fused``, switch it to torch's fused implementation (one kernel updates every parameter) where
     torch has one for its class and the parameters are floating point. Goes through
     ``load_state_dict``, so no state is lost and an optimizer created on the CPU before its model
-    moved to the GPU still runs fused there."""
+    moved to the GPU still runs fused there.
+
+    A fused optimiser is also marked as handling loss scaling itself, as torch marks one built
+    fused: ``GradScaler.step`` then hands it the scale and the found-inf flag, and its kernel skips
+    an overflowed update on the device. Unmarked, ``GradScaler.step`` reads the flag back to the
+    host (``.item()``) to decide whether to call ``step``: one host synchronisation per optimiser
+    per fp16 step (torch/amp/grad_scaler.py: ``step`` checks ``_step_supports_amp_scaling``, which
+    only ``SGD.__init__``/``Adam.__init__`` with ``fused=True`` set)."""
     sd = optimizer.state_dict()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     floating = params and all(p.is_floating_point() for p in params)
@@ -201,3 +229,23 @@ def move_optimizer(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
         for group in sd["param_groups"]:
             group["fused"], group["foreach"] = True, False
     optimizer.load_state_dict(sd)
+    on = bool(optimizer.param_groups) and all(g.get("fused") for g in optimizer.param_groups)
+    optimizer._step_supports_amp_scaling = on
+    if on and isinstance(optimizer, torch.optim.SGD):
+        _create_momentum_buffers(optimizer)
+
+
+def _create_momentum_buffers(optimizer: torch.optim.SGD) -> None:
+    """Give fused SGD zero momentum buffers before its first step. Its first step makes them with
+    ``torch.empty_like`` and its kernel returns early when the scaler found inf, so a skipped
+    first update (common: the scale starts at 2**16) would leave uninitialised memory as momentum
+    (torch/optim/sgd.py ``_fused_sgd``, FusedSgdKernel.cu). With dampening 0 (the project's SGD
+    never sets it), a zero buffer gives the first update exactly the first-step rule
+    (``buf = momentum * 0 + g = g``); other dampenings keep torch's lazy buffers."""
+    for group in optimizer.param_groups:
+        if group["momentum"] == 0 or group["dampening"] != 0:
+            continue
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
