@@ -136,12 +136,20 @@ def steps_in_child(results: dict, seconds: float, save, *, gpu: bool) -> dict:
                 row = json.loads(line[len(check_steps.LINE_PREFIX):])
                 out[phase][row.pop("workload")] = row
                 results["steps"] = out
+                derive_from_steps(results, out)
                 save()
         proc.wait()
         sel.close()
         if f"{phase}_cut" in out:
             break
     return out
+
+
+def derive_from_steps(results: dict, steps: dict) -> None:
+    """What the steps measured so far, under the keys bench/budget.py and the table read."""
+    results.update(step_rates(steps))
+    results["compiled"] = compiled_rates(steps)
+    results["syncs"] = sync_rows(steps)
 
 
 def step_rates(steps: dict) -> dict:
@@ -545,9 +553,7 @@ def main() -> int:
     def run_steps() -> dict:
         seconds = min(left() - needs_after("steps"), SECTIONS[1][1] if gpu else 1e9)
         steps = steps_in_child(results, max(seconds, SECTIONS[1][2]), save, gpu=gpu)
-        results.update(step_rates(steps))
-        results["compiled"] = compiled_rates(steps)
-        results["syncs"] = sync_rows(steps)
+        derive_from_steps(results, steps)
         return steps
 
     def run_accuracy() -> dict:
