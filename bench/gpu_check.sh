@@ -3,7 +3,7 @@
 #   bench/gpu_check.sh --data CIFAR10_ARCHIVE [--fid-weights PTH] [--out DIR] [--work DIR] [--limit-s S]
 #                      [--wheels DIR]
 # Needs only python3 with the measuring packages: torch, torchvision, timm, numpy, pandas, PyYAML,
-# diffusers, pytorch-fid (and scipy, which it brings); any torch from 2.4 on (tested: 2.11, 2.14). It
+# diffusers, pytorch-fid (and scipy, which it brings); torch 2.11 or newer (tested: 2.11.0, 2.14.1). It
 # uses the machine's own python3 (or $CIFAR_REPORT_PYTHON, or this checkout's .venv) and never creates
 # an environment or downloads. Missing packages: run bench/wheels.sh DIR where pip reaches an index,
 # bring DIR along, and pass --wheels DIR (installed with pip --no-index into the working folder).
@@ -61,6 +61,11 @@ for mod, dist in needs.items():
     except ImportError:
         lacks.append(dist)
 print(" ".join(lacks))
+if "torch" not in lacks:
+    import torch
+    if tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 11):
+        print(f"gpu_check.sh: note: torch {torch.__version__} is older than the oldest tested (2.11)",
+              file=sys.stderr)
 EOF
 )
 if [ -n "$missing" ]; then
