@@ -91,8 +91,8 @@ class OneGraph:
     Calls with the first call's input shapes, grad mode and train/eval mode run compiled; any other
     call (a partial last batch, MPL's no-grad pass of the student on the labelled images) runs the
     same module eagerly instead of compiling a second graph. Dynamo still compiles again where its
-    own guards differ within one key: DCGAN's discriminator sees real images and fakes that need
-    gradients, so it builds two graphs.
+    own guards differ within one key: DCGAN's discriminator sees real images, detached fakes (of
+    autocast's dtype) and fakes that need gradients, so it builds three graphs under autocast.
 
     Compilation happens inside a call, before its graph runs (the backward pass too, see
     :func:`_backward_now`). When it fails -- at the first call, or at a later recompilation --
