@@ -1,7 +1,10 @@
 """torch.compile pays for itself: ``auto`` compiles only long CUDA runs, and a compiled module
 builds one graph; calls with other shapes or grad mode (MPL's no-grad student pass, a partial last
 batch) run eagerly. Graphs are counted with a backend that records what dynamo hands it and runs it
-eagerly, so this needs neither a GPU nor inductor."""
+eagerly, so this needs neither a GPU nor inductor. A compilation that fails is shown, recorded and
+survived: the run goes on eagerly."""
+import json
+
 import pytest
 import torch
 
@@ -84,3 +87,113 @@ def test_a_partial_last_batch_runs_eagerly_instead_of_compiling_a_second_graph(g
     assert sizes == [16, 16, 3]
     assert len(graphs) == 1
     assert method.net("model").eager_calls == 1
+
+
+# -- a compilation that fails is caught, recorded and shown; the run goes on eagerly
+
+INJECTED = "no kernel for this graph (injected)"
+
+
+def failing_backend(gm, example_inputs):
+    raise RuntimeError(INJECTED)
+
+
+def test_a_failing_compile_is_shown_recorded_and_the_run_goes_on_eagerly_with_identical_results(
+        monkeypatch, capsys, tmp_path):
+    import torch._dynamo
+
+    from lib import report as R
+    from lib.chapters import supervised
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(dev, "COMPILE_BACKEND", failing_backend)
+    p = P.load("01_supervised", "smoke", {"data": "synthetic", "compile": True})
+    splits = supervised.load_splits(p)
+    report = R.Report("01_supervised", p, out_root=tmp_path, data_source=splits.source)
+    failed = supervised.train_classifier("resnet18", splits, p, ckpt_root=tmp_path / "a")
+    shown = capsys.readouterr().out
+    eager = supervised.train_classifier("resnet18", splits, {**p, "compile": False},
+                                        ckpt_root=tmp_path / "b", run_name="resnet18-eager")
+    torch._dynamo.reset()
+
+    error = f"RuntimeError: {INJECTED}"
+    assert (f"torch.compile failed for model (CifarResNet): {error}; running eagerly: expect 2-3x "
+            "slower steps") in shown
+    assert failed.compilation == {"model": {"compiled": False, "graphs": 0,
+                                            "eager_calls": failed.steps, "error": error}}
+    # the failure happened before anything ran: the eager rest of the run is the eager run
+    assert failed.test_acc == eager.test_acc and failed.val_acc == eager.val_acc
+    for a, b in zip(failed.model.state_dict().values(), eager.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    table = supervised.accuracy_table([failed, eager], {}, profile="smoke", source=splits.source,
+                                      n_test=len(splits.test_y))
+    assert list(table["compiled"]) == [f"no: model: {error}", "no"]
+    assert report.provenance()["compile"] == {"resnet18": failed.compilation,
+                                              "resnet18-eager": eager.compilation}
+    report.finish()
+    saved = json.loads((tmp_path / "smoke" / "01_supervised" / "provenance.json").read_text())
+    assert saved["compile"]["resnet18"]["model"]["error"] == error
+
+
+class Breaks(torch.nn.Module):
+    """A module dynamo cannot capture whole: a graph break between two layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.a(x).relu()
+        torch._dynamo.graph_break()
+        return self.b(x)
+
+
+def test_a_graph_break_is_an_error_on_record_not_a_silent_split(capsys):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module, x = Breaks(), torch.randn(3, 4)
+    net = dev.OneGraph(module, name="breaks", backend="eager")
+    torch.testing.assert_close(net(x), module(x), rtol=0, atol=0)
+    record = net.record()
+    assert not record["compiled"] and record["graphs"] == 0 and record["eager_calls"] == 1
+    assert record["error"].startswith("Unsupported"), record["error"]
+    assert "torch.compile failed for breaks (Breaks): Unsupported" in capsys.readouterr().out
+    torch._dynamo.reset()
+
+
+def test_a_backward_that_cannot_compile_fails_inside_the_first_call_not_in_backward():
+    """AOTAutograd compiles the backward lazily, at the first ``backward()``; OneGraph has it
+    compiled with the forward, inside the call it guards."""
+    import copy
+
+    import torch._dynamo
+    from torch._dynamo.backends.common import aot_autograd
+
+    def backward_fails(gm, example_inputs):
+        raise RuntimeError(INJECTED)
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module, x = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh()), torch.randn(3, 4)
+    twin = copy.deepcopy(module)
+    net = dev.OneGraph(module, name="mlp",
+                       backend=aot_autograd(fw_compiler=lambda gm, _: gm, bw_compiler=backward_fails))
+    net(x).sum().backward()
+    twin(x).sum().backward()
+    assert net.record()["error"] == f"RuntimeError: {INJECTED}"
+    for a, b in zip(module.parameters(), twin.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    torch._dynamo.reset()
+
+
+def test_compiled_cell_reads_yes_no_or_the_error():
+    ok = {"compiled": True, "graphs": 1, "eager_calls": 0, "error": None}
+    assert dev.compiled_cell({"teacher": ok, "student": {**ok, "eager_calls": 3}}) == "yes"
+    assert dev.compiled_cell({"model": dict(dev.NOT_COMPILED)}) == "no"  # off by rule
+    assert dev.compiled_cell({}) == "no"  # a method that compiles nothing
+    failed = {"compiled": False, "graphs": 0, "eager_calls": 9, "error": "RuntimeError: boom"}
+    assert dev.compiled_cell({"teacher": ok, "student": failed}) == "no: student: RuntimeError: boom"
+    # compile on, but the run was finished already: nothing compiled in this process
+    assert dev.compiled_cell({"model": {**ok, "graphs": 0}}) == "not run here: finished run reused"

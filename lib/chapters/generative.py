@@ -29,6 +29,7 @@ from ..models.unet import build_unet
 from ..models.vae import ConvVAE
 from ..spec import PRESENTED
 from ..train import Method, Run, make_optimizer, pick_device, train_and_test
+from ..train.device import compiled_cell
 from .generative_select import ddim_label, snapshot_epochs, snapshot_hook
 
 GENERATORS = ("vae", "dcgan", "ddpm")
@@ -171,7 +172,8 @@ def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
                           "epochs": t.settings["epochs"], "steps": t.settings["steps"],
                           "batch": t.settings["batch_size"], "lr": t.settings["lr"],
                           **presented_setting(t.name),
-                          "training time (s)": round(t.wall_time_s, 1), "device": t.device}
+                          "training time (s)": round(t.wall_time_s, 1), "device": t.device,
+                          "compiled": compiled_cell(t.compilation)}
                          for t in trained.values()])
 
 
@@ -364,7 +366,8 @@ def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path,
                                        else None),
                      "model": f"{params['classifier_model']} (width {cp['width']})",
                      "epochs": t.epochs,
-                     "wall time (s)": round(t.wall_time_s, 1), "test images": len(sp.test_y),
+                     "wall time (s)": round(t.wall_time_s, 1),
+                     "compiled": compiled_cell(t.compilation), "test images": len(sp.test_y),
                      "profile": params["profile"], "data": splits.source})
     return pd.DataFrame(rows), trained
 

@@ -33,6 +33,7 @@ from ..train import (
     train_and_test,
     warmup_cosine,
 )
+from ..train.device import compiled_cell
 
 
 @dataclass
@@ -365,7 +366,8 @@ def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, sou
                      "best val top-1 (%)": round(100 * r.val_acc, 2), "selected step": r.best_step,
                      "steps": r.steps, "wall time (s)": round(r.wall_time_s, 1),
                      "s / step": round(r.seconds_per_step, 3), "source": f"this run ({profile})",
-                     "device": r.device, "data": source, "test images": n_test})
+                     "device": r.device, "compiled": compiled_cell(r.compilation),
+                     "data": source, "test images": n_test})
     return pd.DataFrame(rows)
 
 

@@ -23,6 +23,7 @@ from ..methods.classifier import Classifier
 from ..models import build_model, count_parameters, flops_per_image
 from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
+from ..train.device import compiled_cell
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
                "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta", "cutout")
@@ -243,6 +244,7 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
             "best val acc (%)": round(100 * r.val_acc, 2), "epochs": r.epochs,
             "parameters": r.parameters, "GFLOPs / image": round(r.flops / 1e9, 3),
             "wall time (s)": round(r.wall_time_s, 1), "device": r.device,
+            "compiled": compiled_cell(r.compilation),
             "profile": profile, "data": source, "test images": n_test,
         })
     return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ from .. import data as D
 from ..batches import BatchLoader
 from ..evaluate.classification import predict
 from ..spec import PRESENTED
+from ..train.device import compiled_cell
 from .supervised import Splits, train_classifier
 
 
@@ -52,7 +53,8 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
                          "val AUC": round(macro_auc(val_logits, val_labels), 4),
                          "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
                          "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
-                         "wall time (s)": round(t.wall_time_s, 1)})
+                         "wall time (s)": round(t.wall_time_s, 1),
+                         "compiled": compiled_cell(t.compilation)})
     df = pd.DataFrame(rows)
     df["best on validation"] = df["val AUC"] == df["val AUC"].max()
     return df

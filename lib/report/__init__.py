@@ -6,7 +6,8 @@ Until then everything is written to a staging folder; ``finish`` moves it into
 ``outputs/<profile>/<chapter>/`` in one rename and records it in
 ``outputs/<profile>/manifest.json``. A chapter that fails half-way therefore never clobbers the
 previous good outputs. Every saved file gets a provenance sidecar: git commit, parameters hash,
-seed, library versions, device, data source and wall time.
+seed, library versions, device, data source, wall time and, per run trained, what compiling did
+(``compile``: graphs, eager fallbacks, any compile error).
 
 Checkpoints and TensorBoard logs live outside the chapter folder (``outputs/<profile>/checkpoints``
 and ``.../tensorboard``), so re-running a chapter resumes or reuses training instead of repeating
@@ -29,6 +30,7 @@ from .. import storage
 from ..params import params_hash
 from ..spec import presented_numbers, status
 from ..storage import ROOT, default_out_root, write_text_atomic
+from ..train.device import COMPILE_RECORDS
 
 CHAPTERS = {
     "01_supervised": "1. Supervised learning",
@@ -102,6 +104,7 @@ class Report:
         # one writer per profile: a second run (another notebook, run_all.sh) stops here, saying who
         self.lock = storage.lock_profile(self.profile_dir, command=f"notebook {chapter}")
         self.recoveries_from = len(storage.RECOVERIES)
+        self.compiles_from = len(COMPILE_RECORDS)
         # compiled kernels persist with the profile's outputs (run_all.sh sets the same folder)
         inductor = self.profile_dir / "cache" / "inductor"
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor))
@@ -141,6 +144,8 @@ class Report:
             "host": platform.node(),
             # unreadable checkpoints or caches this chapter moved aside and rebuilt or resumed past
             "recovered": storage.RECOVERIES[self.recoveries_from:],
+            # per run this chapter trained: {module: {compiled, graphs, eager_calls, error}}
+            "compile": {r["run"]: r["modules"] for r in COMPILE_RECORDS[self.compiles_from:]},
         }
 
     def _record(self, item: str, entry: dict) -> None:

@@ -2,6 +2,7 @@
 parameter."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -75,42 +76,133 @@ def resolve_compile(value, device: torch.device, *, steps: int | None = None,
     raise ValueError(f"compile must be auto, true or false, got {value!r}")
 
 
-# torch.compile's backend; tests swap in a counting backend to check how many graphs a run builds
+# torch.compile's backend (a name or a callable); tests swap in a recording or a failing one
 COMPILE_BACKEND = "inductor"
+SLOWER = "running eagerly: expect 2-3x slower steps"
+# a module that compiles nothing: compile off by rule, or not a module the method compiles
+NOT_COMPILED = {"compiled": False, "graphs": 0, "eager_calls": 0, "error": None}
+# one {"run", "modules"} per run this process trained; a chapter's provenance lists its own
+COMPILE_RECORDS: list[dict] = []
 
 
 class OneGraph:
-    """A compiled module that compiles exactly one graph: calls with the first call's input
-    shapes, grad mode and train/eval mode run compiled; any other call (a partial last batch,
-    MPL's no-grad pass of the student on the labelled images) runs the same module eagerly
-    instead of compiling a second graph. ``eager_calls`` counts those."""
+    """A compiled module that compiles exactly one graph and cannot fail silently.
 
-    def __init__(self, compiled, module: nn.Module):
-        self.compiled, self.module = compiled, module
+    Calls with the first call's input shapes, grad mode and train/eval mode run compiled; any other
+    call (a partial last batch, MPL's no-grad pass of the student on the labelled images) runs the
+    same module eagerly instead of compiling a second graph. Dynamo still compiles again where its
+    own guards differ within one key: DCGAN's discriminator sees real images, detached fakes (of
+    autocast's dtype) and fakes that need gradients, so it builds three graphs under autocast.
+
+    Compilation happens inside a call, before its graph runs (the backward pass too, see
+    :func:`_backward_now`). When it fails -- at the first call, or at a later recompilation --
+    the module runs eagerly for the rest of the run and one line says so; :meth:`record` keeps the
+    error with the counts ``graphs`` (built) and ``eager_calls`` (calls that ran eagerly).
+    """
+
+    def __init__(self, module: nn.Module, *, name: str = "module", backend=None):
+        import torch._dynamo
+
+        self.module, self.name = module, name
         self.key: tuple | None = None
-        self.eager_calls = 0
+        self.graphs = self.eager_calls = 0
+        self.error: str | None = None
+        self.ran = False  # a compiled call has returned: later errors that are not dynamo's are real
+        self.backend_error: Exception | None = None
+        inner = torch._dynamo.lookup_backend(backend if backend is not None else COMPILE_BACKEND)
+
+        def counting(gm, example_inputs):
+            try:
+                with _backward_now():
+                    compiled = inner(gm, example_inputs)
+            except Exception as err:
+                self.backend_error = err
+                raise
+            self.graphs += 1
+            return compiled
+
+        # dynamic=False: only the first call's shapes ever reach the compiled module (see above),
+        # so dynamic shapes would buy nothing and cost symbolic guards, slower kernels and
+        # recompiles. fullgraph=True: a graph break raises (and is caught in __call__) instead of
+        # quietly splitting the module into graphs with eager code between them.
+        self.compiled = torch.compile(module, backend=counting, fullgraph=True, dynamic=False)
 
     def __call__(self, *args, **kwargs):
         key = (torch.is_grad_enabled(), self.module.training,
                *(tuple(a.shape) for a in args if torch.is_tensor(a)))
         if self.key is None:
             self.key = key
-        if key == self.key:
-            return self.compiled(*args, **kwargs)
+        if key == self.key and self.error is None:
+            try:
+                out = self.compiled(*args, **kwargs)
+            except Exception as err:
+                if self.ran and not isinstance(err, _dynamo_errors()):
+                    raise  # an error of the computation itself, not of its compilation
+                self._give_up(err)
+            else:
+                self.ran = True
+                if self.backend_error is not None:  # dynamo ran it eagerly (suppress_errors)
+                    self._give_up(self.backend_error)
+                    self.eager_calls += 1
+                return out
         self.eager_calls += 1
         return self.module(*args, **kwargs)
 
+    def _give_up(self, err: Exception) -> None:
+        inner = self.backend_error or getattr(err, "inner_exception", None) or err
+        lines = str(inner).strip().splitlines()
+        self.error = f"{type(inner).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
+        print(f"torch.compile failed for {self.name} ({type(self.module).__name__}): "
+              f"{self.error}; {SLOWER}", flush=True)
 
-def maybe_compile(module: nn.Module, enabled: bool):
-    """:class:`OneGraph` over ``torch.compile(module)`` when ``enabled``, else ``module``. A graph
-    torch cannot compile falls back to eager execution with a warning instead of ending a long
-    run."""
-    if not enabled:
-        return module
-    import torch._dynamo
+    def record(self) -> dict:
+        """``{"compiled", "graphs", "eager_calls", "error"}``: compiled is False after an error."""
+        return {"compiled": self.error is None, "graphs": self.graphs,
+                "eager_calls": self.eager_calls, "error": self.error}
 
-    torch._dynamo.config.suppress_errors = True
-    return OneGraph(torch.compile(module, backend=COMPILE_BACKEND), module)
+
+def _dynamo_errors() -> tuple[type, ...]:
+    """What dynamo raises when tracing or compiling fails (before the graph runs)."""
+    import torch._dynamo.exc as exc
+
+    return tuple(getattr(exc, n) for n in ("TorchDynamoException", "FailOnRecompileLimitHit")
+                 if hasattr(exc, n))
+
+
+def _backward_now():
+    """Compile each graph's backward pass with its forward pass (AOTAutograd otherwise compiles it
+    at the first ``backward()``, outside the call that :class:`OneGraph` guards), so a backward
+    that cannot compile fails inside that call too. Torch versions without the switch keep the
+    lazy backward."""
+    import torch._functorch.config as cfg
+
+    if hasattr(cfg, "force_non_lazy_backward_lowering"):
+        return cfg.patch(force_non_lazy_backward_lowering=True)
+    return contextlib.nullcontext()
+
+
+def maybe_compile(module: nn.Module, enabled: bool, *, name: str = "module"):
+    """:class:`OneGraph` over ``module`` when ``enabled``, else ``module``."""
+    return OneGraph(module, name=name) if enabled else module
+
+
+def compile_record(net) -> dict:
+    """What :meth:`OneGraph.record` says of ``net``; :data:`NOT_COMPILED` for a plain module."""
+    return net.record() if isinstance(net, OneGraph) else dict(NOT_COMPILED)
+
+
+def compiled_cell(modules: dict[str, dict]) -> str:
+    """The "compiled" cell of a run in a chapter's table, from its ``{module: record}``: "yes",
+    "no" (compile off by rule), "no: <module>: <error>" where a compilation failed, or "not run
+    here: finished run reused" where compile was on but the run had no step left to take."""
+    errors = [f"{name}: {r['error']}" for name, r in modules.items() if r["error"]]
+    if errors:
+        return "no: " + "; ".join(errors)
+    if not any(r["compiled"] for r in modules.values()):
+        return "no"
+    if not any(r["graphs"] for r in modules.values()):
+        return "not run here: finished run reused"
+    return "yes"
 
 
 def elapsed_since(t0: float, device: torch.device) -> float:

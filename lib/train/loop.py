@@ -31,6 +31,7 @@ from ..storage import (
     save_atomic,
 )
 from .device import (
+    COMPILE_RECORDS,
     amp_dtype,
     device_description,
     pick_device,
@@ -311,6 +312,8 @@ class Run:
     wall_time_s: float
     device: str
     checkpoint: Path | None   # best.pt when a validation metric selected one, else last.pt
+    # {module: {compiled, graphs, eager_calls, error}} of this process's steps (device.OneGraph)
+    compilation: dict = field(default_factory=dict)
 
     @property
     def best_value(self) -> float:
@@ -342,7 +345,9 @@ def train_and_test(method: Method, batches: Callable[[int], Iterator], *, name: 
             checkpoint = result.last_checkpoint
     hist = result.history
     wall = float(hist["elapsed_s"].iloc[-1]) if len(hist) else math.nan
+    compilation = method.compilation()
+    COMPILE_RECORDS.append({"run": name, "modules": compilation})
     return Run(name=name, method=method, history=hist, best=result.best,
                test=test() if test else {},
                wall_time_s=wall, device=device_description(method.device),
-               checkpoint=checkpoint)
+               checkpoint=checkpoint, compilation=compilation)

@@ -16,7 +16,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from .device import maybe_compile, resolve_compile
+from .device import OneGraph, compile_record, maybe_compile, resolve_compile
 
 
 class EMA(nn.Module):
@@ -102,7 +102,7 @@ class Method:
         for opt in optimizers.values():
             move_optimizer(opt, fused=cuda)
         on = resolve_compile(self.compile, device)
-        self._nets = {name: maybe_compile(self.state[name], on) for name in self.compiled}
+        self._nets = {name: self._compiled_net(name, on) for name in self.compiled}
         if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
             self._scalers = {k: self._scalers.get(k) or torch.amp.GradScaler(device.type)
                              for k in optimizers}
@@ -110,6 +110,17 @@ class Method:
             self._skipped = skipped.to(device)
         else:
             self._scalers, self._skipped = {}, None
+
+    def _compiled_net(self, name: str, on: bool):
+        old = self._nets.get(name)
+        if on and isinstance(old, OneGraph) and old.module is self.state[name]:
+            return old  # a second setup (resume, the reload before testing) keeps graph and record
+        return maybe_compile(self.state[name], on, name=name)
+
+    def compilation(self) -> dict[str, dict]:
+        """``{module name: record}`` of the ``compiled`` modules: compiled, graphs, eager_calls,
+        error (see :class:`lib.train.device.OneGraph`)."""
+        return {name: compile_record(self._nets.get(name)) for name in self.compiled}
 
     def memory_format(self, device: torch.device) -> torch.memory_format | None:
         """The layout :meth:`setup` gives the method's modules on ``device`` (None: leave it):
