@@ -76,10 +76,9 @@ def test_gpu_check_runs_offline_with_only_the_measuring_packages(tmp_path):
     assert [k for k in result if k in sections] == list(sections)  # in the order the budget needs them
     # every method's step, eager, with 0 host syncs per step; one compiled on a CPU (aot_eager), one graph
     assert set(result["steps"]["eager"]) == {"resnet18", "mpl", "uda", "ddpm", "supervised", "vae", "dcgan"}
-    assert all(s == {"eager": 0.0} for k, s in result["syncs"].items() if k != "resnet18"), result["syncs"]
-    assert result["syncs"]["resnet18"] == {"eager": 0.0, "compiled": 0.0}
+    assert all(s == {"eager": 0.0} for s in result["syncs"].values()), result["syncs"]
     c = result["compiled"]["resnet18"]
-    assert c["graphs"] == 1 and c["eager_calls"] == 0 and c["backend"] == "aot_eager" and c["compile_s"] >= 0
+    assert c["graphs"] == 1 and c["eager_calls"] == 0 and c["backend"] == "aot_eager" and "error" not in c
     assert result["mpl"]["labelled_batch"] == 2 and result["mpl"]["mpl_s_per_step"] > 0  # what budget.py reads
     assert set(result["step_floor"]["resnet18"]) == {"2", "4"} and result["finetune"]["batch"] == 8
     assert result["ddpm"]["params"] == 35_746_307 and result["ddpm"]["s_per_image_step"] > 0
