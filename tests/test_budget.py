@@ -108,3 +108,33 @@ def test_a_gpu_run_starts_with_its_projected_wall_time():
     assert "measured on this GPU" in line and "left out" in line
     other = budget.start_line("full", "cuda (Tesla T4)", flops=flops, peak_tflops=60.0, measured=check)
     assert "FLOP-based" in other
+
+
+def test_grouped_convolutions_backward_is_counted_once_per_gradient():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lib.models import build_model
+
+    def flops(fn, counter):
+        with counter as fc:
+            fn()
+        return fc.get_total_flops()
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    for conv in (nn.Conv2d(32, 64, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1, groups=32),
+                 nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)):
+        fwd = flops(lambda: conv(x), FlopCounterMode(display=False))
+        total = flops(lambda: conv(x).sum().backward(), budget.flop_counter())
+        assert total == 3 * fwd  # forward, input gradient, weight gradient: each the same multiply-adds
+        if conv.groups == 1:  # torch's own formula agrees where it is right
+            assert total == flops(lambda: conv(x).sum().backward(), FlopCounterMode(display=False))
+    model = build_model("efficientnet_b0", width=1.0)
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    train = flops(lambda: F.cross_entropy(model(images), labels).backward(), budget.flop_counter())
+    with torch.no_grad():
+        forward = flops(lambda: model.eval()(images), budget.flop_counter())
+    assert 2 < train / forward < 4
