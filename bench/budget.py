@@ -57,7 +57,9 @@ ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of
 # overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
 ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
 ASSUMED_DISK_GB_S = 1.0   # checkpoint write speed (torch.save + fsync + rename), GB/s
-ASSUMED_FRECHET_S = 10.0  # one Fréchet distance: scipy's sqrtm of a 2048 x 2048 product, single-digit s per CPU
+# one Fréchet distance: scipy's sqrtm of a 2048 x 2048 product, mostly single-threaded, so from several seconds on
+# a server core to tens on a small or busy CPU; bench/gpu_check.sh measures it on the GPU machine's CPU
+ASSUMED_FRECHET_S = 10.0
 ASSUMED_NOTEBOOK_S = 60.0  # a chapter's kernel start, imports, figures and HTML export, without a record
 ASSUMED_INDEX_S = 30.0     # the report's index page and report.html after the last chapter, without a record
 # bench/notebook_overhead.py's record of those, per chapter (filed by scripts/readme.py record)
@@ -70,7 +72,6 @@ SSL_KINDS = ("mpl", "uda", "supervised")
 SPEEDUP_PROXIES = {"mpl": ("uda", "supervised"), "uda": ("mpl", "supervised"), "supervised": ("uda", "mpl"),
                    "wrn28_2": ("supervised", "uda", "mpl"),
                    "ddpm": ("vae", "dcgan"), "vae": ("dcgan", "ddpm"), "dcgan": ("vae", "ddpm")}
-COMPILED_WORKLOADS = ("resnet18", "mpl", "uda", "supervised", "ddpm", "vae", "dcgan")
 
 
 @dataclass
