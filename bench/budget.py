@@ -5,11 +5,19 @@
 The work list is computed from the params files, so changing an epoch count changes the projection. Two
 projections are offered:
 
-* **measured**: each workload's count divided by the rate ``bench/gpu_check.sh`` measured for it on the device
-  (``--rates`` reads a saved ``gpu_check.json``); this is the number the README's GPU budget quotes;
+* **measured**: each workload priced from what ``bench/gpu_check.sh`` measured on the device (``--rates`` reads a
+  saved ``gpu_check.json``): the compiled rate where the chapter compiles the run, the per-step floor of the run's
+  batch size, the finetune's own rate, the Fréchet distances' CPU time; this is the number the README's GPU
+  budget quotes;
 * **FLOP-based**: each workload's FLOPs (counted once by torch's ``FlopCounterMode`` on the real networks) at an
-  *assumed* sustained throughput, with an assumed floor per optimiser step (small batches are launch-bound).
-  It needs no GPU and states its assumptions; use it to size a profile before a GPU measurement exists.
+  *assumed* sustained throughput (:data:`SUSTAINED_FRACTION` of a dense half-precision peak, the same rule
+  ``run_all.sh``'s start line applies to a probed peak), with an assumed floor per optimiser step (small batches
+  are launch-bound). It needs no GPU and states its assumptions; use it to size a profile before a GPU
+  measurement exists.
+
+Both add what has no FLOPs: compilation, checkpoint writes, the Fréchet distances (CPU) and each chapter's
+notebook run and HTML export beyond its workloads (measured by ``bench/notebook_overhead.py``). The table
+(:func:`work_table`) names the rate each workload was priced at.
 """
 from __future__ import annotations
 
@@ -29,19 +37,48 @@ from lib import params as P  # noqa: E402
 CHAPTERS = ("01_supervised", "02_generative", "03_semi_supervised", "04_extras")
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 BUDGET_HOURS = 3.0
-ASSUMED_TFLOPS = 100.0  # sustained bf16 throughput for these small networks: ~10% of an H100/H200's dense peak
+# One throughput assumption for every FLOP-based projection: a sustained fraction of the device's dense
+# half-precision peak. budget.py's device is an H100 SXM: 989 TFLOP/s dense BF16 (NVIDIA H100 Tensor Core GPU
+# datasheet, "BF16 Tensor Core 1,979 teraFLOPS" is with 2:4 sparsity; dense is half); the H200 has the same
+# tensor cores. run_all.sh's start line applies the same fraction to the rate a matmul probe measures on the GPU
+# at hand (start_line), which on an H100 is below the datasheet's peak.
+PEAK_TFLOPS = 989.0
+SUSTAINED_FRACTION = 0.1  # these small networks: kernel launches, memory-bound norms/activations, tiny matmuls
+
+
+def sustained_tflops(peak_tflops: float) -> float:
+    """The throughput every FLOP-based projection assumes on a device of ``peak_tflops`` (dense half precision):
+    :data:`SUSTAINED_FRACTION` of it."""
+    return SUSTAINED_FRACTION * peak_tflops
+
+
+ASSUMED_TFLOPS = sustained_tflops(PEAK_TFLOPS)
 ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of kernel launches)
 # overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
 ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
 ASSUMED_DISK_GB_S = 1.0   # checkpoint write speed (torch.save + fsync + rename), GB/s
+# one Fréchet distance: scipy's sqrtm of a 2048 x 2048 product, mostly single-threaded, so from several seconds on
+# a server core to tens on a small or busy CPU; bench/gpu_check.sh measures it on the GPU machine's CPU
+ASSUMED_FRECHET_S = 10.0
+ASSUMED_NOTEBOOK_S = 60.0  # a chapter's kernel start, imports, figures and HTML export, without a record
+ASSUMED_INDEX_S = 30.0     # the report's index page and report.html after the last chapter, without a record
+# bench/notebook_overhead.py's record of those, per chapter (filed by scripts/readme.py record)
+NOTEBOOK_RECORD = ROOT / "bench" / "records" / "benches" / "notebook_overhead.json"
 # what one checkpoint holds per parameter, in 4-byte slots: weights + optimiser state (+ EMA copy)
 SLOTS = {"sgd": 2, "sgd+ema": 3, "adam": 3, "adam+ema": 4}
+SSL_KINDS = ("mpl", "uda", "supervised")
+# where no compiled rate was measured for a workload, the compile speed-up of the first measured one here
+# (the same network first, then the same kind of network); any other measured one after these
+SPEEDUP_PROXIES = {"mpl": ("uda", "supervised"), "uda": ("mpl", "supervised"), "supervised": ("uda", "mpl"),
+                   "wrn28_2": ("supervised", "uda", "mpl"),
+                   "ddpm": ("vae", "dcgan"), "vae": ("dcgan", "ddpm"), "dcgan": ("vae", "ddpm")}
 
 
 @dataclass
 class Work:
     """One workload: ``units`` of ``unit`` (images, steps, image-steps) at the rate named ``rate`` (units/s),
-    ``flops`` per unit, and the optimiser ``steps`` it takes (0 for inference)."""
+    ``flops`` per unit, the optimiser ``steps`` it takes (0 for inference) at ``batch`` images per step, and
+    whether its chapter compiles it on CUDA (``compiled``)."""
 
     chapter: str
     name: str
@@ -50,6 +87,8 @@ class Work:
     rate: str
     flops: str
     steps: float = 0.0
+    batch: int = 0
+    compiled: bool = False
 
 
 def compiles(p: dict, steps: float) -> bool:
@@ -76,23 +115,47 @@ def parameters(name: str) -> int:
 
 
 def overheads(chapter: str, run: str, p: dict, *, model: str, steps: float, evals: float,
-              eval_images: float, ckpt_params: str, slots: int, modules: int = 1) -> list[Work]:
+              eval_images: float, ckpt_params: str, slots: int, modules: int = 1,
+              workload: str = "") -> list[Work]:
     """The costs of one training run besides its steps: ``evals`` evaluations of ``eval_images``
     forward passes each (validation, and the test once, counted in by the caller), a checkpoint
     (``last.pt``, and ``best.pt`` when it improved: at most two) per evaluation, and, when the run
-    compiles under its chapter's rule, one graph per compiled module."""
+    compiles under its chapter's rule, one graph per compiled module of ``workload`` (default ``model``)."""
     out = [Work(chapter, f"{run}: evaluation", evals * eval_images, "images", f"eval:{model}",
                 f"fwd:{model}")] if eval_images else []
     gb = (2 * evals + 1) * parameters(ckpt_params) * 4 * slots / 1e9
     out.append(Work(chapter, f"{run}: checkpoint writes", gb, "GB", "disk", ""))
     if compiles(p, steps):
-        out.append(Work(chapter, f"{run}: compilation", modules, "graphs", "compile", ""))
+        out.append(Work(chapter, f"{run}: compilation", modules, "graphs", f"compile:{workload or model}", ""))
     return out
 
 
+def frechet_count(p2: dict) -> int:
+    """Fréchet distances chapter 2 computes (each a 2048 x 2048 matrix square root on the CPU): the FID
+    table's training floor (twice: its row and the floor column) and test floor, one per FID-scored sample
+    (VAE, DCGAN, DDPM with DDIM, the ancestral sample when it has ``fid_images``), each DCGAN snapshot
+    and each DDIM setting compared besides the main one (lib.chapters.generative.fid_table,
+    generative_select.choose_snapshot and ddim_comparison)."""
+    return 3 + scored_samples(p2)
+
+
+def compared_ddim(p2: dict) -> set[tuple]:
+    """The DDIM (spacing, steps) settings sampled besides the main one (which reuses its samples)."""
+    main = (p2["ddpm_ddim_spacing"], p2["ddpm_ddim_steps"])
+    return {tuple(pair) for pair in p2["ddpm_ddim_compare"]} - {main}
+
+
+def scored_samples(p2: dict) -> int:
+    """Generated samples of ``fid_images`` each that chapter 2 FID-scores: VAE, DCGAN, DDPM-DDIM (+
+    ancestral when it draws ``fid_images``), the DCGAN snapshots and the other DDIM settings."""
+    return (3 + (p2["ddpm_ancestral_images"] >= p2["fid_images"]) + p2["dcgan_snapshots"]
+            + len(compared_ddim(p2)))
+
+
 def profile_work(profile: str = "full") -> list[Work]:
-    """Every costly workload of ``profile``, from its params files: training and sampling, and each
-    run's evaluation, checkpoint writes and compilation (:func:`overheads`)."""
+    """Every costly workload of ``profile``, from its params files: training and sampling, each
+    run's evaluation, checkpoint writes and compilation (:func:`overheads`), chapter 2's Fréchet
+    distances and every chapter's notebook run and export."""
     from lib.chapters import generative, semi_supervised, supervised
 
     p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
@@ -110,11 +173,12 @@ def profile_work(profile: str = "full") -> list[Work]:
     def classifier(ch, run, p, model, epochs, images, batch, tta, *, rate=None, eval_model=None):
         steps = epochs * images / batch
         work.append(Work(ch, run, epochs * images, "images", rate or f"train:{model}",
-                         rate or f"train:{model}", steps))
+                         rate or f"train:{model}", steps, batch, compiles(p, steps)))
         views = 2 if tta else 1  # flip TTA: the image and its mirror
         evals = epochs  # one validation pass per epoch
         work.extend(overheads(ch, run, p, model=eval_model or model, steps=steps, evals=evals,
-                              eval_images=views * val_images(p), ckpt_params=model, slots=SLOTS["sgd"]))
+                              eval_images=views * val_images(p), ckpt_params=model, slots=SLOTS["sgd"],
+                              workload=model))
         work.append(Work(ch, f"{run}: test", views * test_images(p), "images",
                          f"eval:{eval_model or model}", f"fwd:{eval_model or model}"))
 
@@ -145,7 +209,8 @@ def profile_work(profile: str = "full") -> list[Work]:
         s = generative.generator_settings(kind, p2)
         units = s["epochs"] * n2
         steps = units / s["batch_size"]
-        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps))
+        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps,
+                         s["batch_size"], compiles(p2, steps)))
         every = s.get("eval_every_epochs", s.get("checkpoint_every_epochs", 1))
         evals = s["epochs"] / every
         work.extend(overheads(ch, f"train {kind}", p2, model=kind, steps=steps, evals=evals,
@@ -158,76 +223,255 @@ def profile_work(profile: str = "full") -> list[Work]:
     work.append(Work(ch, f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
                      p2["ddpm_ancestral_images"] * p2["ddpm_ancestral_steps"], "image-steps", "unet_forward",
                      "unet_forward"))
-    main = (p2["ddpm_ddim_spacing"], p2["ddpm_ddim_steps"])
-    compared = {tuple(pair) for pair in p2["ddpm_ddim_compare"]} - {main}  # the main pair reuses its samples
+    compared = compared_ddim(p2)
     work.append(Work(ch, f"DDIM spacing comparison ({len(compared)} more settings x {n_fid} images)",
                      n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", "unet_forward"))
     for source, images in (("real", n2), ("reconstructions", n2), ("real + reconstructions", 2 * n2)):
         classifier(ch, f"2.2 classifier ({source})", p2, p2["classifier_model"], p2["classifier_epochs"],
                    images, p2["classifier_batch_size"], p2["classifier_flip_tta"])
-    # VAE, DCGAN, DDPM-DDIM (+ ancestral), the DCGAN snapshots and the other DDIM settings
-    scored = 3 + (p2["ddpm_ancestral_images"] >= n_fid) + p2["dcgan_snapshots"] + len(compared)
-    fid_images = (p2["fid_reference_images"] or TRAIN_IMAGES) + 2 * n_fid + scored * n_fid
+    # the reference statistics, the two floors and every scored sample
+    fid_images = (p2["fid_reference_images"] or TRAIN_IMAGES) + 2 * n_fid + scored_samples(p2) * n_fid
     work.append(Work(ch, "FID Inception features", fid_images, "images", "inception", "inception"))
+    work.append(Work(ch, "FID Fréchet distances (CPU)", frechet_count(p2), "distances", "fid_cpu", ""))
 
     ch = "03_semi_supervised"
     slots3 = {"mpl": 2 * SLOTS["sgd"] + 1, "uda": SLOTS["sgd+ema"], "supervised": SLOTS["sgd+ema"]}
-    for kind in ("mpl", "uda", "supervised"):
+    for kind in SSL_KINDS:
         steps = semi_supervised.steps_of(kind, p3)
-        work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps))
+        work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps,
+                         p3["batch_size"], compiles(p3, steps)))
         work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
                               evals=steps / p3["eval_every"], eval_images=p3["val_size"], ckpt_params="wrn28_2",
-                              slots=slots3[kind], modules=2 if kind == "mpl" else 1))
+                              slots=slots3[kind], modules=2 if kind == "mpl" else 1, workload=kind))
         work.append(Work(ch, f"train {kind}: test", test_images(p3), "images", "eval:wrn28_2", "fwd:wrn28_2"))
     ft = p3["finetune_epochs"] * p3["labelled_size"]
     ft_steps = p3["finetune_epochs"] * -(-p3["labelled_size"] // p3["finetune_batch_size"])
-    work.append(Work(ch, "MPL finetune", ft, "images", "train:wrn28_2", "train:wrn28_2", ft_steps))
+    work.append(Work(ch, "MPL finetune", ft, "images", "train:wrn28_2", "train:wrn28_2", ft_steps,
+                     p3["finetune_batch_size"], compiles(p3, ft_steps)))
     work.extend(overheads(ch, "MPL finetune", p3, model="wrn28_2", steps=ft_steps,
                           evals=p3["finetune_epochs"] / p3["finetune_eval_every_epochs"],
-                          eval_images=p3["val_size"], ckpt_params="wrn28_2", slots=SLOTS["sgd"]))
+                          eval_images=p3["val_size"], ckpt_params="wrn28_2", slots=SLOTS["sgd"],
+                          workload="finetune"))
 
     work.append(Work("04_extras", "embed gallery + queries", TRAIN_IMAGES + TEST_IMAGES, "images",
                      "embed:resnet18", "embed:resnet18"))
+    for ch in CHAPTERS:
+        work.append(Work(ch, f"{ch} notebook + HTML export (beyond its workloads)", 1, "chapters",
+                         f"notebook:{ch}", ""))
+    work.append(Work("04_extras", "report: index page + report.html", 1, "reports", "notebook:report", ""))
     return work
 
 
-def unit_rates(gpu_check: dict) -> dict[str, float]:
-    """Units per second for each ``Work.rate`` name, from the results of ``bench/gpu_check.py``."""
-    rates: dict[str, float] = {}
+class Rates(dict):
+    """Units per second by ``Work.rate`` name (a plain dict of floats), with where each came from
+    (``source``), each compiled workload's graph count (``graphs``) and each model's measured eager seconds
+    per optimiser step by batch size (``floors``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.source: dict[str, str] = {}
+        self.graphs: dict[str, float] = {}
+        self.floors: dict[str, dict[int, float]] = {}
+        self.speedup: dict[str, float] = {}  # by eager rate name: its compiled rate over it
+
+    def put(self, key: str, per_s: float, source: str) -> None:
+        self[key], self.source[key] = float(per_s), source
+
+
+def _number(d: dict, key: str) -> float | None:
+    v = (d or {}).get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def _unit_key(workload: str) -> str:
+    """The ``Work.rate`` name of a workload the device check compiles."""
+    return f"ssl:{workload}" if workload in SSL_KINDS else f"train:{workload}"
+
+
+def _compiled_rates(gpu_check: dict, rates: Rates, full_ssl_batch: int) -> None:
+    """``<rate>@compiled`` for every workload: measured (``compiled`` section), else its eager rate times the
+    compile speed-up of the closest measured workload (:data:`SPEEDUP_PROXIES`); each workload's compile
+    seconds per graph (``compile:<workload>``) and graph count where measured."""
+    measured: dict[str, float] = {}  # compile speed-up by workload
+    for w, m in (gpu_check.get("compiled") or {}).items():
+        if not isinstance(m, dict) or m.get("error"):
+            continue
+        eager, comp = _number(m, "eager_s_per_step"), _number(m, "compiled_s_per_step")
+        batch = _number(m, "batch")
+        if comp and batch:
+            # SSL rates count steps at the full profile's labelled batch; the others images
+            per_s = (batch / full_ssl_batch if w in SSL_KINDS else batch) / comp
+            rates.put(f"{_unit_key(w)}@compiled", per_s, "measured compiled")
+            if eager:
+                measured[w] = rates.speedup[_unit_key(w)] = eager / comp
+        if _number(m, "compile_s"):
+            rates.put(f"compile:{w}", 1 / m["compile_s"], "measured")
+        if _number(m, "graphs"):
+            rates.graphs[w] = m["graphs"]
+    for key in [k for k in rates if k.startswith(("train:", "ssl:")) and "@" not in k]:
+        w = key.split(":", 1)[1]
+        order = [*SPEEDUP_PROXIES.get(w, ("resnet18",)), *sorted(measured)]
+        proxy = next((p for p in order if p in measured), None)
+        if f"{key}@compiled" not in rates and proxy:
+            rates.put(f"{key}@compiled", rates[key] * measured[proxy],
+                      f"measured eager x compile speed-up ({proxy} {measured[proxy]:.2f}x)")
+            rates.speedup[key] = measured[proxy]
+
+
+def unit_rates(gpu_check: dict, *, notebook_record: Path | None = None) -> Rates:
+    """Units per second for each ``Work.rate`` name, from the results of ``bench/gpu_check.py``: eager rates,
+    compiled ones (``<name>@compiled``), per-step floors, the finetune's step, the Fréchet distance's CPU
+    time, and :func:`overhead_rates` for what it did not measure."""
+    rates = Rates()
     for name, ips in (gpu_check.get("classifiers") or {}).items():
         if isinstance(ips, (int, float)):
-            rates[f"train:{name}"] = float(ips)
+            rates.put(f"train:{name}", ips, "measured eager")
     for kind in ("vae", "dcgan", "ddpm"):
-        if "images_per_s" in (gpu_check.get(kind) or {}):
-            rates[f"train:{kind}"] = gpu_check[kind]["images_per_s"]
-    if "s_per_image_step" in (gpu_check.get("ddpm") or {}):
-        rates["unet_forward"] = 1 / gpu_check["ddpm"]["s_per_image_step"]
+        if _number(gpu_check.get(kind), "images_per_s"):
+            rates.put(f"train:{kind}", gpu_check[kind]["images_per_s"], "measured eager")
+    if _number(gpu_check.get("ddpm"), "s_per_image_step"):
+        rates.put("unet_forward", 1 / gpu_check["ddpm"]["s_per_image_step"], "measured eager")
     mpl = gpu_check.get("mpl") or {}
+    full_ssl_batch = P.load("03_semi_supervised", "full")["batch_size"]
     # a CPU check measures a reduced labelled batch (same unlabelled ratio): time grows linearly with the batch there
-    scale = mpl.get("labelled_batch", 1) / P.load("03_semi_supervised", "full")["batch_size"]
-    for kind in ("mpl", "uda", "supervised"):
-        sec = mpl.get(f"{kind}_s_per_step")
+    scale = mpl.get("labelled_batch", 1) / full_ssl_batch
+    for kind in SSL_KINDS:
+        sec = _number(mpl, f"{kind}_s_per_step")
         if sec:
-            rates[f"ssl:{kind}"] = scale / sec
-    if "ssl:supervised" in rates:  # finetune: the supervised step's labelled images per second
-        rates["train:wrn28_2"] = mpl["labelled_batch"] / mpl["supervised_s_per_step"]
-    if "images_per_s" in (gpu_check.get("inception") or {}):
-        rates["inception"] = gpu_check["inception"]["images_per_s"]
+            rates.put(f"ssl:{kind}", scale / sec, "measured eager")
+    ft = gpu_check.get("finetune") or {}
+    if _number(ft, "s_per_step") and _number(ft, "batch"):  # the finetune's own classifier step
+        rates.put("train:wrn28_2", ft["batch"] / ft["s_per_step"], "measured eager")
+    elif "ssl:supervised" in rates:  # older checks: the supervised SSL step's labelled images per second
+        rates.put("train:wrn28_2", mpl["labelled_batch"] / mpl["supervised_s_per_step"],
+                  "measured eager (supervised SSL step)")
+    if _number(gpu_check.get("inception"), "images_per_s"):
+        rates.put("inception", gpu_check["inception"]["images_per_s"], "measured eager")
     # evaluation: a forward pass is about a third of a training step
-    rates.update({"eval:" + k[6:]: 3 * v for k, v in list(rates.items()) if k.startswith("train:")})
+    for k in [k for k in rates if k.startswith("train:")]:
+        rates.put("eval:" + k[6:], 3 * rates[k], "measured eager, forward = 1/3 step")
     if "eval:resnet18" in rates:
-        rates["embed:resnet18"] = rates["eval:resnet18"]
-    rates.update(overhead_rates(gpu_check))
+        rates.put("embed:resnet18", rates["eval:resnet18"], rates.source["eval:resnet18"])
+    _compiled_rates(gpu_check, rates, full_ssl_batch)
+    for model, by_batch in (gpu_check.get("step_floor") or {}).items():
+        points = {int(b): float(s) for b, s in (by_batch or {}).items() if _number(by_batch, b)}
+        if points:
+            rates.floors[model] = dict(sorted(points.items()))
+    fixed = overhead_rates(gpu_check, notebook_record=notebook_record)
+    for k, v in fixed.items():
+        rates.put(k, v, fixed.source[k])
     return rates
 
 
-def overhead_rates(gpu_check: dict | None = None) -> dict[str, float]:
-    """Compilations per second and checkpoint GB per second: measured by the device check when it
-    got that far, else :data:`ASSUMED_COMPILE_S` and :data:`ASSUMED_DISK_GB_S`."""
-    c = (gpu_check or {}).get("compile") or {}
-    disk = (gpu_check or {}).get("disk") or {}
-    return {"compile": 1 / c.get("s_per_graph", ASSUMED_COMPILE_S),
-            "disk": disk.get("gb_per_s", ASSUMED_DISK_GB_S)}
+def notebook_seconds(record_path: Path | None = None) -> tuple[dict[str, float], str]:
+    """Seconds each chapter's notebook run and export take beyond its workloads (key ``report``: the index
+    page and report.html), from ``bench/notebook_overhead.py``'s record, and where they came from; without a
+    record, :data:`ASSUMED_NOTEBOOK_S` per chapter and :data:`ASSUMED_INDEX_S`."""
+    path = Path(record_path or NOTEBOOK_RECORD)
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        seconds = rec.get("overhead_s") or {}
+        if all(isinstance(seconds.get(ch), (int, float)) for ch in (*CHAPTERS, "report")):
+            return ({k: max(0.0, float(v)) for k, v in seconds.items()},
+                    f"measured ({rec.get('profile', '?')} re-run, {record_machine(rec)})")
+    return ({**{ch: ASSUMED_NOTEBOOK_S for ch in CHAPTERS}, "report": ASSUMED_INDEX_S},
+            f"assumed {ASSUMED_NOTEBOOK_S:g} s per chapter, {ASSUMED_INDEX_S:g} s the index")
+
+
+def record_machine(rec: dict) -> str:
+    """A bench record's machine in a few words."""
+    m = rec.get("machine") or {}
+    return m.get("gpu") or f"CPU, {m.get('cores', '?')} cores"
+
+
+def overhead_rates(gpu_check: dict | None = None, *, notebook_record: Path | None = None) -> Rates:
+    """Compilations per second, checkpoint GB per second, Fréchet distances per second (CPU) and notebook
+    runs per second, each measured when the device check (or bench/notebook_overhead.py's record) got that
+    far, else :data:`ASSUMED_COMPILE_S`, :data:`ASSUMED_DISK_GB_S`, :data:`ASSUMED_FRECHET_S` and
+    :data:`ASSUMED_NOTEBOOK_S`."""
+    gpu_check = gpu_check or {}
+    out = Rates()
+    out.put("compile", 1 / ASSUMED_COMPILE_S, f"assumed {ASSUMED_COMPILE_S:g} s per graph")
+    gb_s = _number(gpu_check.get("disk"), "gb_per_s")
+    out.put("disk", gb_s or ASSUMED_DISK_GB_S, "measured" if gb_s else f"assumed {ASSUMED_DISK_GB_S:g} GB/s")
+    frechet = _number(gpu_check.get("fid_cpu"), "frechet_s")
+    out.put("fid_cpu", 1 / (frechet or ASSUMED_FRECHET_S),
+            "measured" if frechet else f"assumed {ASSUMED_FRECHET_S:g} s per distance")
+    seconds, source = notebook_seconds(notebook_record)
+    for key, sec in seconds.items():
+        out.put(f"notebook:{key}", 1 / sec if sec > 0 else float("inf"), source)
+    return out
+
+
+def step_floor(points: dict[int, float], batch: int) -> float:
+    """Eager seconds per optimiser step at ``batch`` from the measured ``{batch: seconds}``: linear in the
+    batch size between measured sizes (a step's time is a fixed launch cost plus a per-image cost); below the
+    smallest measured size that size's time (a launch-bound step gets no faster with fewer images); above the
+    largest, the last segment's per-image slope extended (one measured size: proportional to the batch)."""
+    sizes = sorted(points)
+    if batch <= sizes[0]:
+        return points[sizes[0]]
+    for lo, hi in zip(sizes, sizes[1:]):
+        if batch <= hi:
+            return points[lo] + (points[hi] - points[lo]) * (batch - lo) / (hi - lo)
+    if len(sizes) == 1:
+        return points[sizes[0]] * batch / sizes[0]
+    lo, hi = sizes[-2], sizes[-1]
+    return points[hi] + (points[hi] - points[lo]) * (batch - hi) / (hi - lo)
+
+
+def price(w: Work, rates: dict) -> tuple[float, str] | None:
+    """Seconds of workload ``w`` at ``rates`` (:func:`unit_rates`; a plain dict is read as eager rates) and
+    the rate it used, or None without one. A run its chapter compiles takes the compiled rate when there is
+    one; a training run at a batch size with a measured floor takes at least ``steps x floor(batch)``
+    (compiled: the floor times the workload's compile speed-up); compilation costs the workload's graphs x
+    its seconds per graph."""
+    source = getattr(rates, "source", {})
+    if w.unit == "graphs":  # compilation: measured graphs and seconds per graph of this workload, else assumed
+        workload = w.rate.split(":", 1)[1] if ":" in w.rate else ""
+        graphs = getattr(rates, "graphs", {}).get(workload, w.units)
+        key = w.rate if w.rate in rates else "compile"
+        if key not in rates:
+            return None
+        return graphs / rates[key], source.get(key, "measured")
+    key = w.rate
+    compiled = w.compiled and f"{key}@compiled" in rates
+    if compiled:
+        key = f"{key}@compiled"
+    if not rates.get(key, 0) > 0:
+        return None
+    seconds, used = w.units / rates[key], source.get(key, "measured eager")
+    if w.compiled and not compiled:
+        used += " (the run compiles; no compile speed-up measured)"
+    points = getattr(rates, "floors", {}).get(w.rate.partition(":")[2])
+    if points and w.steps and w.batch:
+        floor = step_floor(points, w.batch)
+        if compiled:  # the floor shrinks by the compile speed-up of this workload (at its measured batch)
+            floor /= getattr(rates, "speedup", {}).get(w.rate, 1.0)
+        if w.steps * floor > seconds:
+            seconds, used = w.steps * floor, "step floor" + (" x compile speed-up" if compiled else "")
+    return seconds, used
+
+
+def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                       _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward``: each gradient asked for (input, weight) costs what the forward
+    did, 2 x images x output positions x weights (a transposed convolution: input positions). torch's own
+    formula counts a grouped convolution's weight gradient ``groups`` times over (a depthwise 3x3 conv with 32
+    channels: backward 33x its forward, not 2x), which made EfficientNet's training step ~41x its forward."""
+    from math import prod
+
+    positions = prod((x_shape if transposed else grad_out_shape)[2:])
+    return sum(map(bool, output_mask[:2])) * 2 * x_shape[0] * positions * prod(w_shape)
+
+
+def flop_counter():
+    """``FlopCounterMode`` with :func:`conv_backward_flop` for the convolutions' backward pass."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flop})
 
 
 def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, float]:
@@ -235,14 +479,13 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
     (full-width) networks at batch 2 on the CPU and scaled linearly (a few seconds)."""
     import torch
     import torch.nn.functional as F
-    from torch.utils.flop_counter import FlopCounterMode
 
     from lib import data as D
     from lib.chapters import generative, semi_supervised
     from lib.models import MODELS, build_model
 
     def count(fn) -> float:
-        with FlopCounterMode(display=False) as fc:
+        with flop_counter() as fc:
             fn()
         return float(fc.get_total_flops())
 
@@ -291,49 +534,70 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
 
 
 def project(work: list[Work], rates: dict[str, float]) -> tuple[dict[str, float], list[str]]:
-    """Seconds per chapter (and ``total``) from measured units/s; the names of workloads with no rate."""
+    """Seconds per chapter (and ``total``) from measured rates (:func:`price`); the names of workloads with
+    no rate."""
     out = {ch: 0.0 for ch in CHAPTERS}
     missing = []
     for w in work:
-        if w.rate in rates and rates[w.rate] > 0:
-            out[w.chapter] += w.units / rates[w.rate]
+        priced = price(w, rates)
+        if priced:
+            out[w.chapter] += priced[0]
         else:
             missing.append(w.name)
     out["total"] = sum(out.values())
     return out, missing
 
 
+def flop_price(w: Work, flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
+               step_ms: float = ASSUMED_STEP_MS, fixed: dict | None = None) -> tuple[float, str]:
+    """Seconds of workload ``w`` if it ran at ``tflops`` sustained but no optimiser step faster than ``step_ms``
+    (what has no FLOPs: at ``fixed``, default :func:`overhead_rates`), and the rate it used."""
+    if not w.flops:  # compilation, checkpoints, Fréchet distances, notebooks: their own (assumed) rates
+        return price(w, fixed if fixed is not None else overhead_rates())
+    f = w.units * flops.get(w.flops, 0.0)
+    compute, floor = f / (tflops * 1e12), w.steps * step_ms / 1e3
+    if floor > compute:
+        return floor, f"assumed step floor {step_ms:g} ms"
+    return compute, f"FLOP-based at {tflops:.3g} TFLOP/s"
+
+
 def flop_estimate(work: list[Work], flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
-                  step_ms: float = ASSUMED_STEP_MS) -> dict[str, float]:
+                  step_ms: float = ASSUMED_STEP_MS, notebook_record: Path | None = None) -> dict[str, float]:
     """Seconds per chapter (and ``total``) if every workload ran at ``tflops`` sustained, but no optimiser step
-    faster than ``step_ms``; plus ``pflop`` per chapter under ``<chapter>_pflop``."""
+    faster than ``step_ms`` (:func:`flop_price`); plus ``pflop`` per chapter under ``<chapter>_pflop``."""
     out = {ch: 0.0 for ch in CHAPTERS}
     pf = {f"{ch}_pflop": 0.0 for ch in CHAPTERS}
-    fixed = overhead_rates()
+    fixed = overhead_rates(notebook_record=notebook_record)
     for w in work:
-        if not w.flops:  # compilation and checkpoint writes: assumed rates
-            out[w.chapter] += w.units / fixed[w.rate]
-            continue
-        f = w.units * flops.get(w.flops, 0.0)
-        out[w.chapter] += max(f / (tflops * 1e12), w.steps * step_ms / 1e3)
-        pf[f"{w.chapter}_pflop"] += f / 1e15
+        out[w.chapter] += flop_price(w, flops, tflops=tflops, step_ms=step_ms, fixed=fixed)[0]
+        pf[f"{w.chapter}_pflop"] += w.units * flops.get(w.flops, 0.0) / 1e15 if w.flops else 0.0
     out["total"] = sum(out.values())
     return {**out, **pf}
 
 
-def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: dict[str, float] | None = None):
-    """One row per workload: its count, FLOPs and (with rates) projected seconds."""
+def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: dict[str, float] | None = None,
+               *, tflops: float = ASSUMED_TFLOPS, step_ms: float = ASSUMED_STEP_MS):
+    """One row per workload: its count, optimiser steps at its batch, whether it compiles, FLOPs and projected
+    seconds with the rate they used: measured (with ``rates``; then also the FLOP-based seconds when ``flops``
+    are given) or FLOP-based (``flops`` only)."""
     import pandas as pd
 
+    fixed = overhead_rates()
     rows = []
     for w in work:
         row = {"chapter": w.chapter, "workload": w.name, "count": round(w.units), "unit": w.unit,
-               "optimiser steps": round(w.steps)}
+               "optimiser steps": round(w.steps), "batch": w.batch or "", "compiles": "yes" if w.compiled else ""}
         if flops:
-            row["PFLOP"] = round(w.units * flops.get(w.flops, 0.0) / 1e15, 2)
+            row["PFLOP"] = round(w.units * flops.get(w.flops, 0.0) / 1e15, 2) if w.flops else 0.0
+            sec, how = flop_price(w, flops, tflops=tflops, step_ms=step_ms, fixed=fixed)
+            if rates is None:
+                row["projected s"], row["rate source"] = round(sec, 1), how
+            else:
+                row["FLOP-based s"] = round(sec, 1)
         if rates is not None:
-            r = rates.get(w.rate)
-            row["projected s"] = round(w.units / r) if r else None
+            priced = price(w, rates)
+            sec, how = priced or (None, "none")
+            row["projected s"], row["rate source"] = round(sec, 1) if priced else None, how
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -383,11 +647,9 @@ def record_budget(profile: str, flops: dict, tflops: tuple[float, ...] = (ASSUME
                + f" (FLOP-based, {sum(pflop.values()):.0f} PFLOP, overheads included)")
     rows = [{"chapter": ch, "trains": describe(profile)[ch], "PFLOP": pflop[ch],
              **{f"h at {h['tflops']:g} TFLOP/s": h[ch] for h in hours}} for ch in CHAPTERS]
-    return record.save("budget", rows, summary, extra={profile: {"hours": hours, "pflop": pflop,
-                                                                "units": units}})
-
-
-SUSTAINED_FRACTION = 0.1  # of a dense matmul's rate: ASSUMED_TFLOPS is ~10% of an H100/H200's ~990 bf16 peak
+    notebooks = notebook_seconds()[1]  # measured (bench/notebook_overhead.py's record) or assumed
+    return record.save("budget", rows, summary, extra={profile: {"hours": hours, "pflop": pflop, "units": units,
+                                                                "notebooks": notebooks}})
 
 
 def probe_tflops(device, seconds: float = 1.0) -> float:
@@ -422,7 +684,7 @@ def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: floa
             how += f" (no rate for {len(missing)} workloads, left out)"
         hours = proj["total"] / 3600
     else:
-        tflops = SUSTAINED_FRACTION * peak_tflops
+        tflops = sustained_tflops(peak_tflops)
         hours = flop_estimate(work, flops, tflops=tflops)["total"] / 3600
         how = (f"FLOP-based: {tflops:.0f} TFLOP/s sustained = {SUSTAINED_FRACTION:.0%} of the "
                f"{peak_tflops:.0f} TFLOP/s a matmul probe measured; bench/gpu_check.sh measures it")
@@ -435,13 +697,18 @@ def main() -> int:
     ap.add_argument("--profile", default="full")
     ap.add_argument("--rates", default="", help="a gpu_check.json with measured rates (default: FLOP estimate only)")
     ap.add_argument("--hours", type=float, default=BUDGET_HOURS, help="the budget the total is checked against")
-    ap.add_argument("--tflops", type=float, default=ASSUMED_TFLOPS, help="assumed sustained TFLOP/s")
+    ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
+                    help="the device's dense half-precision peak (default: an H100's, 989)")
+    ap.add_argument("--tflops", type=float, default=None,
+                    help=f"assumed sustained TFLOP/s (default: {SUSTAINED_FRACTION:.0%} of --peak-tflops)")
     ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS, help="assumed floor per optimiser step (ms)")
     ap.add_argument("--record", action="store_true",
-                    help="save the projection at 100 and 60 TFLOP/s as $BENCH_DIR/budget.json (the README's source)")
+                    help=f"save the projection at {ASSUMED_TFLOPS:g} and 60 TFLOP/s as $BENCH_DIR/budget.json "
+                         "(the README's source)")
     ap.add_argument("--start-line", action="store_true",
                     help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run)")
     args = ap.parse_args()
+    tflops = args.tflops or sustained_tflops(args.peak_tflops)
     if args.start_line:
         import torch
 
@@ -464,10 +731,12 @@ def main() -> int:
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(work_table(work, rates, flops).to_string(index=False))
-    est = flop_estimate(work, flops, tflops=args.tflops, step_ms=args.step_ms)
-    print(f"\nprofile {args.profile}, FLOP-based estimate at {args.tflops:g} TFLOP/s sustained, "
-          f"at least {args.step_ms:g} ms per optimiser step (assumptions, not measurements):")
+        print(work_table(work, rates, flops, tflops=tflops, step_ms=args.step_ms).to_string(index=False))
+    est, fixed = flop_estimate(work, flops, tflops=tflops, step_ms=args.step_ms), overhead_rates()
+    print(f"\nprofile {args.profile}, FLOP-based estimate at {tflops:g} TFLOP/s sustained, "
+          f"at least {args.step_ms:g} ms per optimiser step; compilation {fixed.source['compile']}, checkpoints "
+          f"{fixed.source['disk']}, Fréchet distances {fixed.source['fid_cpu']}, notebooks "
+          f"{fixed.source['notebook:report']}:")
     for ch in (*CHAPTERS, "total"):
         pflop = f"{est[ch + '_pflop']:.0f} PFLOP, " if ch != "total" else ""
         print(f"  {ch:20s} {pflop}{est[ch] / 3600:.2f} h")

@@ -221,9 +221,13 @@ def budget_section(records: Path = RECORDS) -> str:
                          for h in hours)
     lines += ["", f"Whole report: {verdicts}."]
     lines += ["", f"Projected by `{rec['command']}` at `{str(rec['commit'])[:12]}` ({rec['date'][:10]}, "
-              f"{machine}): FLOPs counted on the real networks, each optimiser step at least "
+              f"{machine}): FLOPs counted on the real networks, at the columns' throughputs ({budget.ASSUMED_TFLOPS:g} "
+              f"TFLOP/s = {budget.SUSTAINED_FRACTION:.0%} of an H100's {budget.PEAK_TFLOPS:g} TFLOP/s dense BF16 "
+              f"peak), each optimiser step at least "
               f"{budget.ASSUMED_STEP_MS:g} ms, compilation {budget.ASSUMED_COMPILE_S:g} s per graph, checkpoints "
-              f"written at {budget.ASSUMED_DISK_GB_S:g} GB/s. Assumptions, not measurements.", ""]
+              f"written at {budget.ASSUMED_DISK_GB_S:g} GB/s, each Fréchet distance {budget.ASSUMED_FRECHET_S:g} s "
+              f"on the CPU: assumptions, not measurements; each chapter's notebook run and HTML export beyond its "
+              f"workloads: {rec['full'].get('notebooks', 'not recorded')}.", ""]
     df = targets_frame(records / "reports", path)
     lines += ["| target | setting (full profile) | evidence | expected from evidence | measured (full profile) |",
               "| --- | --- | --- | --- | --- |"]

@@ -1,4 +1,5 @@
 """bench/budget.py: the work a profile implies, and the wall time it projects to from rates or FLOPs."""
+import json
 import sys
 
 import pytest
@@ -32,6 +33,18 @@ def test_work_follows_the_params_files():
     assert sum(w.steps for w in sweep) == pytest.approx(2 * 10 * 45_000 * sum(1 / b for b in (16, 32, 64, 128, 256)))
     smoke = by_name(budget.profile_work("smoke"))
     assert smoke["train resnet18"].units < r18.units / 1000
+    # FID table: training floor (twice), test floor, VAE, DCGAN, DDPM-DDIM; 5 snapshots; 3 DDIM settings
+    assert full["FID Fréchet distances (CPU)"].units == 3 + 3 + 5 + 3
+    notebooks = [w for w in full.values() if w.rate.startswith("notebook:")]
+    assert sorted(w.chapter for w in notebooks) == sorted([*budget.CHAPTERS, "04_extras"])  # + index page
+    # batch sizes and which runs the chapters compile (compile_min_steps 10,000)
+    assert (r18.batch, r18.compiled) == (512, False)
+    presented = full["train resnet18 (presented recipe)"]
+    assert presented.batch == 128 and presented.compiled
+    assert full["sweep cell b16 lr0.001"].batch == 16 and not full["sweep cell b16 lr0.001"].compiled
+    assert all(full[f"train {k}"].compiled for k in ("vae", "dcgan", "ddpm", "mpl", "uda", "supervised"))
+    assert full["MPL finetune"].batch == 512 and not full["MPL finetune"].compiled
+    assert full["2.2 classifier (real)"].batch == 256 and full["2.2 classifier (real + reconstructions)"].compiled
 
 
 def test_projection_divides_each_workload_by_its_rate():
@@ -47,22 +60,25 @@ def test_projection_divides_each_workload_by_its_rate():
     assert est["01_supervised_pflop"] == pytest.approx(1.0)
 
 
-def test_rates_from_a_cpu_check_are_scaled_to_the_presented_batch():
+def test_rates_from_a_cpu_check_are_scaled_to_the_presented_batch(tmp_path):
     check = {"classifiers": {"resnet18": 50.0}, "ddpm": {"images_per_s": 4.0, "s_per_image_step": 0.1},
              "mpl": {"labelled_batch": 2, "unlabelled_batch": 14, "mpl_s_per_step": 0.5, "uda_s_per_step": 0.25,
                      "supervised_s_per_step": 0.05},
              "inception": {"error": "no weights"}}
-    rates = budget.unit_rates(check)
+    rates = budget.unit_rates(check, notebook_record=tmp_path / "none.json")
     assert rates["embed:resnet18"] == 150 and rates["unet_forward"] == pytest.approx(10)
     assert rates["ssl:mpl"] == pytest.approx(2 / 128 / 0.5)  # one presented step = 64 measured ones
+    # no finetune measured: the supervised SSL step's labelled images per second, said so
     assert rates["train:wrn28_2"] == pytest.approx(40)  # 2 labelled images per 0.05 s
+    assert rates.source["train:wrn28_2"] == "measured eager (supervised SSL step)"
     assert "inception" not in rates
     _, missing = budget.project(budget.profile_work("full"), rates)
     assert "FID Inception features" in missing and "train mpl" not in missing
     assert rates["eval:resnet18"] == 150  # a forward pass: a third of a training step
     assert rates["compile"] == 1 / budget.ASSUMED_COMPILE_S and rates["disk"] == budget.ASSUMED_DISK_GB_S
-    measured = budget.unit_rates({"compile": {"s_per_graph": 30.0}, "disk": {"gb_per_s": 2.5}})
-    assert measured["compile"] == pytest.approx(1 / 30) and measured["disk"] == 2.5
+    assert rates.source["compile"].startswith("assumed") and rates.source["disk"].startswith("assumed")
+    measured = budget.unit_rates({"disk": {"gb_per_s": 2.5}})
+    assert measured["disk"] == 2.5 and measured.source["disk"] == "measured"
 
 
 def test_every_run_pays_for_evaluation_checkpoints_and_compilation_by_its_chapters_rule():
@@ -85,10 +101,12 @@ def test_every_run_pays_for_evaluation_checkpoints_and_compilation_by_its_chapte
 
 
 def test_flop_estimate_charges_compilation_and_checkpoints_at_their_assumed_rates():
-    work = [budget.Work("01_supervised", "c", 2, "graphs", "compile", ""),
-            budget.Work("01_supervised", "d", 5.0, "GB", "disk", "")]
+    work = [budget.Work("01_supervised", "c", 2, "graphs", "compile:resnet18", ""),
+            budget.Work("01_supervised", "d", 5.0, "GB", "disk", ""),
+            budget.Work("02_generative", "e", 14, "distances", "fid_cpu", "")]
     est = budget.flop_estimate(work, {})
     assert est["01_supervised"] == pytest.approx(2 * budget.ASSUMED_COMPILE_S + 5.0 / budget.ASSUMED_DISK_GB_S)
+    assert est["02_generative"] == pytest.approx(14 * budget.ASSUMED_FRECHET_S)
     assert est["01_supervised_pflop"] == 0
 
 
@@ -98,9 +116,14 @@ def test_a_gpu_run_starts_with_its_projected_wall_time():
     t4 = budget.start_line("full", "cuda (Tesla T4)", flops=flops, peak_tflops=60.0)
     h100 = budget.start_line("full", "cuda (NVIDIA H100)", flops=flops, peak_tflops=600.0)
     hours = [float(line.split("projected wall time ")[1].split(" h")[0]) for line in (t4, h100)]
-    expected = [budget.flop_estimate(work, flops, tflops=budget.SUSTAINED_FRACTION * peak)["total"] / 3600
+    expected = [budget.flop_estimate(work, flops, tflops=budget.sustained_tflops(peak))["total"] / 3600
                 for peak in (60.0, 600.0)]
     assert hours == [round(h, 1) for h in expected] and hours[0] > hours[1]
+    # one throughput assumption: budget.py's default is the start line's rule applied to an H100's peak
+    assert budget.ASSUMED_TFLOPS == budget.sustained_tflops(budget.PEAK_TFLOPS) == 0.1 * 989
+    at_peak = budget.start_line("full", "cuda (NVIDIA H100)", flops=flops, peak_tflops=budget.PEAK_TFLOPS)
+    default = budget.flop_estimate(work, flops)["total"] / 3600
+    assert f"projected wall time {default:.1f} h" in at_peak
     assert "10% of the 60 TFLOP/s a matmul probe measured" in t4 and t4.startswith("[run_all] profile full on cuda (Tesla T4)")
     # a device check saved on the same GPU takes precedence
     check = {"device": "cuda (NVIDIA H100)", "classifiers": {"resnet18": 1e9}}
@@ -108,3 +131,147 @@ def test_a_gpu_run_starts_with_its_projected_wall_time():
     assert "measured on this GPU" in line and "left out" in line
     other = budget.start_line("full", "cuda (Tesla T4)", flops=flops, peak_tflops=60.0, measured=check)
     assert "FLOP-based" in other
+
+
+def check(**sections):
+    """A gpu_check.json as bench/gpu_check.py writes it on a GPU, with ``sections`` replacing its parts."""
+    base = {"classifiers": {"resnet18": 10_000.0, "resnet50": 4_000.0},
+            "ddpm": {"images_per_s": 1_000.0, "s_per_image_step": 1e-4},
+            "vae": {"images_per_s": 50_000.0}, "dcgan": {"images_per_s": 40_000.0},
+            "mpl": {"labelled_batch": 128, "unlabelled_batch": 896, "mpl_s_per_step": 0.2,
+                    "uda_s_per_step": 0.1, "supervised_s_per_step": 0.02},
+            "compiled": {"resnet18": {"batch": 512, "eager_s_per_step": 0.05, "compiled_s_per_step": 0.04,
+                                      "compile_s": 30.0, "graphs": 1, "error": None},
+                         "mpl": {"batch": 128, "eager_s_per_step": 0.2, "compiled_s_per_step": 0.1,
+                                 "compile_s": 50.0, "graphs": 3, "error": None},
+                         "ddpm": {"error": "InductorError: out of resources"}}}
+    return {**base, **sections}
+
+
+def priced(rates, *names):
+    work = by_name(budget.profile_work("full"))
+    return [budget.price(work[n], rates) for n in names]
+
+
+def test_a_run_its_chapter_compiles_is_priced_at_the_compiled_rate(tmp_path):
+    rates = budget.unit_rates(check(), notebook_record=tmp_path / "none.json")
+    eager, compiled = priced(rates, "train resnet18", "train resnet18 (presented recipe)")
+    assert eager == (pytest.approx(60 * 45_000 / 10_000), "measured eager")  # 5,273 steps: eager
+    # measured compiled: 512 images per 0.04 s beats the eager 10,000 images/s
+    assert compiled == (pytest.approx(60 * 45_000 / (512 / 0.04)), "measured compiled")
+    mpl, uda = priced(rates, "train mpl", "train uda")
+    assert mpl == (pytest.approx(65_000 * 0.1), "measured compiled")
+    # UDA: its eager step times MPL's measured speed-up (the same network), named
+    assert uda == (pytest.approx(30_000 * 0.1 / 2), "measured eager x compile speed-up (mpl 2.00x)")
+    # DDPM's compilation failed: the closest measured speed-up is none of VAE/DCGAN, so ResNet-18's or MPL's
+    ddpm, = priced(rates, "train ddpm")
+    assert ddpm[1].startswith("measured eager x compile speed-up") and ddpm[0] < 150 * 45_000 / 1_000
+    # nothing compiled measured at all: the eager rate, marked
+    plain = budget.unit_rates(check(compiled={}), notebook_record=tmp_path / "none.json")
+    sec, how = priced(plain, "train ddpm")[0]
+    assert sec == pytest.approx(150 * 45_000 / 1_000)
+    assert how == "measured eager (the run compiles; no compile speed-up measured)"
+    # compilation: measured graphs x seconds per graph of that workload, else assumed per graph
+    mpl_c, r18_c, vae_c = priced(rates, "train mpl: compilation", "train resnet18 (presented recipe): compilation",
+                                 "train vae: compilation")
+    assert mpl_c == (pytest.approx(3 * 50.0), "measured") and r18_c == (pytest.approx(30.0), "measured")
+    assert vae_c == (pytest.approx(budget.ASSUMED_COMPILE_S), f"assumed {budget.ASSUMED_COMPILE_S:g} s per graph")
+
+
+def test_small_batches_pay_the_measured_floor_per_step(tmp_path):
+    floors = {"resnet18": {"16": 0.006, "64": 0.012, "512": 0.02}}  # as JSON writes them: string keys
+    points = {16: 0.006, 64: 0.012, 512: 0.02}
+    assert budget.step_floor(points, 8) == 0.006  # no faster below the smallest measured batch
+    assert budget.step_floor(points, 32) == pytest.approx(0.008)  # linear between measured sizes
+    assert budget.step_floor(points, 1024) == pytest.approx(0.02 + 0.008 * 512 / 448)  # last slope extended
+    assert budget.step_floor({128: 0.01}, 256) == pytest.approx(0.02)
+    rates = budget.unit_rates(check(step_floor=floors), notebook_record=tmp_path / "none.json")
+    work = by_name(budget.profile_work("full"))
+    b16, b256 = priced(rates, "sweep cell b16 lr0.001", "sweep cell b256 lr0.001")
+    assert b16 == (pytest.approx(work["sweep cell b16 lr0.001"].steps * 0.006), "step floor")
+    assert b256[0] == pytest.approx(10 * 45_000 / 10_000) and b256[1] == "measured eager"  # the rate wins
+    # compiled at batch 128: the floor shrinks by ResNet-18's measured compile speed-up (0.05 / 0.04)
+    presented, = priced(rates, "train resnet18 (presented recipe)")
+    floor128 = 0.012 + 0.008 * 64 / 448
+    assert presented == (pytest.approx(work["train resnet18 (presented recipe)"].steps * floor128 / 1.25),
+                         "step floor x compile speed-up")
+    assert presented[0] > priced(budget.unit_rates(check()), "train resnet18 (presented recipe)")[0][0]
+    # another model has no floor of its own
+    assert priced(rates, "train resnet50")[0] == (pytest.approx(40 * 45_000 / 4_000), "measured eager")
+
+
+def test_the_finetune_fid_distances_and_notebooks_have_their_own_rates(tmp_path):
+    record = tmp_path / "notebook_overhead.json"
+    record.write_text(json.dumps({"profile": "smoke", "machine": {"cores": 2},
+                                  "overhead_s": {"01_supervised": 40.0, "02_generative": 55.0,
+                                                 "03_semi_supervised": 30.0, "04_extras": 20.0, "report": 5.0}}))
+    gpu = check(finetune={"model": "wrn28_2", "batch": 512, "s_per_step": 0.03}, fid_cpu={"frechet_s": 9.5})
+    rates = budget.unit_rates(gpu, notebook_record=record)
+    finetune, fid, nb2, index = priced(rates, "MPL finetune", "FID Fréchet distances (CPU)",
+                                       "02_generative notebook + HTML export (beyond its workloads)",
+                                       "report: index page + report.html")
+    assert finetune == (pytest.approx(625 * 4_000 / (512 / 0.03)), "measured eager")  # not the SSL step's
+    assert fid == (pytest.approx(14 * 9.5), "measured")
+    assert nb2[1] == "measured (smoke re-run, CPU, 2 cores)" and index[0] == pytest.approx(5.0)
+    work = budget.profile_work("full")
+    seconds, missing = budget.project(work, rates)
+    notebooks = sum(budget.price(w, rates)[0] for w in work if w.chapter == "02_generative" and not w.flops)
+    assert notebooks >= 55.0 + 14 * 9.5 and "FID Fréchet distances (CPU)" not in missing
+    # without measurements: the stated assumptions, in the FLOP-based estimate too
+    assumed = budget.unit_rates(check(), notebook_record=tmp_path / "none.json")
+    fid, nb = priced(assumed, "FID Fréchet distances (CPU)",
+                     "04_extras notebook + HTML export (beyond its workloads)")
+    assert fid[0] == pytest.approx(14 * budget.ASSUMED_FRECHET_S)
+    assert fid[1] == f"assumed {budget.ASSUMED_FRECHET_S:g} s per distance"
+    assert nb[0] == budget.ASSUMED_NOTEBOOK_S and nb[1].startswith(f"assumed {budget.ASSUMED_NOTEBOOK_S:g} s")
+    with_nb = budget.flop_estimate(work, {}, notebook_record=record)
+    without = budget.flop_estimate(work, {}, notebook_record=tmp_path / "none.json")
+    assert without["01_supervised"] - with_nb["01_supervised"] == pytest.approx(budget.ASSUMED_NOTEBOOK_S - 40.0)
+
+
+def test_the_table_names_the_rate_each_workload_used(tmp_path):
+    work = budget.profile_work("full")
+    flops = {"train:resnet18": 1.7e9, "ssl:mpl": 4e12}
+    rates = budget.unit_rates(check(step_floor={"resnet18": {"16": 0.006, "128": 0.015, "512": 0.02}}),
+                              notebook_record=tmp_path / "none.json")
+    df = budget.work_table(work, rates, flops).set_index("workload")
+    assert df.loc["train resnet18 (presented recipe)", "rate source"] == "step floor x compile speed-up"
+    assert df.loc["train mpl", "rate source"] == "measured compiled"
+    assert df.loc["sweep cell b16 lr0.001", "rate source"] == "step floor"
+    assert df.loc["FID Inception features", "rate source"] == "none"  # not measured: no number invented
+    assert df.loc["train mpl", "projected s"] == pytest.approx(6500) and df.loc["train mpl", "FLOP-based s"] > 0
+    flop_only = budget.work_table(work, None, flops, tflops=50.0).set_index("workload")
+    assert flop_only.loc["train mpl", "rate source"] == "FLOP-based at 50 TFLOP/s"
+    assert flop_only.loc["train mpl", "projected s"] == pytest.approx(65_000 * 4e12 / 50e12, rel=1e-3)
+    assert flop_only.loc["sweep cell b16 lr0.001", "rate source"] == "assumed step floor 5 ms"
+    assert flop_only.loc["train ddpm: compilation", "rate source"].startswith("assumed")
+
+
+def test_grouped_convolutions_backward_is_counted_once_per_gradient():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lib.models import build_model
+
+    def flops(fn, counter):
+        with counter as fc:
+            fn()
+        return fc.get_total_flops()
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    for conv in (nn.Conv2d(32, 64, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1, groups=32),
+                 nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)):
+        fwd = flops(lambda: conv(x), FlopCounterMode(display=False))
+        total = flops(lambda: conv(x).sum().backward(), budget.flop_counter())
+        assert total == 3 * fwd  # forward, input gradient, weight gradient: each the same multiply-adds
+        if conv.groups == 1:  # torch's own formula agrees where it is right
+            assert total == flops(lambda: conv(x).sum().backward(), FlopCounterMode(display=False))
+    model = build_model("efficientnet_b0", width=1.0)
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    train = flops(lambda: F.cross_entropy(model(images), labels).backward(), budget.flop_counter())
+    with torch.no_grad():
+        forward = flops(lambda: model.eval()(images), budget.flop_counter())
+    assert 2 < train / forward < 4
