@@ -181,6 +181,9 @@ def compiled_rates(steps: dict) -> dict:
         keys = ("batch", "eager_s_per_step", "compiled_s_per_step", "compile_s", "graphs", "eager_calls",
                 "speedup", "error", "backend")
         out[name] = {k: r[k] for k in keys if k in r}
+        if isinstance(r.get("batch"), str):  # SSL steps: "labelled+unlabelled"; budget.py reads the labelled
+            labelled, unlabelled = r["batch"].split("+")
+            out[name].update(batch=int(labelled), unlabelled_batch=int(unlabelled))
     return out
 
 

@@ -182,15 +182,23 @@ def test_plan_table_lists_every_section_within_the_cut():
     assert sum(s[1] for s in g.SECTIONS) <= g.GPU_LIMIT_S
 
 
-def test_step_rates_feed_the_budget_keys():
+def test_the_steps_feed_the_budget_its_rates():
     sys.path.insert(0, str(ROOT / "bench"))
+    import budget
     import gpu_check as g
 
     steps = {"eager": {"ddpm": {"batch": 128, "eager_s_per_step": 0.1}, "mpl": {"batch": "128+896",
-                                                                                 "eager_s_per_step": 0.2}}}
-    rates = g.step_rates(steps)
-    assert rates["ddpm"] == {"batch": 128, "steps_per_s": 10.0, "images_per_s": 1280.0}
-    assert rates["mpl"] == {"labelled_batch": 128, "unlabelled_batch": 896, "mpl_s_per_step": 0.2}
+                                                                                 "eager_s_per_step": 0.2}},
+             "compiled": {"mpl": {"batch": "128+896", "eager_s_per_step": 0.2, "compiled_s_per_step": 0.16,
+                                  "compile_s": 60.0, "graphs": 2}}}
+    results: dict = {}
+    g.derive_from_steps(results, steps)
+    assert results["ddpm"] == {"batch": 128, "steps_per_s": 10.0, "images_per_s": 1280.0}
+    assert results["mpl"] == {"labelled_batch": 128, "unlabelled_batch": 896, "mpl_s_per_step": 0.2}
+    assert results["compiled"]["mpl"]["batch"] == 128 and results["compiled"]["mpl"]["unlabelled_batch"] == 896
+    rates = budget.unit_rates(results)
+    assert rates["ssl:mpl"] == 5.0 and rates["ssl:mpl@compiled"] == 1 / 0.16  # steps/s at the full batch
+    assert rates["compile:mpl"] == 1 / 60.0
 
 
 def test_the_readme_shows_the_check_plan_as_the_code_has_it():
