@@ -116,7 +116,9 @@ def student_step(twin: MetaPseudoLabels, state: dict, before: Call, after: Call,
     would; returns ``(loss before, loss after, weights after, retries)``."""
     n_l = len(y_l)
     for retries in range(20):
-        twin.load_state_dict(state)  # a checkpoint without scalers: the twin keeps its own
+        # a copy: torch optimisers keep the loaded momentum buffers, and the step updates them in
+        # place; the state has no scalers, so an fp16 twin keeps its own
+        twin.load_state_dict(copy.deepcopy(state))
         scale = loss_scale(twin)
         torch.set_rng_state(before.rng)
         with twin.autocast():
@@ -139,11 +141,12 @@ def loss_scale(method: MetaPseudoLabels) -> float | None:
 
 
 def measure(method: MetaPseudoLabels, twins: dict[str, MetaPseudoLabels], stream, *, steps: int,
-            step_every: dict[str, int] | None = None) -> list[dict]:
+            step_every: dict[str, int] | None = None, progress: int = 0) -> list[dict]:
     """Advance ``method`` (fp32) ``steps`` MPL steps on ``stream``; at each, ``h`` of the fp32 step
     and, per precision of ``twins`` (MPL methods set up at that autocast dtype), the three ways of
     the module docstring. ``step_every[name]``: take ``student step`` and ``update only`` every
-    that many steps (default every step). One row per step."""
+    that many steps (default every step); ``progress``: print every that many steps. One row per
+    step."""
     step_every = step_every or {}
     h_of = feedback_sign(method.feedback)
     scratch = copy.deepcopy(method.student).train()
@@ -176,6 +179,8 @@ def measure(method: MetaPseudoLabels, twins: dict[str, MetaPseudoLabels], stream
             row[f"{name}_scaler_retries"] = retries
         torch.set_rng_state(rng)
         rows.append(row)
+        if progress and (step + 1) % progress == 0:
+            print(f"step {step + 1}/{steps}", flush=True)
     return rows
 
 
@@ -238,7 +243,8 @@ def main() -> None:
     names = tuple(PRECISIONS)
     method, twins, stream, source = setup(p, names)
     t0 = time.perf_counter()
-    rows = measure(method, twins, stream, steps=a.steps, step_every={"fp16": a.fp16_step_every})
+    rows = measure(method, twins, stream, steps=a.steps, step_every={"fp16": a.fp16_step_every},
+                   progress=20)
     seconds = time.perf_counter() - t0
     table = summarize(rows, names)
     print(f"{'precision':9} {'way':13} {'steps':>5} {'sign agrees':>11} {'MAE of h':>9} "
