@@ -1,6 +1,7 @@
 """MPL's feedback ``h`` under bf16 and fp16 autocast against fp32, on the same weights and batches.
 
     python bench/mpl_precision.py --data /path/to/cifar10-jpeg.tar.gz [--profile quick] [--steps 200]
+    python bench/mpl_precision.py --data ... --batch-size 128 --mu 7 --fp16-step-every 0  # full's batch
 
 ``h`` (lib.methods.ssl) is the change of the student's mean labelled cross-entropy across its one
 SGD step on the teacher's pseudo labels, a small difference of two losses; a run under autocast
@@ -16,8 +17,9 @@ pseudo labels and dropout masks, each precision recomputes ``h`` three ways:
 
 fp32 is measured too, as the control: all three must equal the trajectory's ``h`` exactly (the
 replayed forwards and the bench's copy of the student step are the training code's). The table
-gives, per precision and way, how often the sign of ``h`` agrees with fp32 and the mean absolute
-error beside the mean ``|h|``. CPU autocast computes convolutions and matmuls as CUDA's does
+gives, per precision and way, how often the sign of ``h`` agrees with fp32, the mean absolute
+error beside the mean ``|h|``, and how often the error reaches ``|h|`` (steps whose sign is the
+rounding's, flipped or not). CPU autocast computes convolutions and matmuls as CUDA's does
 (fp32 accumulation, one rounding of each output); fp16 convolution backward is ~20x slower than
 bf16 on a CPU, so fp16's ``student step`` and ``update only`` run every ``--fp16-step-every``
 steps (the table says how many). Without ``--data`` the synthetic set stands in (the output says
@@ -145,8 +147,8 @@ def measure(method: MetaPseudoLabels, twins: dict[str, MetaPseudoLabels], stream
     """Advance ``method`` (fp32) ``steps`` MPL steps on ``stream``; at each, ``h`` of the fp32 step
     and, per precision of ``twins`` (MPL methods set up at that autocast dtype), the three ways of
     the module docstring. ``step_every[name]``: take ``student step`` and ``update only`` every
-    that many steps (default every step); ``progress``: print every that many steps. One row per
-    step."""
+    that many steps (default every step; 0 = never); ``progress``: print every that many steps.
+    One row per step."""
     step_every = step_every or {}
     h_of = feedback_sign(method.feedback)
     scratch = copy.deepcopy(method.student).train()
@@ -170,7 +172,8 @@ def measure(method: MetaPseudoLabels, twins: dict[str, MetaPseudoLabels], stream
             old = loss_before(replay(scratch, before, dtype, grad=True), y_l)
             new = loss_after(replay(scratch, after, dtype), y_l)
             row[f"h_{name}_logits only"] = float(h_of(old, new))
-            if step % step_every.get(name, 1):
+            every = step_every.get(name, 1)
+            if not every or step % every:
                 continue
             old, new, weights, retries = student_step(twin, state, before, after, pseudo, y_l)
             row[f"h_{name}_student step"] = h_of(old, new)
@@ -190,8 +193,9 @@ def sign(v: float) -> int:
 
 def summarize(rows: list[dict], names) -> list[dict]:
     """Per precision and way: steps, sign agreement with fp32, mean absolute error of ``h``, mean
-    ``|h|`` (fp32, over the same steps), and the same agreement over the steps where the student
-    learns (learning rate > 0)."""
+    ``|h|`` (fp32, over the same steps), the share of steps whose error reaches ``|h|`` (there the
+    sign is the rounding's, whether or not it flipped), and the sign agreement over the steps where
+    the student learns (learning rate > 0)."""
     out = []
     for name in names:
         for way in WAYS:
@@ -201,14 +205,27 @@ def summarize(rows: list[dict], names) -> list[dict]:
                 continue
             agree = [sign(a) == sign(b) for a, b, _ in got]
             learning = [ok for ok, (*_, lr) in zip(agree, got) if lr]
-            out.append({"precision": name, "way": way, "steps": len(got),
-                        "sign_agreement": float(sum(agree)) / len(got),
-                        "mae_h": sum(abs(b - a) for a, b, _ in got) / len(got),
-                        "mean_abs_h": sum(abs(a) for a, _, _ in got) / len(got),
+            n = len(got)
+            out.append({"precision": name, "way": way, "steps": n,
+                        "sign_agreement": sum(agree) / n,
+                        "mae_h": sum(abs(b - a) for a, b, _ in got) / n,
+                        "mean_abs_h": sum(abs(a) for a, _, _ in got) / n,
+                        "error_reaches_h": sum(abs(b - a) >= abs(a) for a, b, _ in got) / n,
                         "steps_student_learning": len(learning),
                         "sign_agreement_student_learning":
-                            float(sum(learning)) / len(learning) if learning else None})
+                            sum(learning) / len(learning) if learning else None})
     return out
+
+
+def headline(table: list[dict]) -> str:
+    """One line per reduced precision: its ``student step`` row (else ``logits only``)."""
+    parts = []
+    for name in dict.fromkeys(r["precision"] for r in table if r["precision"] != "fp32"):
+        r = next(r for way in WAYS for r in table if r["precision"] == name and r["way"] == way)
+        part = (f"{name} {r['sign_agreement']:.1%} (MAE {r['mae_h']:.1e}, error >= |h| in "
+                f"{r['error_reaches_h']:.1%} of {r['steps']} steps")
+        parts.append(part + ("" if r["way"] == "student step" else f", {r['way']}") + ")")
+    return ", ".join(parts)
 
 
 def setup(params: dict, names) -> tuple[MetaPseudoLabels, dict, object, str]:
@@ -233,43 +250,45 @@ def main() -> None:
     ap.add_argument("--data", help="CIFAR-10 archive or folder (default: the synthetic set)")
     ap.add_argument("--steps", type=int, default=200, help="MPL steps of the fp32 trajectory")
     ap.add_argument("--fp16-step-every", type=int, default=10,
-                    help="fp16 student step every this many steps (its CPU backward is slow)")
+                    help="fp16 student step every this many steps, 0 = never (slow on a CPU)")
+    ap.add_argument("--batch-size", type=int, help="labelled images per step (default: profile's)")
+    ap.add_argument("--mu", type=int, help="unlabelled images per labelled one (default: profile's)")
     a = ap.parse_args()
     over = {"data": a.data or "synthetic"}
     if not a.data:  # the synthetic set has 2,000 images
         over.update(labelled_size=400, val_size=100, unlabelled_size=1000, test_subset=200)
-    p = P.load("03_semi_supervised", a.profile, over)
+    batch = {k: v for k, v in (("batch_size", a.batch_size), ("mu", a.mu)) if v is not None}
+    p = P.load("03_semi_supervised", a.profile, {**over, **batch})
     torch.set_num_threads(max(1, p["cpu_threads"]))
     names = tuple(PRECISIONS)
     method, twins, stream, source = setup(p, names)
     t0 = time.perf_counter()
-    rows = measure(method, twins, stream, steps=a.steps, step_every={"fp16": a.fp16_step_every},
-                   progress=20)
+    rows = measure(method, twins, stream, steps=a.steps, progress=20,
+                   step_every={"fp16": max(0, a.fp16_step_every)})
     seconds = time.perf_counter() - t0
     table = summarize(rows, names)
     print(f"{'precision':9} {'way':13} {'steps':>5} {'sign agrees':>11} {'MAE of h':>9} "
-          f"{'mean |h|':>9} {'agrees, lr>0':>12}")
+          f"{'mean |h|':>9} {'error>=|h|':>10} {'agrees, lr>0':>12}")
     for r in table:
         learning = r["sign_agreement_student_learning"]
         print(f"{r['precision']:9} {r['way']:13} {r['steps']:5d} {r['sign_agreement']:11.1%} "
-              f"{r['mae_h']:9.2e} {r['mean_abs_h']:9.2e} "
+              f"{r['mae_h']:9.2e} {r['mean_abs_h']:9.2e} {r['error_reaches_h']:10.1%} "
               f"{'-' if learning is None else f'{learning:.1%}':>12}")
-    batch = f"{p['batch_size']} labelled + {p['batch_size'] * p['mu']} unlabelled images per step"
+    images = (f"{p['batch_size']} labelled + {p['batch_size'] * p['mu']} unlabelled images per "
+              "step")
     retries = sum(r.get("fp16_scaler_retries", 0) for r in rows)
-    print(f"data: {source}; {a.profile} profile (width {p['width']}, {batch}); "
-          f"fp32 trajectory, {a.steps} steps in {seconds:.0f} s; fp16 steps the GradScaler "
-          f"skipped and retried: {retries}")
-    step = {r["precision"]: r for r in table if r["way"] == "student step"}
-    summary = (f"MPL feedback h, {a.steps} steps of the {a.profile} WRN (data: {source}): sign agrees "
-               f"with fp32 in {step['bf16']['sign_agreement']:.1%} of steps under bf16 (MAE "
-               f"{step['bf16']['mae_h']:.1e}), {step['fp16']['sign_agreement']:.1%} under fp16 "
-               f"(MAE {step['fp16']['mae_h']:.1e}, {step['fp16']['steps']} steps); mean |h| "
-               f"{step['bf16']['mean_abs_h']:.1e}")
+    print(f"data: {source}; {a.profile} profile (width {p['width']}, {images}); fp32 trajectory, "
+          f"{a.steps} steps in {seconds:.0f} s; fp16 steps the GradScaler skipped and retried: "
+          f"{retries}")
+    mean_h = next(r["mean_abs_h"] for r in table if r["way"] == "logits only")
+    summary = (f"MPL feedback h over {a.steps} steps of the {a.profile} WRN ({images}; {source}), "
+               f"sign agreeing with fp32: {headline(table)}; mean |h| {mean_h:.1e}")
     sys.path.insert(0, str(ROOT / "bench"))
     from record import save
 
-    save("mpl_precision", table, summary,
-         extra={"data": source, "profile": a.profile, "batch": batch, "steps": a.steps,
+    name = "mpl_precision" + "".join(f"_{k.split('_')[0][0]}{v}" for k, v in batch.items())
+    save(name, table, summary,
+         extra={"data": source, "profile": a.profile, "batch": images, "steps": a.steps,
                 "seconds": round(seconds, 1), "per_step": rows})
 
 

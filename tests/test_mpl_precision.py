@@ -27,11 +27,12 @@ def test_fp32_control_is_exact_and_rows_have_the_table_fields(one_thread):
     assert all(math.isfinite(r["h_fp32"]) and r["h_fp32"] != 0 for r in rows)
     table = {(r["precision"], r["way"]): r for r in M.summarize(rows, ("fp32", "bf16", "fp16"))}
     assert set(table) == {(n, w) for n in ("fp32", "bf16", "fp16") for w in M.WAYS}
-    fields = {"precision", "way", "steps", "sign_agreement", "mae_h", "mean_abs_h",
+    fields = {"precision", "way", "steps", "sign_agreement", "mae_h", "mean_abs_h", "error_reaches_h",
               "steps_student_learning", "sign_agreement_student_learning"}
     assert all(set(r) == fields for r in table.values())
     for way in M.WAYS:  # the replayed forwards and the bench's student step are the training step's
         assert table["fp32", way]["sign_agreement"] == 1.0 and table["fp32", way]["mae_h"] == 0.0
+        assert table["fp32", way]["error_reaches_h"] == 0.0
         assert [r[f"h_fp32_{way}"] for r in rows] == [r["h_fp32"] for r in rows]
     assert table["bf16", "logits only"]["mae_h"] > 0  # bf16 rounding shows
     assert table["fp16", "logits only"]["steps"] == 3 and table["fp16", "student step"]["steps"] == 2
@@ -47,6 +48,9 @@ def test_summary_counts_sign_flips_and_errors():
     assert row["way"] == "logits only" and row["steps"] == 3
     assert row["sign_agreement"] == 2 / 3 and row["sign_agreement_student_learning"] == 1 / 2
     assert math.isclose(row["mae_h"], 0.01) and math.isclose(row["mean_abs_h"], 0.05 / 3)
+    assert row["error_reaches_h"] == 2 / 3  # 0.01 off an h of 0.01, 0.02 off -0.01; not 0 off 0.03
+    line = M.headline([{"precision": "fp32", "way": "student step"}, row])
+    assert line == "bf16 66.7% (MAE 1.0e-02, error >= |h| in 66.7% of 3 steps, logits only)"
 
 
 def test_a_student_step_leaves_the_state_it_starts_from_as_it_was(one_thread):
