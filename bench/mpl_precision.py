@@ -218,11 +218,12 @@ def summarize(rows: list[dict], names) -> list[dict]:
 
 
 def headline(table: list[dict]) -> str:
-    """One line per reduced precision: its ``student step`` row (else ``logits only``)."""
+    """One line per reduced precision: its ``student step`` row (else ``logits only``); no pipe
+    characters, as the README's table shows it."""
     parts = []
     for name in dict.fromkeys(r["precision"] for r in table if r["precision"] != "fp32"):
         r = next(r for way in WAYS for r in table if r["precision"] == name and r["way"] == way)
-        part = (f"{name} {r['sign_agreement']:.1%} (MAE {r['mae_h']:.1e}, error >= |h| in "
+        part = (f"{name} {r['sign_agreement']:.1%} (MAE {r['mae_h']:.1e}, error >= abs(h) in "
                 f"{r['error_reaches_h']:.1%} of {r['steps']} steps")
         parts.append(part + ("" if r["way"] == "student step" else f", {r['way']}") + ")")
     return ", ".join(parts)
@@ -282,7 +283,7 @@ def main() -> None:
           f"{retries}")
     mean_h = next(r["mean_abs_h"] for r in table if r["way"] == "logits only")
     summary = (f"MPL feedback h over {a.steps} steps of the {a.profile} WRN ({images}; {source}), "
-               f"sign agreeing with fp32: {headline(table)}; mean |h| {mean_h:.1e}")
+               f"sign agreeing with fp32: {headline(table)}; mean abs(h) {mean_h:.1e}")
     sys.path.insert(0, str(ROOT / "bench"))
     from record import save
 

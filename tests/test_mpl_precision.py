@@ -50,7 +50,7 @@ def test_summary_counts_sign_flips_and_errors():
     assert math.isclose(row["mae_h"], 0.01) and math.isclose(row["mean_abs_h"], 0.05 / 3)
     assert row["error_reaches_h"] == 2 / 3  # 0.01 off an h of 0.01, 0.02 off -0.01; not 0 off 0.03
     line = M.headline([{"precision": "fp32", "way": "student step"}, row])
-    assert line == "bf16 66.7% (MAE 1.0e-02, error >= |h| in 66.7% of 3 steps, logits only)"
+    assert line == "bf16 66.7% (MAE 1.0e-02, error >= abs(h) in 66.7% of 3 steps, logits only)"
 
 
 def test_a_student_step_leaves_the_state_it_starts_from_as_it_was(one_thread):
@@ -73,3 +73,31 @@ def test_a_student_step_leaves_the_state_it_starts_from_as_it_was(one_thread):
     assert all(torch.equal(first[2][k], second[2][k]) for k in first[2])
     params = [k for k, _ in method.student.named_parameters()]  # buffers: BN statistics of later forwards
     assert all(torch.equal(first[2][k], after.weights[k]) for k in params)  # the training step's weights
+
+
+def test_the_reference_recipe_table_gives_the_precision_and_its_evidence(tmp_path):
+    import json
+
+    from lib.chapters import mpl_reference
+
+    full = mpl_reference.reference_recipe_table(P.load("03_semi_supervised", "full")).set_index("param")
+    assert full.loc["amp", "this run"] == "fp16" and full.loc["amp", "same"]  # the reference's --amp
+    assert full.loc["amp", "notes"] == mpl_reference.feedback_precision_note()
+    assert (full.drop(index="amp")["notes"] == "").all()
+    smoke = mpl_reference.reference_recipe_table(P.load("03_semi_supervised", "smoke")).set_index("param")
+    assert smoke.loc["amp", "this run"] == "auto" and "smoke profile" in smoke.loc["amp", "why different"]
+
+    missing = mpl_reference.feedback_precision_note(tmp_path / "none.json")
+    assert missing.startswith("not measured: python bench/mpl_precision.py")
+    rows = [{"precision": n, "way": w, "steps": s, "sign_agreement": a, "mae_h": e, "mean_abs_h": 0.05,
+             "error_reaches_h": r}
+            for n, w, s, a, e, r in (("bf16", "logits only", 200, 1.0, 6e-4, 0.01),
+                                     ("bf16", "student step", 200, 0.99, 7e-4, 0.015),
+                                     ("fp16", "logits only", 200, 1.0, 7e-5, 0.0))]
+    path = tmp_path / "mpl_precision.json"
+    path.write_text(json.dumps({"rows": rows, "steps": 200, "profile": "quick", "batch": "16 labelled",
+                                "command": "python bench/mpl_precision.py --data A"}))
+    note = mpl_reference.feedback_precision_note(path)
+    assert "bf16 99.0% of 200 steps, mean absolute error 7.0e-04, error >= abs(h) on 1.5%" in note
+    assert "fp16 100.0% of 200 steps, mean absolute error 7.0e-05, error >= abs(h) on 0.0%" in note
+    assert "mean abs(h) 5.0e-02" in note and "|" not in note and "`python bench/mpl_precision.py --data A`" in note
