@@ -5,9 +5,13 @@ paper's SSL-methods table (:func:`reference_table`, SPEC 3.1) and the slide's re
 (:func:`ssl_remark_check`)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
 from .. import params as P
+from ..storage import ROOT
 from .semi_supervised import steps_of
 
 # The reference run (kekmodel/MPL-pytorch at 7dc6297: its README command for CIFAR-10-4K and the
@@ -68,14 +72,43 @@ WHY_DIFFERENT = {
     "unlabelled_size": "the presentation's split (SPEC 3.4): 5,000 validation and the labelled "
                        "images held out",
     "val_size": "model selection on a validation split; the test set is evaluated once",
-    "amp": "bf16 autocast where the GPU has it (no loss scaling needed), else fp16 with scalers",
     "seed": "one seed for the whole report",
 }
 
 
+# bench/mpl_precision.py's committed record: MPL's feedback h under bf16 and fp16 against fp32
+PRECISION_RECORD = ROOT / "bench" / "records" / "benches" / "mpl_precision.json"
+
+
+def feedback_precision_note(record: Path = PRECISION_RECORD) -> str:
+    """Why chapter 3 trains in fp16, from the record of ``bench/mpl_precision.py``: how often the
+    sign of MPL's feedback ``h`` under bf16 and fp16 autocast agrees with fp32 on the same weights
+    and batches, its mean absolute error, and how often that error reaches ``|h|`` (no pipe
+    characters: tables render as markdown)."""
+    if not record.is_file():
+        return ("not measured: python bench/mpl_precision.py --data ARCHIVE, then python "
+                "scripts/readme.py record outputs/bench/mpl_precision.json")
+    rec = json.loads(record.read_text())
+    rows = {(r["precision"], r["way"]): r for r in rec["rows"]}
+    parts = []
+    for name in ("bf16", "fp16"):
+        r = rows.get((name, "student step")) or rows[name, "logits only"]
+        parts.append(f"{name} {r['sign_agreement']:.1%} of {r['steps']} steps, mean absolute "
+                     f"error {r['mae_h']:.1e}, error >= abs(h) on {r['error_reaches_h']:.1%}")
+    mean_h = rows["bf16", "logits only"]["mean_abs_h"]
+    return (f"sign of MPL's feedback h as in fp32: {'; '.join(parts)} (mean abs(h) {mean_h:.1e}; "
+            f"{rec['steps']} steps of the {rec['profile']} WRN, {rec['batch']}, CPU autocast: "
+            f"`{rec['command']}`)")
+
+
+# evidence shown beside a setting whatever its value
+NOTES = {"amp": feedback_precision_note}
+
+
 def reference_recipe_table(params: dict) -> pd.DataFrame:
-    """Every setting of the reference run beside this run's, with the reference's source and why
-    they differ where they do (a value set by a small profile says so)."""
+    """Every setting of the reference run beside this run's, with the reference's source, why
+    they differ where they do (a value set by a small profile says so) and, in ``notes``, the
+    measurement behind a choice."""
     full = P.load("03_semi_supervised", "full")
     rows = []
     def value(p, key):  # MPL's own steps where they differ from total_steps
@@ -88,11 +121,12 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
             f"set by the {params['profile']} profile (params/03_semi_supervised.yaml says why)"
             if ours != value(full, key) else WHY_DIFFERENT.get(key, ""))
         rows.append({"param": key, "this run": ours, "reference code": ref, "same": same,
-                     "reference source (kekmodel/MPL-pytorch)": source, "why different": why})
+                     "reference source (kekmodel/MPL-pytorch)": source, "why different": why,
+                     "notes": NOTES[key]() if key in NOTES else ""})
     rows.append({"param": "labelled sampling", "this run": "reshuffled every epoch",
                  "reference code": "--expand-labels: the 4,000 repeated to 128,000 per epoch",
                  "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
-                 "why different": "the same sampling up to where epochs end"})
+                 "why different": "the same sampling up to where epochs end", "notes": ""})
     return pd.DataFrame(rows)
 
 
