@@ -17,7 +17,7 @@ and code generation. That catches graph breaks and autograd tracing failures; an
 failure is left to the GPU, where :class:`lib.train.device.OneGraph` records it and the run goes on
 eagerly. One small real module (DCGAN's generator) goes through Inductor here, forward and backward,
 against eager results. ``CIFAR_REPORT_COMPILE_BACKEND=inductor`` runs every case under Inductor
-(tens of minutes here; ``-s`` prints each case's graphs and first-step seconds).
+(about ten minutes here; ``-s`` prints each case's graphs and first-step seconds).
 """
 import copy
 import math
