@@ -216,7 +216,9 @@ def profile_work(profile: str = "full") -> list[Work]:
         work.extend(overheads(ch, f"train {kind}", p2, model=kind, steps=steps, evals=evals,
                               eval_images=val_images(p2) if kind == "vae" else 0, ckpt_params=f"gen:{kind}",
                               slots=SLOTS["adam+ema" if kind == "ddpm" else "adam"],
-                              modules=2 if kind == "dcgan" else 1))
+                              # DCGAN: the generator, and the discriminator's three graphs (real images,
+                              # detached fakes, fakes with gradients: tests/test_compile_modules.py)
+                              modules=4 if kind == "dcgan" else 1))
     n_fid = p2["fid_images"]
     work.append(Work(ch, f"DDPM DDIM sampling ({n_fid} images)", n_fid * p2["ddpm_ddim_steps"],
                      "image-steps", "unet_forward", "unet_forward"))
