@@ -20,9 +20,9 @@ replayed forwards and the bench's copy of the student step are the training code
 gives, per precision and way, how often the sign of ``h`` agrees with fp32, the mean absolute
 error beside the mean ``|h|``, and how often the error reaches ``|h|`` (steps whose sign is the
 rounding's, flipped or not). CPU autocast computes convolutions and matmuls as CUDA's does
-(fp32 accumulation, one rounding of each output); fp16 convolution backward is ~20x slower than
-bf16 on a CPU, so fp16's ``student step`` and ``update only`` run every ``--fp16-step-every``
-steps (the table says how many). Without ``--data`` the synthetic set stands in (the output says
+(fp32 accumulation, one rounding of each output); its fp16 convolution backward is slow (a
+quarter-width WRN step takes ~70x the fp32 one), so fp16's ``student step`` and ``update only``
+run every ``--fp16-step-every`` steps (the table says how many). Without ``--data`` the synthetic set stands in (the output says
 so).
 """
 from __future__ import annotations
