@@ -80,6 +80,16 @@ def syncs_per_step(step, n: int, device: torch.device) -> dict:
             "how": "HostSyncCounter", **({"ops": counter.ops} if counter.ops else {})}
 
 
+def amp_of(name: str, device: torch.device):
+    """The autocast dtype workload ``name`` trains in on ``device``: its chapter's ``amp`` on CUDA
+    (chapter 3: fp16, as the reference), off on a CPU (as the CPU profiles run)."""
+    if device.type != "cuda":
+        return None
+    chapter = "03_semi_supervised" if name in ("mpl", "uda", "supervised", "wrn28_2") else (
+        "02_generative" if name in ("vae", "dcgan", "ddpm") else "01_supervised")
+    return amp_dtype(device, P.load(chapter, "full")["amp"])
+
+
 def build(name: str, device: torch.device, *, gpu: bool):
     """``(method, step, batch)``: the full profile's method ``name`` (a CPU gets small batches),
     a zero-argument training step on fixed-seed synthetic batches, and the batch it takes."""
@@ -140,7 +150,7 @@ def measure(name: str, device: torch.device, *, gpu: bool, compile: bool) -> dic
     compiled step's cost (the compilation), the compiled steady rate, graphs built, calls that
     ran eagerly, and syncs per compiled step."""
     method, step, batch = build(name, device, gpu=gpu)
-    dtype = amp_dtype(device)
+    dtype = amp_of(name, device)
     setup(method, device, dtype, compile=False)
     n = 10 if gpu else 2
     out: dict = {"batch": batch, "eager_s_per_step": round(seconds_per_call(step, n, device), 5)}

@@ -236,7 +236,7 @@ def finetune_rate(device, *, gpu: bool) -> dict:
     """Chapter 3's finetune: WRN-28-2 classifier steps at ``finetune_batch_size``, eager (it stays
     under compile_min_steps)."""
     method, step, batch = check_steps.build("wrn28_2", device, gpu=gpu)
-    check_steps.setup(method, device, amp_dtype(device), compile=False)
+    check_steps.setup(method, device, check_steps.amp_of("wrn28_2", device), compile=False)
     sec = check_steps.seconds_per_call(step, 10 if gpu else 1, device, warmup=2 if gpu else 1)
     return {"model": "wrn28_2", "batch": batch, "s_per_step": round(sec, 5)}
 
