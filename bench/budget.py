@@ -356,7 +356,9 @@ def unit_rates(gpu_check: dict, *, notebook_record: Path | None = None) -> Rates
         rates.put("embed:resnet18", rates["eval:resnet18"], rates.source["eval:resnet18"])
     _compiled_rates(gpu_check, rates, full_ssl_batch)
     for model, by_batch in (gpu_check.get("step_floor") or {}).items():
-        points = {int(b): float(s) for b, s in (by_batch or {}).items() if _number(by_batch, b)}
+        if not isinstance(by_batch, dict):  # the section's "skipped" or "error" line
+            continue
+        points = {int(b): float(s) for b, s in by_batch.items() if _number(by_batch, b)}
         if points:
             rates.floors[model] = dict(sorted(points.items()))
     fixed = overhead_rates(gpu_check, notebook_record=notebook_record)

@@ -371,7 +371,7 @@ def project_into(results: dict, work: list, *, gpu: bool) -> dict[str, float]:
     results["projection_s"] = {k: round(v) for k, v in proj.items()}
     results["projection_missing"] = missing
     flops = results.get("flops", {})
-    if "error" in flops or not flops:
+    if not flops or "error" in flops or "skipped" in flops:
         return rates
     est = budget.flop_estimate(work, flops)
     results["flop_estimate_s"] = {k: round(v) for k, v in est.items() if not k.endswith("_pflop")}
@@ -578,6 +578,7 @@ def main() -> int:
         if left() < need:
             results[name] = {"skipped": f"{left():.0f} s left of the {limit:.0f} s limit; it needs {need} s"}
             print(f"[gpu_check] {name}: skipped ({results[name]['skipped']})", flush=True)
+            save(f"incomplete: sections up to {name}")
             continue
         try:
             results[name] = fns[name]()
@@ -598,7 +599,8 @@ def main() -> int:
     record.save("gpu_check", [{"what": k, "value": v} for k, v in rows], summary(rows), out_dir=out,
                 extra=results)
     print(f"\n[gpu_check] per-workload projection (python bench/budget.py --rates {out / 'gpu_check.json'}):")
-    print(budget.work_table(full_work, rates, flops if "error" not in flops else None).to_string(index=False))
+    counted = flops if flops and "error" not in flops and "skipped" not in flops else None
+    print(budget.work_table(full_work, rates, counted).to_string(index=False))
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     print(f"\nfull log: {out / 'gpu_check.json'}")

@@ -7,6 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
 from conftest import ROOT, SHARED_ARCHIVE, SHARED_WEIGHTS
 
 # what an offline CUDA image often lacks: the notebook tool chain (and what only the report needs)
@@ -99,13 +101,15 @@ def test_gpu_check_runs_offline_with_only_the_measuring_packages(tmp_path):
 def test_a_cut_check_keeps_every_section_it_finished(tmp_path):
     proc = gpu_check("--out", str(tmp_path), "--work", str(tmp_path), "--limit-s", "25", env=node_env(tmp_path),
                      timeout=120)
+    assert proc.returncode in (0, 124), proc.stderr[-2000:]  # ended by itself, or cut by the shell at 25 s
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert "torch" in result["startup"]  # measured before the cut
-    kept = [k for k, v in result.items() if isinstance(v, dict) and "skipped" not in v and k in
-            ("startup", "steps", "classifiers", "accuracy_run")]
-    assert kept[0] == "startup" and result["wall_s"] <= 25
-    assert "skipped" in result["accuracy_run"], result["accuracy_run"]  # no time left for it
-    assert proc.returncode in (0, 124)
+    assert "torch" in result["startup"] and result["wall_s"] <= 25  # measured and saved before the cut
+    names = [s[0] for s in __import__("gpu_check").SECTIONS]
+    present = [k for k in result if k in names]
+    assert present == names[:len(present)]  # saved in order, nothing after a gap
+    for name in present[1:]:  # each one saved is either whole or says why it was skipped
+        assert "skipped" in result[name] or "error" not in result[name], result[name]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("gpu_check.") and p.is_dir()] == []
 
 
 def test_a_missing_measuring_package_is_one_line_with_the_remedy(tmp_path):
@@ -129,7 +133,7 @@ def wheel_of(dist_name: str, tmp: Path) -> Path:
     with zipfile.ZipFile(path, "w") as z:
         for f in dist.files:
             src = Path(dist.locate_file(f))
-            if src.is_file() and "__pycache__" not in f.parts:
+            if src.is_file() and "__pycache__" not in f.parts and ".." not in f.parts:  # no scripts
                 z.write(src, f.as_posix())
     return path
 
@@ -140,7 +144,7 @@ def test_wheels_fill_only_what_the_node_lacks(tmp_path):
     wheel_of("pytorch-fid", wheels)
     env = node_env(tmp_path, hidden=(*NOT_ON_THE_NODE, "pytorch_fid"))
     proc = gpu_check("--wheels", str(wheels), "--out", str(tmp_path / "out"), "--work", str(tmp_path),
-                     "--limit-s", "18", env=env, timeout=300)
+                     "--limit-s", "40", env=env, timeout=300)
     assert "lacks" not in proc.stderr, proc.stderr
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert result["startup"]["packages"]["pytorch_fid"] == "0.3.0"  # imported from the installed wheel
