@@ -99,11 +99,11 @@ def test_gpu_check_runs_offline_with_only_the_measuring_packages(tmp_path):
 
 
 def test_a_cut_check_keeps_every_section_it_finished(tmp_path):
-    proc = gpu_check("--out", str(tmp_path), "--work", str(tmp_path), "--limit-s", "25", env=node_env(tmp_path),
+    proc = gpu_check("--out", str(tmp_path), "--work", str(tmp_path), "--limit-s", "40", env=node_env(tmp_path),
                      timeout=120)
-    assert proc.returncode in (0, 124), proc.stderr[-2000:]  # ended by itself, or cut by the shell at 25 s
+    assert proc.returncode in (0, 124), proc.stderr[-2000:]  # ended by itself, or cut by the shell at 40 s
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert "torch" in result["startup"] and result["wall_s"] <= 25  # measured and saved before the cut
+    assert "torch" in result["startup"] and result["wall_s"] <= 40  # measured and saved before the cut
     names = [s[0] for s in __import__("gpu_check").SECTIONS]
     present = [k for k in result if k in names]
     assert present == names[:len(present)]  # saved in order, nothing after a gap
