@@ -69,10 +69,6 @@ SECTIONS = (
 )
 
 
-def sync(device):
-    check_steps.sync(device)
-
-
 def startup(device, *, gpu: bool) -> dict:
     """What the machine is: versions, GPU, driver, native bf16, free memory, and whether
     torch.compile builds a tiny graph (seconds, so a broken toolchain shows before any rate)."""
@@ -100,7 +96,7 @@ def startup(device, *, gpu: bool) -> dict:
     try:
         f = torch.compile(lambda x: torch.sin(x) * 2 + 1)
         f(torch.ones(64, device=device))
-        sync(device)
+        check_steps.sync(device)
         out["compile"] = f"works ({time.perf_counter() - t0:.1f} s for a tiny graph)"
     except Exception as err:  # any compiler failure is what this check is for
         out["compile"] = f"FAILED: {type(err).__name__}: {str(err)[:120]}"
@@ -315,10 +311,10 @@ def inception_rate(device, *, gpu: bool) -> dict:
     n = 2000 if gpu else 8
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
     fid.inception_features(images[: min(n, 200)], batch_size=200, device=device, model=model)  # warm-up
-    sync(device)
+    check_steps.sync(device)
     t0 = time.perf_counter()
     fid.inception_features(images, batch_size=500 if gpu else 8, device=device, model=model)
-    sync(device)
+    check_steps.sync(device)
     return {"images": n, "images_per_s": round(n / (time.perf_counter() - t0), 1),
             "weights": "pytorch-fid's" if ok else "random (no --fid-weights): speed only"}
 
