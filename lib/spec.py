@@ -231,22 +231,29 @@ def presented_elsewhere() -> list[dict]:
     return [dict(zip(("item", "what", "presented", "shown"), row)) for row in rows]
 
 
-# |difference| within this counts as reproduced (FID: relative)
-TOLERANCE = {"%": 0.5, "AUC": 0.005, "": 0.01, "FID": 0.05}
+def printed_range(presented) -> tuple[float, float]:
+    """The values a presented number stands for as printed: 94.5 covers [94.45, 94.55], 0.94
+    covers [0.935, 0.945]; a ``(low, high)`` range stands for itself."""
+    if isinstance(presented, (tuple, list)):
+        return float(presented[0]), float(presented[1])
+    text = repr(float(presented))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    half = 0.5 * 10 ** -decimals
+    return float(presented) - half, float(presented) + half
 
 
-def status(presented, reproduced, *, unit: str, higher_is_better: bool) -> str:
-    """``reproduced`` (within tolerance or inside a presented range), ``better``, ``worse`` or
-    ``not run``."""
+def status(presented, reproduced, *, interval: tuple[float, float] | None,
+           higher_is_better: bool) -> str:
+    """``reproduced`` when the presented value (as printed, see :func:`printed_range`) meets this
+    run's 95% ``interval``; ``better`` or ``worse`` only when it lies wholly outside; ``no
+    interval`` when the run gave none; ``not run in this profile``."""
     if reproduced is None or reproduced != reproduced:  # None or NaN
         return "not run in this profile"
-    if isinstance(presented, (tuple, list)):
-        lo, hi = presented
-        if lo <= reproduced <= hi:
-            return "reproduced"
-        return "better" if (reproduced > hi) == higher_is_better else "worse"
-    tol = TOLERANCE.get(unit, 0.01) * (abs(presented) if unit == "FID" else 1)
-    # a difference equal to the tolerance counts, whatever the float rounding of the subtraction
-    if abs(reproduced - presented) <= tol * (1 + 1e-9):
-        return "reproduced"
-    return "better" if (reproduced > presented) == higher_is_better else "worse"
+    if interval is None or any(v is None or v != v for v in interval):
+        return "no interval"
+    lo, hi = printed_range(presented)
+    if interval[1] < lo:
+        return "worse" if higher_is_better else "better"
+    if interval[0] > hi:
+        return "better" if higher_is_better else "worse"
+    return "reproduced"

@@ -82,6 +82,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def save_npz_atomic(path: str | Path, **arrays) -> None:
+    """``numpy.savez_compressed`` to a temporary file, then rename."""
+    import numpy as np
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    _atomic(path, write)
+
+
 # -------------------------------------------------------------------------------- safe loading
 class CheckpointError(RuntimeError):
     """Not a project checkpoint (e.g. it holds pickled Python objects): never loaded."""

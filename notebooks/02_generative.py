@@ -117,7 +117,10 @@ report.table(generative.models_table(trained), "settings", item="2.4",
 # %%
 aug_table, aug_runs = generative.augmentation_experiment(trained["vae"].method, splits, params,
                                                          ckpt_root=ckpt_root, tb_root=tb_root)
+for run in aug_runs.values():  # each test image's prediction, for the intervals
+    report.predictions(run.name, run.test_logits, run.test_labels, item="2.2", run=supervised.run_id(run))
 report.compare("2.2/vae_reconstructions", 100 * aug_runs["VAE reconstructions"].test_acc,
+               interval=supervised.accuracy_interval(aug_runs["VAE reconstructions"]),
                note=f"{params['classifier_model']}, {aug_runs['VAE reconstructions'].epochs} epochs")
 report.table(aug_table, "vae_augmentation", item="2.2", title="Test accuracy with VAE reconstructions as training data")
 
@@ -171,14 +174,20 @@ fig = figures.sample_grid({s.label: s.images for s in samples.values()}, nrow=8,
 report.figure(fig, "sample_grids", item="2.4", title="Sample grids of each model");
 report.table(generative.sampling_times(samples, fid_images=params["fid_images"]), "sampling_times", item="2.4",
              title=f"Sampling time per image on {report.device}")
+report.per_example("sampling_repeats", item="2.4", **generative.time_samplers(trained, params))
 
 # %%
 if fid_ok:
-    fid_scores = generative.fid_table(samples, trained, real_stats, params, device=device)
+    scored = generative.score_samples(samples, params, device=device)
+    fid_scores = generative.fid_table(samples, trained, real_stats, params, scored=scored, device=device)
     display(report.table(fid_scores, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
                          notes="Smoke/quick FIDs use far fewer than 5,000 images and are not comparable with the presented values."))
-    for model, (value, sampler) in generative.compared_fids(fid_scores, samples).items():
-        report.compare(f"2.4/{model}", value, note=f"{sampler}, {params['fid_images']:,} images")
+    report.per_example("fid_replicates", item="2.4",
+                       **generative.fid_replicates(scored, fid_scores, samples, real_stats, params, device=device))
+    fid_intervals = generative.fid_intervals(report.load_per_example("fid_replicates"))
+    for model, (value, sampler, label) in generative.compared_fids(fid_scores, samples).items():
+        report.compare(f"2.4/{model}", value, interval=fid_intervals[label],
+                       note=f"{sampler}, {params['fid_images']:,} images")
 else:
     print(fid_message)
     report.skip("2.4", f"FID table not computed: {fid_message}")

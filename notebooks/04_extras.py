@@ -133,8 +133,10 @@ report.figure(fig, "top5_differs", item="4.1", title=f"Test image #{example}: ne
 # neighbours whose cosines tie to within float32 precision (last column, computed in float64).
 
 # %%
-report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10).assign(**context), "normalised_agreement",
-             item="4.1", title="Cosine vs Euclidean rankings, raw and L2-normalised features")
+agreement = {}
+report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10, per_query=agreement).assign(**context),
+             "normalised_agreement", item="4.1", title="Cosine vs Euclidean rankings, raw and L2-normalised features")
+report.per_example("normalised_agreement", item="4.1", **agreement)
 
 # %% [markdown]
 # ### Retrieval quality over the whole gallery
@@ -149,8 +151,9 @@ report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10).assign(**c
 # %%
 spaces = extras.comparison_spaces(f"{params['model']} features", query_f, query_y, gallery_f, query_x, gallery_x,
                               baseline_queries=params["baseline_query_subset"], seed=params["seed"])
+per_query = {}
 quality = report.table(extras.retrieval_table(spaces, gallery_y, ks=params["precision_at"],
-                                          chunk_size=params["chunk_size"], context=context),
+                                          chunk_size=params["chunk_size"], context=context, per_query=per_query),
                        "retrieval_quality", item="4.1",
                        title="Retrieval over the whole gallery: learned features vs raw pixels, cosine vs Euclidean")
 quality
@@ -160,6 +163,8 @@ check = extras.baseline_check(quality, learned=f"{params['model']} features", ba
 display(Markdown(f"Learned features beat raw pixels on **{int(check['learned better'].sum())} of {len(check)}** "
                  "(metric, score) pairs, on the same queries."))
 report.table(check, "learned_vs_pixels", item="4.1", title="Do learned features beat raw pixels? (same queries)")
+report.per_example("retrieval", item="4.1",
+                   **extras.paired_scores(per_query, learned=f"{params['model']} features", baseline="raw pixels"))
 
 # %% [markdown]
 # ## 4.2 Query by image

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import record  # noqa: E402
 
-from lib.chapters.findings import findings  # noqa: E402
+from lib.chapters.findings import count_line, findings  # noqa: E402
 from lib.report import CHAPTERS, summary_frame  # noqa: E402
 
 README = ROOT / "README.md"
@@ -63,7 +63,8 @@ def record_tests(folder: Path, records: Path) -> Path:
 
 def record_report(profile_dir: Path, records: Path) -> Path:
     """``outputs/<profile>`` -> ``records/reports/<profile>/``: manifest, run.json and every chapter's
-    CSV tables (the README's headline tables, comparison.csv and what the findings check)."""
+    CSV tables (the README's headline tables, comparison.csv, findings.csv), params, provenance and
+    per-example results (so the findings and their intervals can be recomputed from the record)."""
     for name in ("manifest.json", "run.json"):
         if not (profile_dir / name).is_file():
             raise FileNotFoundError(f"{profile_dir / name} not found: run ./run_all.sh --profile "
@@ -75,9 +76,11 @@ def record_report(profile_dir: Path, records: Path) -> Path:
     for name in ("manifest.json", "run.json"):
         shutil.copy(profile_dir / name, dest / name)
     for ch in CHAPTERS:
-        for src in sorted((profile_dir / ch).glob("*.csv")):
-            (dest / ch).mkdir(exist_ok=True)
-            shutil.copy(src, dest / ch / src.name)
+        for src in sorted([*(profile_dir / ch).glob("*.csv"), *(profile_dir / ch).glob("p*.json"),
+                           *(profile_dir / ch).glob("per_example/*.npz")]):
+            target = dest / src.relative_to(profile_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, target)
     return dest
 
 
@@ -164,10 +167,14 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
     man = json.loads((folder / "manifest.json").read_text())
     found = findings(folder)
     lines = [f"### Results of the `{profile}` profile", "",
-             "The presentation's findings, checked on this run's tables:", "",
-             "| chapter | the presentation says | this run | numbers |", "| --- | --- | --- | --- |"]
+             "The presentation's findings, checked on this run's saved results. Each claim is a margin "
+             "(positive on the claim's side) with its 95% bootstrap interval: **holds** when the interval "
+             "lies above zero, **does not hold** when below, **not decided at this scale** when it "
+             f"straddles zero ({count_line(found)}):", "",
+             "| chapter | the presentation says | this run | margin [95% interval] | what the interval covers "
+             "| numbers |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {CHAPTERS[r['chapter']]} ({r['item']}) | {r['claim']} | **{r['verdict']}** | "
-              f"{r['evidence']} |" for r in found.to_dict("records")]
+              f"{r['margin']} | {r['covers']} | {r['evidence']} |" for r in found.to_dict("records")]
     caveat = ("" if profile.startswith("full") else f" (profile `{profile}` trains reduced models on "
               "reduced data for a few epochs: its numbers are not comparable with the presented ones)")
     lines += ["", f"Where the numbers come from{caveat}:", "",
@@ -185,7 +192,8 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
                 if name == "accuracy" and recipe_line(df):
                     lines += ["", recipe_line(df)]
     counts = summary_frame(folder)["status"].value_counts().to_dict()
-    lines += ["", "Presented numbers, by status: "
+    lines += ["", "Presented numbers, by status (reproduced: the presented value, as printed, meets this "
+              "run's 95% interval; better / worse: it lies wholly outside): "
               + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."]
     return "\n".join(lines)
 

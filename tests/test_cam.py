@@ -140,15 +140,41 @@ def test_central_share_of_known_maps():
     torch.testing.assert_close(shares, torch.tensor([1.0, 0.0, 0.25]))
 
 
-def test_focus_table_compares_predicted_and_least_likely_class():
+def test_focus_shares_per_image_and_their_table():
     torch.manual_seed(0)
     model = build_model("resnet18", width=0.125).eval()
     x = torch.randn(6, 3, 32, 32)
-    df = cam.focus_table(model, x, batch_size=4).set_index("CAM of")
-    assert list(df.index) == ["predicted class", "least likely class"]
-    assert df["images"].tolist() == [6, 6] and (df["uniform map (%)"] == 25.0).all()
-    shares = df["mean share of the map in the central box (%)"]
-    assert shares.between(0, 100).all()
+    shares = cam.focus_shares(model, x, batch_size=4, seed=3)
     logits = model(x)
-    expected = cam.central_share(cam.class_activation_map(model, x, logits.argmax(1))).mean().item()
-    assert shares["predicted class"] == pytest.approx(100 * expected, abs=0.01)
+    expected = cam.central_share(cam.class_activation_map(model, x, logits.argmax(1)))
+    torch.testing.assert_close(shares["predicted"], expected, atol=1e-5, rtol=1e-5)
+    least = cam.central_share(cam.class_activation_map(model, x, logits.argmin(1)))
+    torch.testing.assert_close(shares["least_likely"], least, atol=1e-5, rtol=1e-5)
+    # the random wrong class is never the predicted one, and is the same for the same seed
+    again = cam.focus_shares(model, x, batch_size=4, seed=3)
+    torch.testing.assert_close(again["random_wrong"], shares["random_wrong"])
+    assert not torch.allclose(shares["random_wrong"], shares["predicted"])
+    df = cam.focus_table(shares).set_index("CAM of")
+    assert list(df.index) == ["predicted class", "least likely class",
+                              "a random wrong class (seeded)"]
+    assert df["images"].tolist() == [6, 6, 6] and (df["uniform map (%)"] == 25.0).all()
+    col = df["mean share of the map in the central box (%)"]
+    assert col["predicted class"] == pytest.approx(100 * expected.mean().item(), abs=0.01)
+
+
+def test_random_wrong_class_is_uniform_over_the_other_classes(monkeypatch):
+    seen = []
+    real = cam.class_activation_map
+
+    def spy(model, x, idx):
+        seen.append(idx.clone())
+        return real(model, x, idx)
+
+    monkeypatch.setattr(cam, "class_activation_map", spy)
+    model = build_model("resnet18", width=0.125).eval()
+    x = torch.randn(400, 3, 32, 32) * 0.01
+    cam.focus_shares(model, x, batch_size=400, seed=0)
+    pred, wrong = seen[0], seen[2]
+    assert (wrong != pred).all()
+    counts = torch.bincount(wrong, minlength=10)
+    assert counts.sum() == 400 and (counts > 0).sum() >= 9  # spread over the other classes

@@ -26,6 +26,37 @@ def test_smoke_report_builds_index_manifest_and_html(smoke_report):
             assert e["path"] is None or (prof / e["path"]).is_file(), e
 
 
+def test_smoke_report_saves_per_example_results_findings_and_intervals(smoke_report):
+    import numpy as np
+    import pandas as pd
+
+    from lib.chapters.findings import COLUMNS, VERDICTS
+    from lib.report import load_per_example
+
+    prof, _ = smoke_report
+    ch1 = prof / "01_supervised"
+    params = json.loads((ch1 / "params.json").read_text())
+    for model in params["models"]:
+        saved = load_per_example(ch1, model)
+        assert saved["pred"].dtype == np.uint8 and saved["label"].dtype == np.uint8
+        assert (saved["correct"] == (saved["pred"] == saved["label"])).all()
+        assert str(saved["run"]).startswith(model + "-")  # run name and settings hash
+    names = {p.stem for ch in prof.glob("0[1-4]_*") for p in (ch / "per_example").glob("*.npz")}
+    assert {"cam_focus", "fid_replicates", "sampling_repeats", "twomoon", "ssl-mpl", "ssl-finetune",
+            "normalised_agreement", "retrieval"} <= names
+    for ch in ("01_supervised", "02_generative", "03_semi_supervised", "04_extras"):
+        found = pd.read_csv(prof / ch / "findings.csv")
+        assert list(found.columns) == COLUMNS and set(found["verdict"]) <= set(VERDICTS)
+        assert json.loads((prof / ch / "provenance.json").read_text())["findings_s"] >= 0
+    for ch in ("01_supervised", "02_generative", "03_semi_supervised"):
+        cmp = pd.read_csv(prof / ch / "comparison.csv")
+        run = cmp[cmp["reproduced"].notna()]
+        assert len(run) and run["95% low"].notna().all()  # every reproduced number has an interval
+        assert (run["95% low"] <= run["reproduced"] + 1e-9).all()
+        assert (run["reproduced"] <= run["95% high"] + 1e-9).all()
+        assert "no interval" not in set(cmp["status"])
+
+
 def test_class_html_has_no_code_and_no_progress_frames(smoke_report):
     prof, _ = smoke_report
     page = (prof / "html" / "01_supervised.html").read_text()

@@ -76,3 +76,34 @@ def test_report_names_the_device_its_params_resolve_to(tmp_path):
     assert rep.device.startswith("cpu (")
     assert rep.describe("split sizes {}") == f"**Profile `smoke`** on {rep.device}; data: synthetic; split sizes {{}}."
     assert R.Report("01_supervised", {"profile": "smoke"}, out_root=tmp_path, device="given").device == "given"
+
+
+def test_predictions_are_saved_compactly_and_read_back(tmp_path):
+    import numpy as np
+    import torch
+
+    rep = make_report(tmp_path)
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.0], [0.0, 0.0, -1.0]])
+    rep.predictions("resnet18", logits, torch.tensor([0, 2, 1]), item="1.4", run="resnet18-abc",
+                    scores=True)
+    saved = rep.load_per_example("resnet18")
+    assert saved["pred"].tolist() == [0, 1, 0] and saved["pred"].dtype == np.uint8
+    assert saved["correct"].tolist() == [True, False, False] and str(saved["run"]) == "resnet18-abc"
+    np.testing.assert_allclose(saved["scores"], torch.softmax(logits, 1).numpy(), rtol=1e-6)
+    final = rep.finish()
+    again = R.load_per_example(final, "resnet18")
+    assert again["label"].tolist() == [0, 2, 1]
+    side = json.loads((final / "per_example" / "resnet18.provenance.json").read_text())
+    assert side["run"] == "resnet18-abc" and side["arrays"]["pred"] == [3]
+    with pytest.raises(FileNotFoundError, match="per_example/vgg.npz missing"):
+        R.load_per_example(final, "vgg")
+
+
+def test_finish_saves_the_chapters_findings(tmp_path):
+    from lib.chapters.findings import COLUMNS, NOT_RUN
+
+    final = make_report(tmp_path).finish()
+    found = pd.read_csv(final / "findings.csv")
+    assert list(found.columns) == COLUMNS and len(found) == 5
+    assert set(found["verdict"]) == {NOT_RUN}  # hand-made outputs hold none of the chapter's data
+    assert json.loads((final / "provenance.json").read_text())["findings_s"] >= 0

@@ -35,3 +35,16 @@ def test_run_trains_three_learners_and_tabulates_their_accuracy():
         assert accs[table["method"] == name].item() == pytest.approx(100 * acc, abs=0.05)
     again = twomoon.run(params)[2]
     assert again["accuracy on all points (%)"].tolist() == accs.tolist()  # seeded
+
+
+def test_seed_runs_repeat_the_experiment_on_new_draws():
+    params = {**P.load("03_semi_supervised", "smoke"), "twomoon_seeds": 3, "twomoon_steps": 50}
+    runs = twomoon.seed_runs(params)
+    assert runs["methods"].tolist() == ["supervised only", "pseudo-labelling", "Meta Pseudo Labels (student)"]
+    assert runs["seeds"].tolist() == [params["seed"], params["seed"] + 1, params["seed"] + 2]
+    n = params["twomoon_samples"]
+    assert runs["correct"].shape == (3, 3, n) and runs["accuracy"].shape == (3, 3)
+    assert runs["accuracy"] == pytest.approx(runs["correct"].mean(-1))
+    first = twomoon.run(params)[2]["accuracy on all points (%)"].to_numpy()
+    assert 100 * runs["accuracy"][:, 0] == pytest.approx(first, abs=0.05)  # seed 0 is the figure's run
+    assert not (runs["correct"][:, 0] == runs["correct"][:, 1]).all()        # another draw

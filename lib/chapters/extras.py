@@ -268,20 +268,23 @@ def comparison_spaces(name: str, query_features: torch.Tensor, query_labels: tor
 
 
 def retrieval_table(spaces: dict[str, tuple], gallery_labels: torch.Tensor, *, ks=(1, 5, 10),
-                    chunk_size: int = 500, k_time: int = 10,
-                    context: dict | None = None) -> pd.DataFrame:
+                    chunk_size: int = 500, k_time: int = 10, context: dict | None = None,
+                    per_query: dict | None = None) -> pd.DataFrame:
     """One row per (feature space, metric): precision@k, mAP over the whole gallery, and time per
     query.
 
     ``spaces`` maps a row name to ``(query vectors, query labels, gallery vectors)``, e.g. learned
     features and raw pixels. ``context`` (profile, data, device, ...) is appended to every row so
-    the table explains itself.
+    the table explains itself. ``per_query``, if given, receives each row's per-query scores as
+    ``{(space, metric): {"P@1": array, ..., "AP": array}}``.
     """
     rows = []
     for name, (qv, ql, gv) in spaces.items():
         for metric in METRICS:
             m = rank_metrics(qv, ql, gv, gallery_labels, metric=metric, ks=ks,
                              chunk_size=chunk_size)
+            if per_query is not None:
+                per_query[(name, metric)] = m["per_query"]
             t_top = time_top_k(qv, gv, metric=metric, k=k_time, chunk_size=max(chunk_size, 1000))
             rows.append({"features": name, "dim": int(qv.shape[1]), "metric": metric,
                          **{f"P@{k} (%)": round(100 * m[f"P@{k}"], 2) for k in ks},
@@ -290,6 +293,24 @@ def retrieval_table(spaces: dict[str, tuple], gallery_labels: torch.Tensor, *, k
                          "full-ranking ms/query": round(1000 * m["rank_s"] / len(qv), 3),
                          "queries": len(qv), "gallery": len(gv), **(context or {})})
     return pd.DataFrame(rows)
+
+
+def paired_scores(per_query: dict, *, learned: str, baseline: str) -> dict[str, np.ndarray]:
+    """The per-query scores of :func:`retrieval_table` for the learned features and the raw-pixel
+    ``baseline`` on the same queries, for :meth:`lib.report.Report.per_example`: ``names``
+    ("learned|cosine|P@1", "raw pixels|cosine|P@1", ...) and ``scores`` (names x queries)."""
+    n = {len(v["AP"]) for (space, _), v in per_query.items() if space == baseline}
+    same = [space for space, _ in per_query if space.startswith(learned)
+            and len(per_query[(space, METRICS[0])]["AP"]) in n]
+    if not same:
+        raise KeyError(f"no {learned!r} row on the {baseline!r} queries")
+    names, scores = [], []
+    for metric in METRICS:
+        for score in per_query[(baseline, metric)]:
+            for side, space in (("learned", same[0]), ("raw pixels", baseline)):
+                names.append(f"{side}|{metric}|{score}")
+                scores.append(per_query[(space, metric)][score])
+    return {"names": np.array(names), "scores": np.stack(scores).astype(np.float32)}
 
 
 def baseline_check(table: pd.DataFrame, *, learned: str, baseline: str) -> pd.DataFrame:

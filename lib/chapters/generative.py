@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..evaluate.intervals import counted
 from .. import storage
 from ..batches import BatchLoader
 from .. import data as D
@@ -177,12 +178,13 @@ def models_table(trained: dict[str, TrainedGenerator]) -> pd.DataFrame:
                          for t in trained.values()])
 
 
-def compared_fids(fid: pd.DataFrame, samples: dict[str, "Samples"]) -> dict[str, tuple[float, str]]:
-    """``{model: (FID, sampler)}`` for DCGAN and DDPM, the rows compared with the presented FIDs.
-    Where both DDPM samplers were scored (``ddpm_ancestral_images >= fid_images``), the ancestral
-    sampler's row (drawn last) is the one compared."""
+def compared_fids(fid: pd.DataFrame,
+                  samples: dict[str, "Samples"]) -> dict[str, tuple[float, str, str]]:
+    """``{model: (FID, sampler, row label)}`` for DCGAN and DDPM, the rows compared with the
+    presented FIDs. Where both DDPM samplers were scored (``ddpm_ancestral_images >=
+    fid_images``), the ancestral sampler's row (drawn last) is the one compared."""
     by_label = dict(zip(fid["model"], fid["FID"]))
-    return {s.model: (by_label[label], s.sampler) for label, s in samples.items()
+    return {s.model: (by_label[label], s.sampler, label) for label, s in samples.items()
             if s.model in ("dcgan", "ddpm") and label in by_label}
 
 
@@ -293,15 +295,25 @@ def real_statistics(params: dict, *, device: str | torch.device = "cpu") -> dict
             "test": cached_statistics(test_x, split="test-floor", **kw), "source": ds.source}
 
 
+def score_samples(samples: dict[str, Samples], params: dict, *,
+                  device: str | torch.device = "cpu") -> dict:
+    """Inception statistics (features kept) of every sample large enough to score by FID
+    (``fid_images``), by label."""
+    from ..evaluate.fid import statistics
+
+    return {label: statistics(s.images, batch_size=params["fid_batch_size"], device=device)
+            for label, s in samples.items() if len(s.images) >= params["fid_images"]}
+
+
 def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator], real: dict,
-              params: dict, *, presented: dict = PRESENTED,
+              params: dict, *, presented: dict = PRESENTED, scored: dict | None = None,
               device: str | torch.device = "cpu") -> pd.DataFrame:
     """SPEC 2.4: FID of each model's samples against the training-set reference, beside the
     real-image floors, the presented FID, the setting as run beside the presented one (lr, batch,
     epochs), parameters, training time and sampling time (per image and extrapolated to 5,000
-    images)."""
-    from ..evaluate.fid import statistics
-
+    images). ``scored``: the samples' statistics from :func:`score_samples`, computed here if not
+    given."""
+    scored = scored if scored is not None else score_samples(samples, params, device=device)
     ref, n_fid = real["reference"], params["fid_images"]
     floor = fid_row("floor: real training images", real["train"], ref)["FID"]
     rows = [fid_row("floor: real training images", real["train"], ref),
@@ -312,7 +324,7 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
         t = trained[smp.model]
         s = t.settings
         rows.append(fid_row(
-            label, statistics(smp.images, batch_size=params["fid_batch_size"], device=device), ref,
+            label, scored[label], ref,
             presented=presented["fid"].get(smp.model), **{
                 "FID floor (train)": floor, "lr": s["lr"], "batch": s["batch_size"],
                 "epochs": s["epochs"], **presented_setting(smp.model, presented),
@@ -324,6 +336,53 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
     df["profile"], df["data"], df["device"] = (params["profile"], real["source"],
                                                trained[next(iter(trained))].device)
     return df
+
+
+@counted("intervals")
+def fid_replicates(scored: dict, fid: pd.DataFrame, samples: dict[str, Samples], real: dict,
+                   params: dict, *, device: str | torch.device = "cpu") -> dict:
+    """Bootstrap replicates of every scored model's FID (:func:`lib.evaluate.intervals.
+    fid_replicates`, ``fid_bootstrap_resamples`` each, seeded per model), for
+    :meth:`lib.report.Report.per_example`: ``labels``, ``replicates`` (labels x resamples),
+    ``estimates`` (the FID table's values) and ``compared`` (the rows compared with the presented
+    FIDs)."""
+    from ..evaluate.intervals import fid_replicates as replicate
+
+    by_label = dict(zip(fid["model"], fid["FID"]))
+    labels = [lb for lb in scored if lb in by_label]
+    reps = [replicate(scored[lb].features, real["reference"],
+                      resamples=params["fid_bootstrap_resamples"], seed=params["seed"] + i,
+                      device=str(device)) for i, lb in enumerate(labels)]
+    compared = [label for _, _, label in compared_fids(fid, samples).values()]
+    return {"labels": np.array(labels), "replicates": np.stack(reps),
+            "estimates": np.array([by_label[lb] for lb in labels]), "compared": np.array(compared)}
+
+
+@counted("intervals")
+def fid_intervals(saved: dict) -> dict:
+    """``{label: Interval}`` of each FID in :func:`fid_replicates`' output: the replicates' spread
+    centred on the table's FID (:func:`lib.evaluate.intervals.replicate_interval`)."""
+    from ..evaluate.intervals import replicate_interval
+
+    return {str(lb): replicate_interval(float(est), r)
+            for lb, est, r in zip(saved["labels"], saved["estimates"], saved["replicates"])}
+
+
+@counted("timing repeats")
+def time_samplers(trained: dict[str, TrainedGenerator], params: dict) -> dict:
+    """Seconds per image of ``timing_repeats`` timed repeats of ``timing_images`` images from the
+    DCGAN and from DDPM's main sampler (DDIM, ``ddpm_ddim_steps``): the spread behind the
+    "DCGAN generates faster" finding."""
+    n, reps = params["timing_images"], params["timing_repeats"]
+    out = {"images": np.array(n)}
+    for label, kind, kw in (("DCGAN", "dcgan", {}),
+                            ("DDPM", "ddpm", {"sampler": "ddim",
+                                              "steps": params["ddpm_ddim_steps"],
+                                              "spacing": params["ddpm_ddim_spacing"]})):
+        if kind in trained:
+            out[label] = np.array([trained[kind].sample(n, seed=params["seed"] + 100 + r, **kw)[1]
+                                   / n for r in range(reps)])
+    return out
 
 
 def sampling_times(samples: dict[str, Samples], *, fid_images: int) -> pd.DataFrame:

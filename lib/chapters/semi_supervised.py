@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..evaluate.intervals import counted
 from .. import data as D
 from .. import storage
 from ..augment import NORMALIZATION, cpu_threads, normalize
@@ -279,7 +280,8 @@ def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_di
         return {"val_acc": m["acc"], "val_top5": m["top5"], "val_loss": m["loss"]}
 
     def test_once():
-        return topk_metrics(*predict(method.eval_model, test, autocast_dtype=method.autocast_dtype))
+        logits, labels = predict(method.eval_model, test, autocast_dtype=method.autocast_dtype)
+        return {**topk_metrics(logits, labels), "logits": logits, "labels": labels}
 
     with cpu_threads(params["cpu_threads"] if device.type == "cpu" else 0):
         run = train_and_test(method, batches_fn, name=kind, test=test_once, total_steps=total_steps,
@@ -369,6 +371,28 @@ def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, sou
                      "device": r.device, "compiled": compiled_cell(r.compilation),
                      "data": source, "test images": n_test})
     return pd.DataFrame(rows)
+
+
+@counted("intervals")
+def accuracy_interval(run: SSLRun):
+    """Test top-1 (%) of a run with its 95% bootstrap interval over the test images."""
+    from ..evaluate.intervals import mean_interval
+
+    correct = (run.test["logits"].argmax(1) == run.test["labels"]).numpy()
+    return mean_interval(correct).scaled(100)
+
+
+@counted("intervals")
+def best_val_interval(runs: dict[str, SSLRun], n_val: int):
+    """The best validation top-1 (%) of MPL and its finetune with its 95% Wilson interval over the
+    ``n_val`` validation images (only the count correct is kept per evaluation)."""
+    from scipy.stats import binomtest
+
+    from ..evaluate.intervals import CONFIDENCE, Interval
+
+    best = max(runs["mpl"].val_acc, runs["finetune"].val_acc)
+    ci = binomtest(round(best * n_val), n_val).proportion_ci(CONFIDENCE, method="wilson")
+    return Interval(100 * best, 100 * ci.low, 100 * ci.high)
 
 
 LOG_COLUMNS = {"step": "step", "lr": "LR (student)", "train_lr_teacher": "LR (teacher)",

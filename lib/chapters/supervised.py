@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -21,6 +22,8 @@ from .. import data as D
 from ..evaluate.classification import classification_metrics, predict
 from ..methods.classifier import Classifier
 from ..models import build_model, count_parameters, flops_per_image
+from ..evaluate import intervals
+from ..evaluate.intervals import Interval, counted
 from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
 from ..train.device import compiled_cell
@@ -397,6 +400,44 @@ def class_report_comparisons(table: pd.DataFrame) -> dict[str, float]:
                  or c in PRESENTED["class_report_summary"]]:
         for metric in ("precision", "recall", "f1"):
             out[f"1.10/{name.replace(' ', '_')}/{metric}"] = t.loc[name, metric]
+    return out
+
+
+def run_id(run) -> str:
+    """What produced a run's results: its checkpoint folder's name (run name and the hash of every
+    setting that shaped it), or the run name where it saved no checkpoint."""
+    return run.checkpoint.parent.name if run.checkpoint is not None else run.name
+
+
+@counted("intervals")
+def accuracy_interval(run) -> Interval:
+    """Test accuracy (%) of a run with its 95% bootstrap interval over the test images."""
+    correct = (run.test_logits.argmax(1) == run.test_labels).numpy()
+    return intervals.mean_interval(correct).scaled(100)
+
+
+@counted("intervals")
+def class_report_intervals(logits: torch.Tensor, labels: torch.Tensor,
+                           classes) -> dict[str, Interval]:
+    """The 95% interval over the test images of every number :func:`class_report_comparisons`
+    gives, keyed the same way (one paired bootstrap for all of them)."""
+    classes = list(classes)
+    if "cat" not in classes:
+        raise ValueError(f"no class named 'cat' among {classes}: the 1.10 'all but cat' row needs it")
+    cat = classes.index("cat")
+    names = intervals.report_metric_names(classes) + ["all but cat"]
+
+    def stat(y, pred, axis):
+        m = intervals.report_metrics(y, pred, axis=axis, classes=len(classes))
+        recalls = m[1:3 * len(classes):3]
+        return np.concatenate([m, np.delete(recalls, cat, axis=0).mean(0)[None]])
+
+    ivs = intervals.bootstrap((labels.numpy(), logits.argmax(1).numpy()), stat)
+    out = {}
+    for name, iv in zip(names, ivs):
+        key = {"accuracy": "1.10/accuracy", "all but cat": "1.10/all_but_cat"}.get(
+            name, "1.10/" + name.replace(" ", "_"))
+        out[key] = iv
     return out
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
+from ..evaluate.intervals import counted
 from .. import data as D
 from ..batches import BatchLoader
 from ..evaluate.classification import predict
@@ -26,13 +28,22 @@ def macro_auc(logits: torch.Tensor, labels: torch.Tensor) -> float:
                                labels=list(range(probs.shape[1]))))
 
 
-def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataFrame:
+def cell_name(model: str, batch_size: int, lr: float) -> str:
+    """A sweep cell's run name (and the name of its saved test scores)."""
+    return f"sweep-{model}-b{batch_size}-lr{lr:g}"
+
+
+def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path,
+                   report=None) -> pd.DataFrame:
     """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning
     rate) cell.
 
     Returns one row per cell with validation and test macro AUC; the best cell is chosen on
-    validation AUC.
+    validation AUC. With a :class:`lib.report.Report`, each cell's per-image test scores are saved
+    (:meth:`~lib.report.Report.predictions`), for :func:`test_auc_intervals` and the findings.
     """
+    from .supervised import run_id
+
     if params["sweep_train_subset"]:
         tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"],
                              seed=params["seed"])
@@ -45,7 +56,10 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
             t = train_classifier(params["sweep_model"], splits, sweep_params, ckpt_root=ckpt_root,
                                  recipe_name="presented", epochs=params["sweep_epochs"],
                                  overrides={"batch_size": bs, "lr": lr},
-                                 run_name=f"sweep-{params['sweep_model']}-b{bs}-lr{lr:g}")
+                                 run_name=cell_name(params["sweep_model"], bs, lr))
+            if report is not None:
+                report.predictions(cell_name(params["sweep_model"], bs, lr), t.test_logits,
+                                   t.test_labels, item="1.7", run=run_id(t), scores=True)
             val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
                                 device=next(t.model.parameters()).device, train=False)
             val_logits, val_labels = predict(t.model, val)
@@ -58,6 +72,17 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path) -> pd.DataF
     df = pd.DataFrame(rows)
     df["best on validation"] = df["val AUC"] == df["val AUC"].max()
     return df
+
+
+@counted("intervals")
+def test_auc_intervals(report, df: pd.DataFrame, model: str) -> list:
+    """Each cell's test AUC with its 95% interval over the test images (resampled together for
+    all cells), from the scores :func:`batch_lr_sweep` saved in ``report``."""
+    from ..evaluate.intervals import MacroAUC
+
+    saved = [report.load_per_example(cell_name(model, b, lr))
+             for b, lr in zip(df["batch size"], df["learning rate"])]
+    return MacroAUC(saved[0]["label"], np.stack([s["scores"] for s in saved])).intervals()
 
 
 def sweep_with_presented(df: pd.DataFrame, presented: dict = PRESENTED) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..evaluate.intervals import counted
 from ..augment import cpu_threads
 from ..methods.ssl import mpl_feedback
 
@@ -118,6 +119,22 @@ def train_mpl(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int,
         (F.cross_entropy(teacher(x_l), y_l) + feedback_weight * feedback).backward()
         t_opt.step()
     return student.eval(), teacher.eval()
+
+
+@counted("two-moons seeds")
+def seed_runs(params: dict) -> dict[str, np.ndarray]:
+    """The three learners on ``twomoon_seeds`` two-moons sets (seeds ``seed``, ``seed + 1``, ...:
+    each a new draw of the points, of the labelled ones and of the initialisation), for the
+    interval of the 3.2 finding: ``methods``, ``seeds``, ``accuracy`` (methods x seeds) and
+    ``correct`` (methods x seeds x points)."""
+    correct = []
+    for s in range(params["twomoon_seeds"]):
+        data, models, _ = run({**params, "seed": params["seed"] + s})
+        with torch.no_grad():
+            correct.append([(m(data.x).argmax(1) == data.y).numpy() for m in models.values()])
+    correct = np.array(correct).transpose(1, 0, 2)
+    return {"methods": np.array(list(models)), "seeds": params["seed"] + np.arange(len(correct[0])),
+            "accuracy": correct.mean(-1), "correct": correct}
 
 
 def run(params: dict) -> tuple[TwoMoons, dict[str, nn.Module], pd.DataFrame]:

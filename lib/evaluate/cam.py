@@ -258,22 +258,36 @@ def central_share(maps: torch.Tensor, *, fraction: float = 0.5) -> torch.Tensor:
     return inside / maps.sum(dim=(-2, -1)).clamp_min(1e-12)
 
 
+FOCUS_ROWS = {"predicted": "predicted class", "least_likely": "least likely class",
+              "random_wrong": "a random wrong class (seeded)"}
+
+
 @torch.no_grad()
-def focus_table(model: nn.Module, x: torch.Tensor, *, fraction: float = 0.5,
-                batch_size: int = 200) -> pd.DataFrame:
-    """SPEC 1.3 measured: the mean central share of the CAM of the predicted class and of the least
-    likely class over normalised images ``x``, beside the share a uniform map would have."""
-    shares = {"predicted class": [], "least likely class": []}
+def focus_shares(model: nn.Module, x: torch.Tensor, *, fraction: float = 0.5,
+                 batch_size: int = 200, seed: int = 0) -> dict[str, torch.Tensor]:
+    """SPEC 1.3 per image: the central share of the CAM of the predicted class, of the least likely
+    class and of a wrong class drawn at random (uniformly among the other nine, seeded) over
+    normalised images ``x``; keys as :data:`FOCUS_ROWS`."""
+    shares = {k: [] for k in FOCUS_ROWS}
+    gen = torch.Generator().manual_seed(seed)
     with _eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(head_weights(model).device)
             logits = model(xb)
-            for name, idx in (("predicted class", logits.argmax(1)),
-                              ("least likely class", logits.argmin(1))):
-                maps = class_activation_map(model, xb, idx.cpu())
-                shares[name].append(central_share(maps, fraction=fraction))
+            pred = logits.argmax(1).cpu()
+            other = torch.randint(logits.shape[1] - 1, (len(xb),), generator=gen)
+            for name, idx in (("predicted", pred), ("least_likely", logits.argmin(1).cpu()),
+                              ("random_wrong", other + (other >= pred).long())):
+                maps = class_activation_map(model, xb, idx)
+                shares[name].append(central_share(maps, fraction=fraction).cpu())
+    return {k: torch.cat(v) for k, v in shares.items()}
+
+
+def focus_table(shares: dict[str, torch.Tensor], *, fraction: float = 0.5) -> pd.DataFrame:
+    """SPEC 1.3 measured: the mean of :func:`focus_shares` for each class of CAM, beside the share
+    a uniform map would have (``fraction`` as there)."""
     uniform = round(100 * fraction ** 2, 1)
     box = f"{fraction:g} x {fraction:g} of the image"
-    return pd.DataFrame([{"CAM of": name, "mean share of the map in the central box (%)":
-                          round(100 * torch.cat(v).mean().item(), 2), "uniform map (%)": uniform,
-                          "images": len(x), "central box": box} for name, v in shares.items()])
+    return pd.DataFrame([{"CAM of": FOCUS_ROWS[k], "mean share of the map in the central box (%)":
+                          round(100 * v.mean().item(), 2), "uniform map (%)": uniform,
+                          "images": len(v), "central box": box} for k, v in shares.items()])

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -168,10 +168,13 @@ class Stats:
     sigma: np.ndarray
     n: int
     seconds: float = 0.0  # feature-extraction time (0 when loaded from the cache)
+    # the features themselves, kept in memory for bootstrap intervals (never cached)
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, features: np.ndarray, seconds: float = 0.0) -> "Stats":
-        return cls(features.mean(0), np.cov(features, rowvar=False), len(features), seconds)
+        return cls(features.mean(0), np.cov(features, rowvar=False), len(features), seconds,
+                   features)
 
 
 def frechet_distance(a: Stats, b: Stats) -> float:

@@ -157,7 +157,8 @@ def rank_metrics(queries: torch.Tensor, query_labels: torch.Tensor, gallery: tor
     """precision@k and mAP of ``metric`` with the whole gallery ranked for every query (relevant =
     same class).
 
-    Returns ``{"P@1": .., ..., "mAP": .., "queries": Q, "gallery": N, "rank_s": seconds}``. Chunks
+    Returns ``{"P@1": .., ..., "mAP": .., "queries": Q, "gallery": N, "rank_s": seconds,
+    "per_query": {"P@1": array, ..., "AP": array}}`` (each query's score, for intervals). Chunks
     of queries keep memory at ``chunk_size x N``; within a chunk everything is matrix operations.
     """
     g, g_sq = _prepare(gallery, metric)
@@ -177,9 +178,11 @@ def rank_metrics(queries: torch.Tensor, query_labels: torch.Tensor, gallery: tor
         for k in ks:
             prec[k].append(rel[:, :k].mean(axis=1))
     elapsed = time.perf_counter() - t0
-    out = {f"P@{k}": float(np.concatenate(v).mean()) for k, v in prec.items()}
-    out.update({"mAP": float(np.concatenate(aps).mean()), "queries": len(queries),
-                "gallery": len(gallery), "rank_s": elapsed})
+    per_query = {f"P@{k}": np.concatenate(v) for k, v in prec.items()}
+    per_query["AP"] = np.concatenate(aps)
+    out = {f"P@{k}": float(per_query[f"P@{k}"].mean()) for k in ks}
+    out.update({"mAP": float(per_query["AP"].mean()), "queries": len(queries),
+                "gallery": len(gallery), "rank_s": elapsed, "per_query": per_query})
     return out
 
 
@@ -192,11 +195,12 @@ def time_top_k(queries: torch.Tensor, gallery: torch.Tensor, *, metric: str, k: 
 
 
 def normalised_agreement(queries: torch.Tensor, gallery: torch.Tensor, *, k: int = 10,
-                         chunk_size: int = 1000) -> pd.DataFrame:
+                         chunk_size: int = 1000, per_query: dict | None = None) -> pd.DataFrame:
     """How often cosine and Euclidean give the same top-``k``, on raw and on L2-normalised features.
 
     On unit vectors ``|a - b|^2 = 2 - 2 cos(a, b)``, so the rankings must coincide; the last column
-    checks that identity numerically.
+    checks that identity numerically. ``per_query``, if given, receives each query's "same ordered
+    top-k" as ``raw_same_order`` and ``normalised_same_order`` (boolean arrays).
     """
     _, cos_idx = top_k(queries, gallery, metric="cosine", k=k, chunk_size=chunk_size)
     rows = []
@@ -204,7 +208,11 @@ def normalised_agreement(queries: torch.Tensor, gallery: torch.Tensor, *, k: int
                            "L2-normalised features": (F.normalize(queries.float(), dim=1),
                                                       F.normalize(gallery.float(), dim=1))}.items():
         _, euc_idx = top_k(qv, gv, metric="euclidean", k=k, chunk_size=chunk_size)
-        same_order = (cos_idx == euc_idx).all(1).float().mean()
+        same = (cos_idx == euc_idx).all(1)
+        if per_query is not None:
+            per_query["raw_same_order" if name.startswith("raw") else "normalised_same_order"] = \
+                same.cpu().numpy()
+        same_order = same.float().mean()
         overlap = (cos_idx[:, :, None] == euc_idx[:, None, :]).any(2).float().sum(1) / k
         n = min(len(qv), 1000)
         qn, gn = F.normalize(qv[:n].float(), dim=1), F.normalize(gv.float(), dim=1)

@@ -24,13 +24,27 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import storage
+from ..evaluate import intervals
 from ..params import params_hash
 from ..spec import presented_numbers, status
 from ..storage import ROOT, default_out_root, write_text_atomic
 from ..train.device import COMPILE_RECORDS
+
+PER_EXAMPLE = "per_example"   # a chapter's subfolder of per-image / per-query results
+
+
+def load_per_example(folder: str | Path, name: str) -> dict[str, np.ndarray]:
+    """The arrays saved by :meth:`Report.per_example` as ``name`` in a chapter ``folder``."""
+    path = Path(folder) / PER_EXAMPLE / f"{name}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{PER_EXAMPLE}/{name}.npz missing")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
 
 CHAPTERS = {
     "01_supervised": "1. Supervised learning",
@@ -105,6 +119,7 @@ class Report:
         self.lock = storage.lock_profile(self.profile_dir, command=f"notebook {chapter}")
         self.recoveries_from = len(storage.RECOVERIES)
         self.compiles_from = len(COMPILE_RECORDS)
+        self.spent_from = dict(intervals.SPENT)
         # compiled kernels persist with the profile's outputs (run_all.sh sets the same folder)
         inductor = self.profile_dir / "cache" / "inductor"
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor))
@@ -146,6 +161,12 @@ class Report:
             "recovered": storage.RECOVERIES[self.recoveries_from:],
             # per run this chapter trained: {module: {compiled, graphs, eager_calls, error}}
             "compile": {r["run"]: r["modules"] for r in COMPILE_RECORDS[self.compiles_from:]},
+            # seconds this chapter spent on intervals (bootstrap, the FID replicates, the timing
+            # repeats and two-moons seeds behind findings) and on its findings at finish
+            "intervals_s": {k: round(v - self.spent_from.get(k, 0.0), 2)
+                            for k, v in intervals.SPENT.items()
+                            if v - self.spent_from.get(k, 0.0) > 0},
+            "findings_s": getattr(self, "findings_s", None),
         }
 
     def _record(self, item: str, entry: dict) -> None:
@@ -179,6 +200,36 @@ class Report:
         self._record(item, {"kind": "figure", "path": f"{self.chapter}/{name}.png", "title": title})
         return fig
 
+    def per_example(self, name: str, *, item: str, run: str = "", **arrays) -> None:
+        """Save per-example results as ``per_example/<name>.npz`` (compressed) for SPEC ``item``:
+        arrays with one entry per test image, query or seed, so an interval or a new comparison
+        can be computed later without rerunning anything. ``run`` names what produced them (a
+        checkpoint folder: run name and settings hash)."""
+        folder = self.staging / PER_EXAMPLE
+        folder.mkdir(exist_ok=True)
+        storage.save_npz_atomic(folder / f"{name}.npz", run=np.array(run), **arrays)
+        self._sidecar(f"{PER_EXAMPLE}/{name}", {"item": item, "run": run,
+                                                "arrays": {k: list(np.shape(v))
+                                                           for k, v in arrays.items()}})
+
+    def load_per_example(self, name: str) -> dict[str, np.ndarray]:
+        """What this chapter saved with :meth:`per_example` as ``name`` so far."""
+        return load_per_example(self.staging, name)
+
+    def predictions(self, name: str, logits, labels, *, item: str, run: str = "",
+                    scores: bool = False) -> None:
+        """Save a classifier's per-image test results as ``per_example/<name>.npz``: predicted class
+        and label (uint8) and correctness; with ``scores`` also the softmax probabilities
+        (float32, for AUC)."""
+        import torch
+
+        logits = torch.as_tensor(logits).float()
+        pred = logits.argmax(1).numpy()
+        label = torch.as_tensor(labels).numpy()
+        extra = {"scores": torch.softmax(logits, 1).numpy()} if scores else {}
+        self.per_example(name, item=item, run=run, pred=pred.astype(np.uint8),
+                         label=label.astype(np.uint8), correct=pred == label, **extra)
+
     def text(self, item: str, title: str) -> None:
         """Record that ``item`` is regenerated as explanatory text in the notebook itself."""
         self._record(item, {"kind": "text", "path": None, "title": title})
@@ -190,9 +241,12 @@ class Report:
             raise ValueError(f"unknown SPEC item {item!r}")
         self.skipped[item] = reason
 
-    def compare(self, key: str, reproduced: float | None, *, note: str = "") -> None:
+    def compare(self, key: str, reproduced: float | None, *, interval=None,
+                note: str = "") -> None:
         """Record this run's value for one presented number (a ``key`` of
-        :func:`lib.spec.presented_numbers`).
+        :func:`lib.spec.presented_numbers`) with its 95% ``interval`` (an
+        :class:`lib.evaluate.intervals.Interval` or ``(low, high)``, in the presented number's
+        unit), which decides reproduced / better / worse.
 
         The rows are saved as ``comparison.csv`` on :meth:`finish`; the index page's summary table
         reads them.
@@ -202,9 +256,12 @@ class Report:
             raise ValueError(f"unknown presented number {key!r}; see lib.spec.presented_numbers() "
                              "for the keys")
         self.comparisons = [c for c in self.comparisons if c["key"] != key]
+        if interval is not None and hasattr(interval, "low"):
+            interval = (interval.low, interval.high)
         self.comparisons.append({"key": key,
                                  "reproduced": None if reproduced is None else float(reproduced),
-                                 "note": note})
+                                 "interval": None if interval is None else
+                                 tuple(float(v) for v in interval), "note": note})
 
     def comparison_table(self) -> pd.DataFrame:
         """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will
@@ -214,13 +271,20 @@ class Report:
                                        for k in (c["key"] for c in self.comparisons)})
 
     def finish(self) -> Path:
-        """Move the staged outputs into place in one step and record them in the manifest."""
+        """Save this chapter's comparisons and findings, move the staged outputs into place in one
+        step and record them in the manifest."""
+        from ..chapters.findings import chapter_findings
+
         if self.comparisons:
             self.comparison_table().to_csv(self.staging / "comparison.csv", index=False)
-        prov = self.provenance()
-        write_text_atomic(self.staging / "provenance.json", json.dumps(prov, indent=2, default=str))
         write_text_atomic(self.staging / "params.json",
                           json.dumps(self.params, indent=2, default=str))
+        t0 = time.perf_counter()
+        chapter_findings(self.staging, self.chapter).to_csv(self.staging / "findings.csv",
+                                                            index=False)
+        self.findings_s = round(time.perf_counter() - t0, 2)
+        prov = self.provenance()
+        write_text_atomic(self.staging / "provenance.json", json.dumps(prov, indent=2, default=str))
         old = self.profile_dir / ".staging" / f"{self.chapter}.old"
         if old.exists():
             shutil.rmtree(old)
@@ -249,14 +313,17 @@ def comparison_frame(comparisons: list[dict], *, profile: str,
         diff = None
         if value is not None and not isinstance(pres, (tuple, list)):
             diff = round(value - pres, 4)
+        iv = c.get("interval")
         rows.append({"item": spec_row["item"], "quantity": spec_row["quantity"],
                      "presented": (f"{pres[0]:g}-{pres[1]:g}" if isinstance(pres, (tuple, list))
                                    else pres),
                      "reproduced": None if value is None else round(value, 4), "difference": diff,
                      "unit": spec_row["unit"],
-                     "status": status(pres, value, unit=spec_row["unit"],
+                     "status": status(pres, value, interval=iv,
                                       higher_is_better=spec_row["higher_is_better"]),
-                     "profile": profile, "note": c.get("note", ""), "key": spec_row["key"]})
+                     "profile": profile, "note": c.get("note", ""), "key": spec_row["key"],
+                     "95% low": None if iv is None else round(iv[0], 4),
+                     "95% high": None if iv is None else round(iv[1], 4)})
     return pd.DataFrame(rows)
 
 

@@ -73,16 +73,20 @@ def _insert_toc(nb):
 def findings_cell(profile_dir: Path, chapter: str):
     """A markdown cell with this chapter's findings (claims of the presentation checked on this
     run's saved tables), or None for a chapter without checks."""
-    from ..chapters.findings import CHECKS, findings
+    from ..chapters.findings import CHECKS, count_line, findings
 
     if chapter not in CHECKS:
         return None
     df = findings(profile_dir, [chapter])
-    rows = ["| the presentation says | this run | numbers |", "| --- | --- | --- |"]
-    rows += [f"| {r['claim']} ({r['item']}) | **{r['verdict']}** | {r['evidence']} |"
-             for r in df.to_dict("records")]
+    rows = ["| the presentation says | this run | margin [95% interval] | numbers |",
+            "| --- | --- | --- | --- |"]
+    rows += [f"| {r['claim']} ({r['item']}) | **{r['verdict']}** | {r['margin']}<br>"
+             f"*covers: {r['covers']}* | {r['evidence']} |" for r in df.to_dict("records")]
     return nbformat.v4.new_markdown_cell(
-        f"**Findings, checked on this run (profile `{profile_dir.name}`)**\n\n" + "\n".join(rows))
+        f"**Findings, checked on this run (profile `{profile_dir.name}`)**: each claim is a margin "
+        "(positive on the claim's side) with its 95% bootstrap interval; **holds** when the "
+        "interval lies above zero, **does not hold** when below, **not decided at this scale** "
+        f"when it straddles zero ({count_line(df)}).\n\n" + "\n".join(rows))
 
 
 def _with_findings(nb, profile_dir: Path, chapter: str):
