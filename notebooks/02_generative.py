@@ -65,6 +65,7 @@ from lib import params as P, report as R
 from lib.chapters import generative, generative_select, supervised
 from lib.evaluate import fid
 from lib.report import figures
+from lib.spec import PRESENTED
 from lib.train import pick_device
 
 params = P.load("02_generative", profile, {"data": data} if data != "auto" else None)
@@ -122,8 +123,9 @@ report.compare("2.2/vae_reconstructions", 100 * aug_runs["VAE reconstructions"].
 report.table(aug_table, "vae_augmentation", item="2.2", title="Test accuracy with VAE reconstructions as training data")
 
 # %%
-recon = trained["vae"].method.reconstruct(splits.train_x[:32], splits.train_y[:32])
-fig = figures.sample_grid({"real training images": splits.train_x[:32], "VAE reconstructions (same labels)": recon}, nrow=8)
+shown_x, shown_y = splits.train_x[:32], splits.train_y[:32]
+recon = trained["vae"].method.reconstruct(shown_x, shown_y)
+fig = figures.sample_grid({"real training images": shown_x, "VAE reconstructions (same labels)": recon}, nrow=8)
 report.figure(fig, "vae_reconstructions", item="2.2", title="Training images and their VAE reconstructions");
 
 # %% [markdown]
@@ -176,7 +178,8 @@ report.table(generative.sampling_times(samples, fid_images=params["fid_images"])
 if fid_ok:
     fid_scores = generative.fid_table(samples, trained, real_stats, params, device=device)
     display(report.table(fid_scores, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
-                         notes="Smoke/quick FIDs use far fewer than 5,000 images and are not comparable with the presented values."))
+                         notes=f"Smoke/quick FIDs use far fewer than {PRESENTED['fid_images']:,} images and are not "
+                               "comparable with the presented values."))
     for model, (value, sampler) in generative.compared_fids(fid_scores, samples).items():
         report.compare(f"2.4/{model}", value, note=f"{sampler}, {params['fid_images']:,} images")
 else:
