@@ -54,6 +54,25 @@ def test_records_become_rows_with_machine_commit_and_command(tmp_path):
     assert "no GPU has been measured yet" not in "\n".join(lines)
 
 
+def test_a_record_made_on_uncommitted_changes_says_so(tmp_path):
+    (tmp_path / "benches").mkdir()
+    for name, commit in (("clean", "fedcba9876543210"), ("dirty", "0123456789abcdef-dirty")):
+        (tmp_path / "benches" / f"{name}.json").write_text(json.dumps({
+            "bench": name, "summary": "s", "command": f"python bench/{name}.py", "commit": commit,
+            "date": "2026-11-29T12:00:00+00:00", "machine": MACHINE, "rows": []}))
+    text = readme.measurements_section(tmp_path)
+    rows = {name: next(line for line in text.splitlines() if f"`{name}`" in line) for name in ("clean", "dirty")}
+    assert "| `fedcba987654` 2026-11-29 |" in rows["clean"]
+    assert "| `0123456789ab` (uncommitted changes) 2026-11-29 |" in rows["dirty"]
+    assert "*(uncommitted changes)*" in text  # and what that means, once
+    # every committed record made on a dirty tree says so in the README
+    readme_text = (ROOT / "README.md").read_text()
+    for path in sorted((ROOT / "bench" / "records" / "benches").glob("*.json")):
+        rec = json.loads(path.read_text())
+        row = next(line for line in readme_text.splitlines() if line.startswith(f"| `{rec['bench']}` |"))
+        assert ("(uncommitted changes)" in row) == str(rec["commit"]).endswith("-dirty"), path.name
+
+
 def test_results_section_reads_the_recorded_tables(tmp_path):
     folder = tmp_path / "reports" / "quick"
     (folder / "01_supervised").mkdir(parents=True)
