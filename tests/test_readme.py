@@ -1,6 +1,7 @@
 """The README's generated sections: they match the committed records, and the generator says when one is
 missing instead of keeping a stale number."""
 import json
+import re
 import subprocess
 import sys
 
@@ -131,3 +132,27 @@ def test_the_budget_section_goes_stale_when_params_change(tmp_path, monkeypatch)
 
     monkeypatch.setattr(budget, "profile_work", longer)
     assert readme.budget_section(tmp_path).startswith("stale: params/ changed")
+
+
+def test_the_layout_names_every_module_under_lib():
+    """README's "How it is built" block names each module of lib/: a top-level file by its name, a
+    package's module by its name in the package's entry; and names no module that is gone."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("```\nlib/\n") + len("```\nlib/\n"):]
+    entries: dict[str, str] = {}  # "train/" or "data.py batches.py" -> what the block says of it
+    for line in block[:block.index("```")].splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            names, _, what = line.strip().partition("  ")
+            entries[names] = what.strip()
+        else:
+            entries[names] += " " + line.strip()
+    files = {n for names in entries if not names.endswith("/") for n in names.split()}
+    lib = ROOT / "lib"
+    assert files == {p.name for p in lib.glob("*.py") if p.name != "__init__.py"}
+    assert {n for n in entries if n.endswith("/")} == {f"{p.name}/" for p in lib.iterdir()
+                                                       if (p / "__init__.py").is_file()}
+    for path in sorted(lib.glob("*/**/*.py")):
+        if path.name != "__init__.py":
+            package = f"{path.relative_to(lib).parts[0]}/"
+            assert re.search(rf"\b{path.stem}\b", entries[package]), \
+                f"README's layout does not name {path.relative_to(ROOT)} under lib/{package}"
