@@ -171,7 +171,7 @@ def profile_work(profile: str = "full") -> list[Work]:
         return p["test_subset"] or TEST_IMAGES
 
     def classifier(ch, run, p, model, epochs, images, batch, tta, *, rate=None, eval_model=None):
-        steps = epochs * images / batch
+        steps = epochs * (images // batch)  # the training loader's full batches, as the chapters run
         work.append(Work(ch, run, epochs * images, "images", rate or f"train:{model}",
                          rate or f"train:{model}", steps, batch, compiles(p, steps)))
         views = 2 if tta else 1  # flip TTA: the image and its mirror
@@ -208,7 +208,7 @@ def profile_work(profile: str = "full") -> list[Work]:
     for kind in ("vae", "dcgan", "ddpm"):
         s = generative.generator_settings(kind, p2)
         units = s["epochs"] * n2
-        steps = units / s["batch_size"]
+        steps = generative.training_steps(s, n2)  # the chapter's own count: full batches
         work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps,
                          s["batch_size"], compiles(p2, steps)))
         every = s.get("eval_every_epochs", s.get("checkpoint_every_epochs", 1))

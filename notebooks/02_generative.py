@@ -65,6 +65,7 @@ from lib import params as P, report as R
 from lib.chapters import generative, generative_select, supervised
 from lib.evaluate import fid
 from lib.report import figures
+from lib.spec import PRESENTED
 from lib.train import pick_device
 
 params = P.load("02_generative", profile, {"data": data} if data != "auto" else None)
@@ -125,8 +126,9 @@ report.compare("2.2/vae_reconstructions", 100 * aug_runs["VAE reconstructions"].
 report.table(aug_table, "vae_augmentation", item="2.2", title="Test accuracy with VAE reconstructions as training data")
 
 # %%
-recon = trained["vae"].method.reconstruct(splits.train_x[:32], splits.train_y[:32])
-fig = figures.sample_grid({"real training images": splits.train_x[:32], "VAE reconstructions (same labels)": recon}, nrow=8)
+shown_x, shown_y = splits.train_x[:32], splits.train_y[:32]
+recon = trained["vae"].method.reconstruct(shown_x, shown_y)
+fig = figures.sample_grid({"real training images": shown_x, "VAE reconstructions (same labels)": recon}, nrow=8)
 report.figure(fig, "vae_reconstructions", item="2.2", title="Training images and their VAE reconstructions");
 
 # %% [markdown]
@@ -181,7 +183,8 @@ if fid_ok:
     scored = generative.score_samples(samples, params, device=device)
     fid_scores = generative.fid_table(samples, trained, real_stats, params, scored=scored, device=device)
     display(report.table(fid_scores, "fid", item="2.4", title=f"FID ({params['fid_images']:,} images; profile {params['profile']})",
-                         notes="Smoke/quick FIDs use far fewer than 5,000 images and are not comparable with the presented values."))
+                         notes=f"Smoke/quick FIDs use far fewer than {PRESENTED['fid_images']:,} images and are not "
+                               "comparable with the presented values."))
     report.per_example("fid_replicates", item="2.4",
                        **generative.fid_replicates(scored, fid_scores, samples, real_stats, params, device=device))
     fid_intervals = generative.fid_intervals(report.load_per_example("fid_replicates"))

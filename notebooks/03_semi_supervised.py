@@ -175,7 +175,7 @@ report.compare("3.6/mpl_finetune", 100 * runs["finetune"].test["acc"],
 report.compare("3.7/mpl_best", 100 * max(runs["mpl"].val_acc, runs["finetune"].val_acc),
                interval=semi_supervised.best_val_interval(runs, len(splits.val_y)),
                note="best validation top-1 over MPL training and its finetune, like the reference log's 'Best top-1' "
-                    "after finetuning (94.73, read there on the test set)")
+                    f"after finetuning ({PRESENTED['mpl']['presented best']}, read there on the test set)")
 report.table(results, "results", item="3.6", title="CIFAR-10-4K top-1 test accuracy: paper, presented and this run")
 
 # %% [markdown]

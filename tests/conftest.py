@@ -34,7 +34,7 @@ def shared_archive() -> Path:
 @pytest.fixture
 def shared_weights() -> Path:
     if not SHARED_WEIGHTS.is_file():
-        pytest.skip("../shared/weights (FID Inception) not present")
+        pytest.skip(f"../shared/weights/{SHARED_WEIGHTS.name} (FID Inception weights) not present")
     return SHARED_WEIGHTS
 
 

@@ -11,7 +11,7 @@ import torch
 from lib import data as D
 from lib import params as P
 from lib.batches import BatchLoader, SSLBatch
-from lib.chapters import semi_supervised
+from lib.chapters import generative, semi_supervised, supervised, sweep
 from lib.train import device as dev
 from lib.train import resolve_compile
 
@@ -46,11 +46,41 @@ def test_auto_compiles_only_long_runs_on_cuda():
         resolve_compile("yes", cpu)
 
 
-def test_every_params_file_states_its_compile_threshold():
-    for chapter in ("01_supervised", "02_generative", "03_semi_supervised"):
-        p = P.load(chapter, "full")
-        assert p["compile"] == "auto" and p["compile_min_steps"] > 0, chapter
-    assert P.load("01_supervised", "full")["sweep_compile"] is False
+class Handed(Exception):
+    """What a chapter handed the training loop, raised in place of training."""
+
+
+def test_every_chapter_hands_the_loop_its_compile_rule(monkeypatch, tmp_path):
+    """Each chapter's runs reach the loop with their params' ``compile`` and ``compile_min_steps``
+    (the sweep's cells with ``sweep_compile``): a chapter that dropped the threshold would compile
+    every CUDA run, however short."""
+    def stop(*_, **kw):
+        raise Handed({k: kw[k] for k in ("compile", "compile_min_steps")})
+
+    for module in (supervised, generative, semi_supervised):
+        monkeypatch.setattr(module, "train_and_test", stop)
+
+    def handed(train, *args):
+        with pytest.raises(Handed) as got:
+            train(*args, ckpt_root=tmp_path)
+        return got.value.args[0]
+
+    ds = D.make_synthetic(96, 20)
+    x, y = ds.train_x, ds.train_y
+    splits = supervised.Splits(x[:64], y[:64], x[64:], y[64:], ds.test_x, ds.test_y, source="synthetic")
+    rule = {"data": "synthetic", "compile": "auto", "compile_min_steps": 1234}
+    expected = {"compile": "auto", "compile_min_steps": 1234}
+    p1 = P.load("01_supervised", "smoke", {**rule, "sweep_compile": True, "sweep_batch_sizes": [16]})
+    assert handed(supervised.train_classifier, "resnet18", splits, p1) == expected
+    assert handed(sweep.batch_lr_sweep, splits, p1) == {**expected, "compile": True}
+    p2 = P.load("02_generative", "smoke", rule)
+    for kind in generative.GENERATORS:
+        assert handed(generative.train_generator, kind, splits, p2) == expected, kind
+    p3 = P.load("03_semi_supervised", "smoke", rule)
+    ssl = semi_supervised.SSLSplits(x[:40], y[:40], x[40:80], y[40:80], x[80:], y[80:], ds.test_x, ds.test_y,
+                                    source="synthetic")
+    for kind in semi_supervised.KINDS:
+        assert handed(semi_supervised.train_ssl, kind, ssl, p3) == expected, kind
 
 
 def _ssl(kind, params):

@@ -1,5 +1,6 @@
 """Chapter 1's Cutout (DeVries & Taylor): one square per image at a drawn centre, clipped at the border, set to
 the data mean; drawn per epoch by the BatchLoader, so batches stay a function of (seed, step)."""
+import pytest
 import torch
 
 from lib.augment import MEAN, Cutout
@@ -35,9 +36,40 @@ def test_the_loader_draws_cutout_per_epoch_deterministically():
     assert ((cut >= 64) & (cut <= 256)).all()  # every image has its square (clipped or not)
 
 
-def test_cutout_is_a_recipe_key_on_in_the_full_profile_only():
-    p = P.load("01_supervised", "full")
-    assert supervised.recipe(p, "strong")["cutout"] == 16 and supervised.recipe(p, "presented")["cutout"] == 0
-    assert supervised.model_epochs(p, "resnet18") == 60 and supervised.model_epochs(p, "resnet50") == 40
-    assert supervised.recipe(P.load("01_supervised", "quick"), "strong")["cutout"] == 0
-    assert "resnet18 60" in supervised.recipe_runs(p)["strong"]
+class Handed(Exception):
+    """What chapter 1 handed the training loop, raised in place of training."""
+
+
+def first_batch_and_steps(monkeypatch, tmp_path, profile, recipe_name, model="resnet18"):
+    """The first training batch chapter 1 feeds ``model`` under ``recipe_name`` of ``profile``, on 600
+    white images (so the mean-filled square shows as ~0 after normalisation), and its total steps."""
+    def stop(method, batches, *, total_steps, **_):
+        raise Handed(next(batches(0))[0], total_steps)
+
+    monkeypatch.setattr(supervised, "train_and_test", stop)
+    p = P.load("01_supervised", profile, {"data": "synthetic", "device": "cpu", "width": 0.125})
+    white, y = torch.full((600, 3, 32, 32), 255, dtype=torch.uint8), torch.arange(600) % 10
+    splits = supervised.Splits(white, y, white[:10], y[:10], white[:10], y[:10], source="white")
+    with pytest.raises(Handed) as got:
+        supervised.train_classifier(model, splits, p, ckpt_root=tmp_path, recipe_name=recipe_name)
+    return got.value.args
+
+
+def cut_pixels(batch):
+    """Pixels per image at the normalised mean in all three channels: those Cutout covered."""
+    return (batch.abs() < 0.02).all(dim=1).flatten(1).sum(1)
+
+
+def test_the_full_strong_recipe_trains_on_cut_out_images_and_the_others_do_not(monkeypatch, tmp_path):
+    full = P.load("01_supervised", "full")
+    side = supervised.recipe(full, "strong")["cutout"]
+    assert side == 16
+    batch, steps = first_batch_and_steps(monkeypatch, tmp_path, "full", "strong")
+    cut = cut_pixels(batch)
+    # one square per image, clipped at the border or whole (16 x 16)
+    assert ((cut >= side * side // 4) & (cut <= side * side)).all() and cut.max() == side * side
+    assert steps == 60 * (600 // 512)  # resnet18's own 60 epochs (model_epochs) of full batches
+    assert first_batch_and_steps(monkeypatch, tmp_path, "full", "strong", "resnet50")[1] == 40
+    for profile, recipe_name in (("full", "presented"), ("quick", "strong")):
+        batch, _ = first_batch_and_steps(monkeypatch, tmp_path, profile, recipe_name)
+        assert (cut_pixels(batch) == 0).all(), (profile, recipe_name)

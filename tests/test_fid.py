@@ -102,12 +102,17 @@ def test_rejects_float_images():
         fid.inception_features(torch.zeros(2, 3, 32, 32))
 
 
-def test_in_memory_statistics_equal_pytorch_fid_file_path(shared_weights, tmp_path):
+def test_in_memory_statistics_equal_pytorch_fid_file_path(shared_weights, tmp_path, monkeypatch):
     from PIL import Image
     from pytorch_fid.fid_score import calculate_activation_statistics
 
-    if not fid.weights_path().is_file():
-        pytest.skip(f"Inception weights not linked at {fid.weights_path()}")
+    # pytorch-fid finds its weights under $TORCH_HOME only: point it at the shared file
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / fid.WEIGHTS_FILE).symlink_to(shared_weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(fid, "_MODELS", {})
+    assert fid.weights_path() == checkpoints / fid.WEIGHTS_FILE
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=g)
     files = []

@@ -168,16 +168,34 @@ def test_reconstruction_splits_keep_labels_and_real_evaluation_sets():
     assert len({rec.source, splits.source, both.source}) == 3
 
 
+def test_generator_settings_are_the_kinds_own_keys_without_their_prefix():
+    params = {"vae_lr": 1e-3, "vae_epochs": 5, "vaegan_lr": 9.0, "dcgan_lr": 2e-4, "fid_images": 10}
+    assert generative.generator_settings("vae", params) == {"lr": 1e-3, "epochs": 5}
+    assert generative.generator_settings("dcgan", params) == {"lr": 2e-4}
+    with pytest.raises(ValueError, match="unknown generative model 'gan'"):
+        generative.generator_settings("gan", params)
+
+
 @pytest.mark.parametrize("profile", P.PROFILES)
-def test_every_profile_loads(profile):
+def test_each_generator_trains_whole_epochs_of_its_loaders_full_batches(profile):
+    """train_generator's step count is the one its snapshots and checkpoints fall on: ``epochs`` times the
+    training loader's batches (the partial last batch dropped)."""
+    from lib.spec import PRESENTED
+
     p = P.load("02_generative", profile)
+    n = (p["train_subset"] or 50_000) - p["val_size"]
+    images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8).expand(n, -1, -1, -1)
+    steps = {}
     for kind in generative.GENERATORS:
         s = generative.generator_settings(kind, p)
-        assert s["epochs"] > 0 and s["lr"] > 0 and s["batch_size"] > 0
-        assert s == {k[len(kind) + 1:]: v for k, v in p.items() if k.startswith(kind + "_")}
-    if profile == "full":  # the presented settings (SPEC 2.4)
-        assert (p["dcgan_lr"], p["dcgan_batch_size"], p["dcgan_epochs"]) == (1e-4, 128, 200)
-        assert (p["ddpm_lr"], p["ddpm_batch_size"]) == (2e-4, 128)
+        loader = batches.BatchLoader(images, torch.zeros(n, dtype=torch.long), batch_size=s["batch_size"])
+        steps[kind] = generative.training_steps(s, n)
+        assert steps[kind] == round(s["epochs"] * len(loader)), kind
+    if profile == "full":
+        assert steps["ddpm"] == 150 * (45_000 // 128) == 52_650
+        presented = PRESENTED["fid_setting"]["dcgan"]  # SPEC 2.4: the slide's DCGAN setting, as run
+        assert (p["dcgan_lr"], p["dcgan_batch_size"], p["dcgan_epochs"]) == (
+            presented["lr"], presented["batch_size"], presented["epochs"])
 
 
 def test_comparison_table_says_only_what_the_slide_says():

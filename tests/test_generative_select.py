@@ -12,6 +12,7 @@ from lib import data as D
 from lib import params as P
 from lib.chapters import generative
 from lib.chapters import generative_select as GS
+from lib.chapters.supervised import Splits
 from lib.evaluate import fid
 from lib.methods import dcgan as dcgan_method
 from lib.methods import ddpm as ddpm_method
@@ -160,22 +161,44 @@ def test_a_sample_smaller_than_fid_images_is_reported_as_a_timing_sample():
     assert df.loc["b", "FID-scored"] == "yes" and df.loc["a", "s / image"] == 1.0
 
 
-@pytest.mark.parametrize("profile", P.PROFILES)
-def test_profiles_choose_snapshots_spacing_and_a_small_comparison(profile):
+@pytest.mark.parametrize("profile, epochs, pairs", [
+    ("smoke", [1, 2], [("leading", 10), ("trailing", 10)]),
+    ("quick", [3, 5, 8], [("leading", 25), ("trailing", 25), ("leading", 10), ("trailing", 10)]),
+    *[(full, [40, 80, 120, 160, 200], [("leading", 100), ("trailing", 100), ("leading", 20), ("trailing", 20)])
+      for full in ("full", "full-long")]])
+def test_each_profile_scores_these_dcgan_snapshots_and_ddim_settings(profile, epochs, pairs):
     p = P.load("02_generative", profile)
-    k = {"smoke": 2, "quick": 3}.get(profile, 5)
-    assert p["dcgan_snapshots"] == k == len(GS.snapshot_epochs(p["dcgan_epochs"], k))
-    assert p["ddpm_ddim_spacing"] in ddpm_method.DDIM_SPACINGS
-    pairs = GS.ddim_pairs(p)
-    assert {sp for sp, _ in pairs} == set(ddpm_method.DDIM_SPACINGS)
-    extra = sum(steps for _, steps in pairs[1:]) * p["fid_images"]
-    assert extra <= 2 * p["fid_images"] * p["ddpm_ddim_steps"]  # at most two more main-sized DDIM runs
-    if profile == "full":
-        assert p["ddpm_ancestral_images"] == 500 < p["fid_images"]  # a timing sample
-        assert pairs[0] == ("leading", 100)
+    assert GS.snapshot_epochs(p["dcgan_epochs"], p["dcgan_snapshots"]) == epochs
+    assert GS.ddim_pairs(p) == pairs  # the main pair first and once, though the compare list names it too
+    if profile == "full":  # the params' cost: 5,000 images x (100 + 20 + 20) extra U-Net forwards
+        assert sum(steps for _, steps in pairs[1:]) * p["fid_images"] == 700_000
+        assert p["ddpm_ancestral_images"] < p["fid_images"]  # a timing sample, not FID-scored
 
 
-def test_ddpm_sampling_settings_do_not_key_its_checkpoint_folder():
-    assert set(generative.SAMPLING_SETTINGS) == {
-        k[len("ddpm_"):] for k in P.load("02_generative", "smoke")
-        if k.startswith("ddpm_") and ("ddim" in k or "ancestral" in k or "channels_last" in k)}
+class Handed(Exception):
+    """What chapter 2 handed the training loop, raised in place of training."""
+
+
+def test_ddpm_sampling_settings_do_not_key_its_checkpoint_folder(monkeypatch, tmp_path):
+    def stop(*_, ckpt_dir, **__):
+        raise Handed(ckpt_dir)
+
+    monkeypatch.setattr(generative, "train_and_test", stop)
+    ds = D.make_synthetic(80, 10)
+    x, y = ds.train_x, ds.train_y
+    splits = Splits(x[:60], y[:60], x[60:], y[60:], ds.test_x, ds.test_y, source="synthetic")
+
+    def folder(**changed):
+        p = P.load("02_generative", "smoke", {"data": "synthetic", "device": "cpu", **changed})
+        with pytest.raises(Handed) as got:
+            generative.train_generator("ddpm", splits, p, ckpt_root=tmp_path)
+        return got.value.args[0]
+
+    base = folder()
+    sampling = {"ddpm_ddim_steps": 7, "ddpm_ddim_spacing": "trailing", "ddpm_ddim_compare": [["trailing", 3]],
+                "ddpm_ancestral_images": 3, "ddpm_ancestral_steps": 9, "ddpm_channels_last": True}
+    assert set(sampling) == {f"ddpm_{k}" for k in generative.SAMPLING_SETTINGS}
+    for key, value in sampling.items():  # a changed sampler reuses the trained DDPM
+        assert folder(**{key: value}) == base, key
+    for key, value in {"ddpm_lr": 1e-3, "ddpm_epochs": 2.0, "ddpm_dropout": 0.2}.items():  # retrains
+        assert folder(**{key: value}) != base, key

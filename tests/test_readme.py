@@ -1,6 +1,7 @@
 """The README's generated sections: they match the committed records, and the generator says when one is
 missing instead of keeping a stale number."""
 import json
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,25 @@ def test_records_become_rows_with_machine_commit_and_command(tmp_path):
     row = next(line for line in lines if "fid_throughput" in line)
     assert "Inception-v3 15.1 images/s" in row and "NVIDIA H200 (2 cores" in row
     assert "no GPU has been measured yet" not in "\n".join(lines)
+
+
+def test_a_record_made_on_uncommitted_changes_says_so(tmp_path):
+    (tmp_path / "benches").mkdir()
+    for name, commit in (("clean", "fedcba9876543210"), ("dirty", "0123456789abcdef-dirty")):
+        (tmp_path / "benches" / f"{name}.json").write_text(json.dumps({
+            "bench": name, "summary": "s", "command": f"python bench/{name}.py", "commit": commit,
+            "date": "2026-11-29T12:00:00+00:00", "machine": MACHINE, "rows": []}))
+    text = readme.measurements_section(tmp_path)
+    rows = {name: next(line for line in text.splitlines() if f"`{name}`" in line) for name in ("clean", "dirty")}
+    assert "| `fedcba987654` 2026-11-29 |" in rows["clean"]
+    assert "| `0123456789ab` (uncommitted changes) 2026-11-29 |" in rows["dirty"]
+    assert "*(uncommitted changes)*" in text  # and what that means, once
+    # every committed record made on a dirty tree says so in the README
+    readme_text = (ROOT / "README.md").read_text()
+    for path in sorted((ROOT / "bench" / "records" / "benches").glob("*.json")):
+        rec = json.loads(path.read_text())
+        row = next(line for line in readme_text.splitlines() if line.startswith(f"| `{rec['bench']}` |"))
+        assert ("(uncommitted changes)" in row) == str(rec["commit"]).endswith("-dirty"), path.name
 
 
 def test_results_section_reads_the_recorded_tables(tmp_path):
@@ -112,3 +132,27 @@ def test_the_budget_section_goes_stale_when_params_change(tmp_path, monkeypatch)
 
     monkeypatch.setattr(budget, "profile_work", longer)
     assert readme.budget_section(tmp_path).startswith("stale: params/ changed")
+
+
+def test_the_layout_names_every_module_under_lib():
+    """README's "How it is built" block names each module of lib/: a top-level file by its name, a
+    package's module by its name in the package's entry; and names no module that is gone."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("```\nlib/\n") + len("```\nlib/\n"):]
+    entries: dict[str, str] = {}  # "train/" or "data.py batches.py" -> what the block says of it
+    for line in block[:block.index("```")].splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            names, _, what = line.strip().partition("  ")
+            entries[names] = what.strip()
+        else:
+            entries[names] += " " + line.strip()
+    files = {n for names in entries if not names.endswith("/") for n in names.split()}
+    lib = ROOT / "lib"
+    assert files == {p.name for p in lib.glob("*.py") if p.name != "__init__.py"}
+    assert {n for n in entries if n.endswith("/")} == {f"{p.name}/" for p in lib.iterdir()
+                                                       if (p / "__init__.py").is_file()}
+    for path in sorted(lib.glob("*/**/*.py")):
+        if path.name != "__init__.py":
+            package = f"{path.relative_to(lib).parts[0]}/"
+            assert re.search(rf"\b{path.stem}\b", entries[package]), \
+                f"README's layout does not name {path.relative_to(ROOT)} under lib/{package}"

@@ -1,4 +1,5 @@
 import json
+import os
 
 import matplotlib
 
@@ -6,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import torch
 
 from lib import report as R
 
@@ -71,10 +73,18 @@ def test_index_links_chapters_and_lists_coverage(tmp_path):
     assert "not run in this profile" in page and "synthetic" in page
 
 
-def test_report_names_the_device_its_params_resolve_to(tmp_path):
-    rep = R.Report("01_supervised", {"profile": "smoke", "device": "cpu"}, out_root=tmp_path, data_source="synthetic")
-    assert rep.device.startswith("cpu (")
-    assert rep.describe("split sizes {}") == f"**Profile `smoke`** on {rep.device}; data: synthetic; split sizes {{}}."
+def test_report_names_the_device_its_params_resolve_to(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, as far as torch says
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+
+    def report(**params):
+        return R.Report("01_supervised", {"profile": "smoke", **params}, out_root=tmp_path, data_source="synthetic")
+
+    auto = report(device="auto")
+    assert auto.device == "cuda (NVIDIA H100 80GB HBM3)" and auto.provenance()["device"] == auto.device
+    cpu = report(device="cpu")  # the params choose, not the machine
+    assert cpu.device == f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    assert cpu.describe("split sizes {}") == f"**Profile `smoke`** on {cpu.device}; data: synthetic; split sizes {{}}."
     assert R.Report("01_supervised", {"profile": "smoke"}, out_root=tmp_path, device="given").device == "given"
 
 

@@ -1,5 +1,6 @@
 """Chapter 4 retrieval: metrics on hand-made vectors, ranking helpers, the query-image loader and its errors."""
 import io
+import tarfile
 
 import matplotlib
 
@@ -173,9 +174,21 @@ def test_loader_applies_exif_rotation_and_center_crop(tmp_path):
     assert centre[0, :, :12].mean() > 200 and centre[2, :, -12:].mean() > 200  # the middle 64x64: red | blue
 
 
-def test_shipped_query_image_loads():
+def test_shipped_query_image_loads_back_as_the_test_airplane_it_was_made_from(shared_archive):
+    """assets/plane.png is the archive's test/airplane/0001.jpg upscaled 4x (assets/README.md): read like any
+    user file, it comes back within a few grey levels of that image and far from the others."""
+    names = ("test/airplane/0001.jpg", "test/airplane/0002.jpg", "test/cat/0001.jpg", "train/airplane/0001.jpg")
+    found = {}
+    with tarfile.open(shared_archive) as tar:
+        for member in tar:
+            if member.name in names:
+                found[member.name] = np.asarray(Image.open(tar.extractfile(member)).convert("RGB"), dtype=float)
+                if len(found) == len(names):
+                    break
     x = extras.load_query_image(extras.SHIPPED_QUERY)
-    assert x.shape == (3, 32, 32) and x.float().std() > 10
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
+    error = {name: np.abs(image - x.permute(1, 2, 0).numpy()).mean() for name, image in found.items()}
+    assert error.pop("test/airplane/0001.jpg") < 4 and min(error.values()) > 20, error
 
 
 def test_bad_inputs_give_clear_messages(tmp_path):

@@ -1,3 +1,6 @@
+import itertools
+import time
+
 import pandas as pd
 import pytest
 import torch
@@ -213,12 +216,29 @@ def test_switching_to_fused_keeps_the_state_and_the_updates(name):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
 
 
-def test_fit_reports_data_and_step_time():
+def test_fit_reports_each_steps_data_and_step_time():
+    """``train_data_time``: the mean seconds a step waited for its batch; ``train_batch_time``: the mean
+    seconds of the whole step, batch and update; both per step of the evaluation window, not summed."""
     method, train, evaluate = setup()
-    res = fit(method, train.forever, total_steps=10, evaluate=evaluate, eval_every=5, device="cpu", log_every=3)
+    ready = list(itertools.islice(train.forever(), 5))  # made beforehand: a batch costs only the sleep
+    update = method.train_step
+
+    def slow_batches(start):
+        for batch in itertools.cycle(ready):
+            time.sleep(0.05)
+            yield batch
+
+    def slow_update(batch):
+        time.sleep(0.05)
+        return update(batch)
+
+    method.train_step = slow_update
+    res = fit(method, slow_batches, total_steps=10, evaluate=evaluate, eval_every=5, device="cpu", log_every=3)
     hist = res.history
-    assert (hist["train_data_time"] > 0).all() and (hist["train_batch_time"] > hist["train_data_time"]).all()
-    assert hist["train_batch_time"].max() < 10  # seconds per step of a tiny net, not a sum over steps
+    assert len(hist) == 2  # two windows of five steps: a sum over one would be five times the sleep
+    assert hist["train_data_time"].between(0.05, 0.15).all(), hist["train_data_time"]
+    update_time = hist["train_batch_time"] - hist["train_data_time"]
+    assert update_time.between(0.05, 0.2).all(), update_time
 
 
 def test_compile_and_amp_settings():

@@ -37,6 +37,7 @@ from ..augment import normalize
 from ..evaluate.retrieval import METRICS, pixel_vectors, rank_metrics, time_top_k, top_k
 
 SHIPPED_QUERY = storage.ROOT / "assets" / "plane.png"
+EMBED_BATCH = 1000  # images per forward pass when embedding
 
 
 @dataclass
@@ -91,7 +92,7 @@ class Embedder:
         return int(self.model.classifier.in_features)
 
     @torch.inference_mode()
-    def embed(self, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    def embed(self, images: torch.Tensor, *, batch_size: int = EMBED_BATCH) -> torch.Tensor:
         """Penultimate features (global average pool of ``model.features``) of uint8
         ``(N, 3, 32, 32)`` images."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
@@ -119,7 +120,7 @@ class Embedder:
         return h.hexdigest()[:16]
 
     def cached(self, images: torch.Tensor, *, name: str, source: str, cache_dir: str | Path,
-               batch_size: int = 1000) -> tuple[torch.Tensor, bool]:
+               batch_size: int = EMBED_BATCH) -> tuple[torch.Tensor, bool]:
         """``(features, loaded_from_cache)``: embed ``images`` once and keep them in
         ``cache_dir``."""
         cache_dir = Path(cache_dir)
@@ -243,7 +244,8 @@ def resolve_query(query: str | os.PathLike | int, *, test_x: torch.Tensor, test_
         label = int(test_y[int(query)])
         return test_x[int(query)], label, f"test image #{int(query)} ({classes[label]})"
     path = Path(query)
-    return load_query_image(path), None, f"{path.name} (a file, resized to 32x32)"
+    image = load_query_image(path)
+    return image, None, f"{path.name} (a file, resized to {image.shape[2]}x{image.shape[1]})"
 
 
 def comparison_spaces(name: str, query_features: torch.Tensor, query_labels: torch.Tensor,

@@ -331,7 +331,7 @@ def fid_table(samples: dict[str, Samples], trained: dict[str, TrainedGenerator],
                 "steps": s["steps"], "parameters": t.parameters,
                 "training time (s)": round(t.wall_time_s, 1), "sampler": smp.sampler,
                 "sampling s / image": round(smp.seconds_per_image, 4),
-                "s to sample 5,000 (extrapolated)": round(5000 * smp.seconds_per_image, 1)}))
+                **extrapolated(smp, presented)}))
     df = pd.DataFrame(rows)
     df["profile"], df["data"], df["device"] = (params["profile"], real["source"],
                                                trained[next(iter(trained))].device)
@@ -385,13 +385,18 @@ def time_samplers(trained: dict[str, TrainedGenerator], params: dict) -> dict:
     return out
 
 
+def extrapolated(samples: Samples, presented: dict = PRESENTED) -> dict[str, float]:
+    """Seconds to sample as many images as the presented FIDs scored, at this sampler's rate."""
+    n = presented["fid_images"]
+    return {f"s to sample {n:,} (extrapolated)": round(n * samples.seconds_per_image, 1)}
+
+
 def sampling_times(samples: dict[str, Samples], *, fid_images: int) -> pd.DataFrame:
     """Seconds per image of every sampler, and whether its sample was large enough for FID (a
     smaller one, such as the ancestral sampler's, is a timing sample only)."""
     return pd.DataFrame([{"model / sampler": s.label, "images drawn": len(s.images),
                           "seconds": round(s.seconds, 2),
-                          "s / image": round(s.seconds_per_image, 4),
-                          "s to sample 5,000 (extrapolated)": round(5000 * s.seconds_per_image, 1),
+                          "s / image": round(s.seconds_per_image, 4), **extrapolated(s),
                           "FID-scored": ("yes" if len(s.images) >= fid_images else
                                          f"no: timing sample ({len(s.images):,} < "
                                          f"fid_images {fid_images:,})")}

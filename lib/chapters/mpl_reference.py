@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import params as P
+from ..spec import PRESENTED
 from ..storage import ROOT
 from .semi_supervised import steps_of
 
@@ -63,17 +64,26 @@ REFERENCE_RECIPE = {
     "amp": ("fp16", "README command --amp (fp16 autocast with gradient scalers)"),
     "seed": (2, "README command --seed"),
 }
-# why the full profile differs where it does
-WHY_DIFFERENT = {
-    "total_steps": "MPL: 65,000 in the full profile, where a log-linear fit of 94.49% at 30k and "
-                   "96.01% at 300k reaches 95.0%; UDA and supervised: the presentation's 30,000 "
-                   "(SPEC 3.5); profile full-long runs 300,000",
-    "grad_clip": "0 = no clipping, the same in effect",
-    "unlabelled_size": "the presentation's split (SPEC 3.4): 5,000 validation and the labelled "
-                       "images held out",
-    "val_size": "model selection on a validation split; the test set is evaluated once",
-    "seed": "one seed for the whole report",
-}
+
+
+def why_different(full: dict, presented: dict = PRESENTED) -> dict[str, str]:
+    """Why the ``full`` profile differs from the reference run where it does."""
+    ours = presented["mpl_hyperparameters"]["common", "training steps"]
+    theirs = REFERENCE_RECIPE["total_steps"][0]
+    mpl, long = presented["mpl"], P.load("03_semi_supervised", "full-long")
+    return {
+        "total_steps": (f"MPL: {steps_of('mpl', full):,} in the full profile, where a log-linear "
+                        f"fit of {mpl['presented 30k steps']}% at {ours:,} and "
+                        f"{mpl['reference code, no finetune']}% at {theirs:,} reaches 95.0%; "
+                        f"UDA and supervised: the presentation's {ours:,} (SPEC 3.5); profile "
+                        f"full-long runs {steps_of('mpl', long):,}"),
+        "grad_clip": "0 = no clipping, the same in effect",
+        "unlabelled_size": ("the presentation's split (SPEC 3.4): "
+                            f"{presented['ssl_split']['validation']:,} validation and the labelled "
+                            "images held out"),
+        "val_size": "model selection on a validation split; the test set is evaluated once",
+        "seed": "one seed for the whole report",
+    }
 
 
 # bench/mpl_precision.py's committed record: MPL's feedback h under bf16 and fp16 against fp32
@@ -110,6 +120,7 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
     they differ where they do (a value set by a small profile says so) and, in ``notes``, the
     measurement behind a choice."""
     full = P.load("03_semi_supervised", "full")
+    why_full = why_different(full)
     rows = []
     def value(p, key):  # MPL's own steps where they differ from total_steps
         return steps_of("mpl", p) if key == "total_steps" else p[key]
@@ -119,12 +130,15 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
         same = ours == ref
         why = "" if same else (
             f"set by the {params['profile']} profile (params/03_semi_supervised.yaml says why)"
-            if ours != value(full, key) else WHY_DIFFERENT.get(key, ""))
+            if ours != value(full, key) else why_full.get(key, ""))
         rows.append({"param": key, "this run": ours, "reference code": ref, "same": same,
                      "reference source (kekmodel/MPL-pytorch)": source, "why different": why,
                      "notes": NOTES[key]() if key in NOTES else ""})
+    epoch = REFERENCE_RECIPE["eval_every"][0] * REFERENCE_RECIPE["batch_size"][0]  # --expand-labels
     rows.append({"param": "labelled sampling", "this run": "reshuffled every epoch",
-                 "reference code": "--expand-labels: the 4,000 repeated to 128,000 per epoch",
+                 "reference code": ("--expand-labels: the "
+                                    f"{PRESENTED['ssl_split']['labelled']:,} repeated to "
+                                    f"{epoch:,} per epoch"),
                  "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
                  "why different": "the same sampling up to where epochs end", "notes": ""})
     return pd.DataFrame(rows)

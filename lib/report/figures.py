@@ -61,7 +61,9 @@ def sweep_heatmap(df: pd.DataFrame, *, value: str = "test AUC", title: str = "")
             continue
         for b, lr in zip(df.loc[df[column], "batch size"], df.loc[df[column], "learning rate"]):
             r, c = list(grid.index).index(b), list(grid.columns).index(lr)
-            ax.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, lw=2.5,
+            inset = 0.04  # of a cell's side, so outlines of neighbouring cells do not touch
+            side = 1 - 2 * inset
+            ax.add_patch(plt.Rectangle((c + inset, r + inset), side, side, fill=False, lw=2.5,
                                        ec=color, ls=style, label=column))
     handles = {h.get_label(): h for h in ax.patches}
     if handles:

@@ -83,8 +83,8 @@ def build_index(profile_dir: str | Path) -> Path:
                      "for a few epochs, so its numbers are not comparable)</summary>")
     parts.append("<p class='note'>Every result the presentation gives (its other numbers, "
                  "settings, references and log values, are listed under the next heading with the "
-                 "table that shows them). <i>reproduced</i>: the presented value, as printed (94.5 "
-                 "stands for 94.45-94.55), meets this run's 95% interval; <i>better</i> or "
+                 "table that shows them). <i>reproduced</i>: the presented value, as printed (to within "
+                 "half a unit of its last digit), meets this run's 95% interval; <i>better</i> or "
                  "<i>worse</i> only when it lies wholly outside. The intervals are bootstrap "
                  "intervals over the test images (FID: over the generated images) and cover "
                  "test-set sampling only, not run-to-run variation. Values come from each "

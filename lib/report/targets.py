@@ -3,12 +3,14 @@ rests on, the value that evidence leads us to expect, and what a run of the full
 (empty until one exists), so a reader sees which targets rest on projection.
 
 :func:`targets_frame` reads the measured values from ``outputs/full/`` (the chapters' CSVs and
-``run.json``); the settings come from ``params/`` (profile ``full``), the projected hours from the
-budget record ``bench/records/benches/budget.json`` (``python bench/budget.py --record``).
+``run.json``); the settings come from ``params/`` (profile ``full``), the presented numbers the
+evidence quotes from :mod:`lib.spec`, the projected hours from the budget record
+``bench/records/benches/budget.json`` (``python bench/budget.py --record``).
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +19,8 @@ import pandas as pd
 
 from .. import params as P
 from ..chapters import generative, semi_supervised, supervised
-from ..spec import PRESENTED
+from ..chapters.mpl_reference import REFERENCE_RECIPE
+from ..spec import PRESENTED, REFERENCE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUDGET_RECORD = ROOT / "bench" / "records" / "benches" / "budget.json"
@@ -97,18 +100,70 @@ class Target:
     threshold: float
     higher_is_better: bool
     setting: Callable[[dict], str]      # from the full profile's params of all chapters
-    evidence: str                       # the public numbers the setting rests on, with sources
-    expected: Callable[[Path], str] | str  # what that evidence leads us to expect (from the record)
+    evidence: Callable[[dict], str] | str  # the public numbers the setting rests on, with sources
+    expected: Callable[[dict, Path], str] | str  # what it leads us to expect (params, budget)
     measure: Callable[[Path], tuple[float, str] | None]  # from a full-profile run's outputs
 
     def met(self, value: float) -> bool:
         return value >= self.threshold if self.higher_is_better else value <= self.threshold
 
 
+def train_images(p2: dict) -> int:
+    """Chapter 2's training split in the ``p2`` profile (full: 45,000 images)."""
+    return (p2["train_subset"] or TRAIN_IMAGES) - p2["val_size"]
+
+
 def ddpm_steps(p2: dict) -> int:
-    """DDPM's optimiser steps in the chapter-2 ``p2`` profile (full: 45,000 training images)."""
-    return generative.training_steps(generative.generator_settings("ddpm", p2),
-                                     (p2["train_subset"] or TRAIN_IMAGES) - p2["val_size"])
+    """DDPM's optimiser steps in the chapter-2 ``p2`` profile."""
+    return generative.training_steps(generative.generator_settings("ddpm", p2), train_images(p2))
+
+
+def _chapter1_evidence(p: dict) -> str:
+    acc, ref = PRESENTED["accuracy"], REFERENCE["pytorch_cifar"]
+    return (f"presented {min(acc.values()):.2f}-{max(acc.values()):.2f}% (SPEC 1.4); one-cycle "
+            f"training of these networks passes {max(acc.values()):g}% well within "
+            f"{p['01']['epochs']} epochs (ResNet-50/101: {ref['ResNet50']}/{ref['ResNet101']}% in "
+            "pytorch-cifar's older recipe)")
+
+
+def _chapter1_expected(_p: dict, _record: Path) -> str:
+    acc = PRESENTED["accuracy"]
+    closest = max(acc, key=acc.get)
+    return f"all {len(acc)} met; {closest}'s {acc[closest]:.2f}% is the closest"
+
+
+def _presented_ddpm(p: dict) -> tuple[int, str]:
+    """The presented DDPM run's optimiser steps, derived (the slide gives epochs only): its epochs
+    of this project's full batches of the full profile's training split; and that, in words."""
+    s, n = PRESENTED["fid_setting"]["ddpm"], train_images(p["02"])
+    steps = generative.training_steps(s, n)
+    return steps, (f"{steps:,} steps by this project's count: {n:,} images, batch "
+                   f"{s['batch_size']}")
+
+
+def _ddpm_evidence(p: dict) -> str:
+    s, fid = PRESENTED["fid_setting"]["ddpm"], PRESENTED["fid"]["ddpm"]
+    return (f"presented {s['epochs']} epochs ({_presented_ddpm(p)[1]}): FID {fid}; Ho et al.: "
+            "3.17 at 800,000 steps (1,000 ancestral steps, 50,000 samples); no public "
+            "FID-vs-steps curve below 50,000 steps")
+
+
+def _ddpm_expected(p: dict, _record: Path) -> str:
+    return (f"uncertain, borderline: between {PRESENTED['fid']['ddpm']:.0f} "
+            f"({_presented_ddpm(p)[0]:,} steps) and single digits (hundreds of thousands); the "
+            "chapter measures DDIM spacings on the same checkpoint")
+
+
+def _mpl_fit(target: float = 95.0) -> str:
+    """The log-linear fit through the presented 30k-step top-1 and the reference code's 300k one."""
+    ours, mpl = PRESENTED["mpl_hyperparameters"]["common", "training steps"], PRESENTED["mpl"]
+    theirs = REFERENCE_RECIPE["total_steps"][0]
+    low, high = mpl["presented 30k steps"], mpl["reference code, no finetune"]
+    per_decade = (high - low) / math.log10(theirs / ours)
+    reach = ours * 10 ** ((target - low) / per_decade)
+    return (f"{low}% at {ours:,} steps (presented, {mpl['presented 30k steps + finetune']}% with "
+            f"finetune) and {high}% at {theirs:,} (reference code README): {per_decade:.2f} pp per "
+            f"decade of steps, {target}% at ~{round(reach, -3):,.0f}")
 
 
 def _p(chapter: str) -> dict:
@@ -121,40 +176,37 @@ TARGETS = [
                       f"epochs, Cutout-{p['01']['strong_cutout']}"),
            "40 epochs of this recipe without Cutout: borderline for 95.0%; 200 epochs: 95.28% plain, "
            "96.01% with Cutout-16 (DeVries & Taylor, Cutout README, mean of 5 runs)",
-           "about 95.5%: between the two (no public curve at 60 epochs); bench/gpu_check.sh trains "
-           "exactly this run and measures it", _measure_resnet18),
-    Target("every chapter-1 model at or above its presented accuracy", 6, True,
+           "about 95.5%: between the two (no public curve between 40 and 200 epochs); "
+           "bench/gpu_check.sh trains exactly this run and measures it", _measure_resnet18),
+    Target("every chapter-1 model at or above its presented accuracy", len(PRESENTED["accuracy"]),
+           True,
            lambda p: f"strong recipe, {p['01']['epochs']} epochs, Cutout-{p['01']['strong_cutout']}",
-           "presented 86.84-94.50% (SPEC 1.4); one-cycle training of these networks passes 94.5% "
-           "well within 40 epochs (ResNet-50/101: 93.62/93.75% in pytorch-cifar's older recipe)",
-           "all 6 met; ResNet-101's 94.50% is the closest", _measure_chapter1),
+           _chapter1_evidence, _chapter1_expected, _measure_chapter1),
     Target("DCGAN FID (5k) <= 60", 60.0, False,
            lambda p: (f"{p['02']['dcgan_epochs']} epochs (presented), best of "
                       f"{p['02'].get('dcgan_snapshots', 1)} snapshot(s) by FID on training statistics"),
-           "public CIFAR-10 DCGANs report FID 25-43 (50,000 samples; 5,000 samples add a few points); "
-           "the presentation's run: 189.13", "about 30-45: met unless training collapses, which "
-           "scoring several snapshots guards against", _measure_fid("DCGAN")),
+           lambda p: (f"public CIFAR-10 DCGANs report FID 25-43 (50,000 samples; "
+                      f"{PRESENTED['fid_images']:,} samples add a few points); the presentation's "
+                      f"run: {PRESENTED['fid']['dcgan']}"),
+           "about 30-45: met unless training collapses, which scoring several snapshots guards "
+           "against",
+           _measure_fid("DCGAN")),
     Target("DDPM FID (5k) <= 20", 20.0, False,
            lambda p: (f"{p['02']['ddpm_epochs']:g} epochs ({ddpm_steps(p['02']):,} steps), "
                       f"DDIM {p['02']['ddpm_ddim_steps']} steps, {p['02']['ddpm_ddim_spacing']} spacing "
                       f"(and {len(p['02']['ddpm_ddim_compare']) - 1} other settings scored)"),
-           "presented 50 epochs (17,600 steps): FID 35.33; Ho et al.: 3.17 at 800,000 steps (1,000 "
-           "ancestral steps, 50,000 samples); no public FID-vs-steps curve below 50,000 steps",
-           "uncertain, borderline: between 35 (17.6k steps) and single digits (hundreds of "
-           "thousands); the chapter measures DDIM spacings on the same checkpoint",
-           _measure_fid("DDPM")),
+           _ddpm_evidence, _ddpm_expected, _measure_fid("DDPM")),
     Target("MPL top-1 >= 95.0% on CIFAR-10-4K", 95.0, True,
            lambda p: (f"MPL {semi_supervised.steps_of('mpl', p['03']):,} steps "
                       f"(+ finetune {p['03']['finetune_epochs']} epochs); UDA and supervised "
                       f"{p['03']['total_steps']:,}"),
-           "94.49% at 30k steps (presented, 94.61% with finetune) and 96.01% at 300k (reference code "
-           "README): 1.52 pp per decade of steps, 95.0% at ~65k",
-           "about 95.0%: borderline by construction of the fit", _measure_mpl),
+           lambda p: _mpl_fit(), "about 95.0%: borderline by construction of the fit",
+           _measure_mpl),
     Target("whole report <= 3 h on one H100/H200-class GPU", 3.0, False,
            lambda p: "the settings above", "FLOP counts of every workload (bench/budget.py) at an "
            "assumed sustained throughput; overheads (evaluation, checkpoints, compilation, Fréchet distances, "
            "notebooks and export) included",
-           _budget_hours, _measure_hours),
+           lambda p, record: _budget_hours(record), _measure_hours),
 ]
 
 
@@ -168,8 +220,8 @@ def targets_frame(outputs: str | Path, budget_record: Path = BUDGET_RECORD) -> p
     for t in TARGETS:
         got = t.measure(full)
         rows.append({"target": t.target, "setting (full profile)": t.setting(p),
-                     "evidence": t.evidence,
-                     "expected from evidence": (t.expected(budget_record) if callable(t.expected)
+                     "evidence": t.evidence(p) if callable(t.evidence) else t.evidence,
+                     "expected from evidence": (t.expected(p, budget_record) if callable(t.expected)
                                                 else t.expected),
                      "measured (full profile)": got[1] if got else "",
                      "met": ("yes" if t.met(got[0]) else "no") if got else ""})
