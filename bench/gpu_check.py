@@ -49,7 +49,7 @@ CPU_LIMIT_S = 3600      # the shrunk CPU run proves the paths; its times mean no
 MARGIN_S = 15           # the table and the projection are written before the cut
 E2E_TRAIN_S = 75        # the end-to-end ResNet-18 run trains at most this long on a GPU (90 s in all)
 STEP_FLOOR_BATCHES = (16, 32, 64, 128, 256, 512)  # every batch size the full profile trains at
-# (section, seconds on one H100, minimum it needs to start, what it measures); the README's table
+# (section, seconds on one H100, minimum it needs to start, what it measures); docs/gpu.md's table
 SECTIONS = (
     ("startup", 15, 0, "torch, CUDA, driver, native bf16, free memory; a tiny torch.compile"),
     ("steps", 160, 40, "each method's training step at its full-profile batch: eager s/step and host "
@@ -480,12 +480,12 @@ SUMMARY_ROWS = ("device", "ResNet-18 full recipe", "ResNet-18 time to 94%", "res
 
 
 def summary(rows: list[tuple[str, object]]) -> str:
-    """The README's one line: the device, headline rates and the budget verdict, each with its label."""
+    """The measurements' one line: the device, headline rates and the budget verdict, each with its label."""
     return "; ".join(f"{k}: {v}" for k, v in rows if k.startswith(SUMMARY_ROWS))
 
 
 def plan_table() -> str:
-    """:data:`SECTIONS` as a Markdown table: the README's section order and time budget."""
+    """:data:`SECTIONS` as a Markdown table: docs/gpu.md's section order and time budget."""
     lines = ["| # | section | s on one H100 | needs to start | measures |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {i} | `{name}` | {s} | {need} | {what} |" for i, (name, s, need, what) in enumerate(SECTIONS, 1)]
     total = sum(s for _, s, _, _ in SECTIONS)

@@ -1,14 +1,15 @@
-"""The README's generated sections: every measured number in them comes from a record under bench/records/.
+"""The generated sections of docs/*.md: every measured number in them comes from a record under bench/records/.
 
     python scripts/readme.py record outputs/quick            # a finished report: manifest, run.json, tables
     python scripts/readme.py record outputs/tests            # the last ./run_tests.sh: junit.xml, context.json
     python scripts/readme.py record outputs/bench/NAME.json  # one bench run (bench/*.py write these)
-    python scripts/readme.py write                           # regenerate README.md's generated sections
-    python scripts/readme.py check                           # exit 1 when README.md differs from `write`
+    python scripts/readme.py write                           # regenerate the generated sections of docs/*.md
+    python scripts/readme.py check                           # exit 1 when a page differs from `write`
     python scripts/readme.py context [COMMAND ...]           # JSON: command, commit, date, machine
 
-Records are small (JSON and the headline CSV tables) and committed, so the README can be checked against them
-on any clone; a record that is missing is said to be missing instead of leaving a stale number.
+Records are small (JSON, the CSV tables and per-example results of a report) and committed, so the pages can be
+checked against them on any clone; a record that is missing is said to be missing instead of leaving a stale
+number.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from lib.chapters.findings import count_line, findings  # noqa: E402
 from lib.report import CHAPTERS, summary_frame  # noqa: E402
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 RECORDS = ROOT / "bench" / "records"
 HEADLINE_TABLES = {"01_supervised": ["accuracy"], "02_generative": ["fid"], "03_semi_supervised": ["results"],
                    "04_extras": ["retrieval_quality"]}
@@ -63,7 +65,7 @@ def record_tests(folder: Path, records: Path) -> Path:
 
 def record_report(profile_dir: Path, records: Path) -> Path:
     """``outputs/<profile>`` -> ``records/reports/<profile>/``: manifest, run.json and every chapter's
-    CSV tables (the README's headline tables, comparison.csv, findings.csv), params, provenance and
+    CSV tables (the headline tables, comparison.csv, findings.csv), params, provenance and
     per-example results (so the findings and their intervals can be recomputed from the record)."""
     for name in ("manifest.json", "run.json"):
         if not (profile_dir / name).is_file():
@@ -260,19 +262,28 @@ def budget_section(records: Path = RECORDS) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"measurements": measurements_section, "results": results_section, "budget": budget_section}
+# each generated section and the page that holds it
+SECTIONS = {"measurements": ("measurements.md", measurements_section),
+            "results": ("results.md", results_section), "budget": ("gpu.md", budget_section)}
 
 
-def render(text: str, records: Path = RECORDS) -> str:
-    """``text`` with every ``<!-- NAME:start -->`` ... ``<!-- NAME:end -->`` section regenerated."""
-    for name, make in SECTIONS.items():
+def render(text: str, records: Path = RECORDS, *, page: str | None = None) -> str:
+    """``text`` with every ``<!-- NAME:start -->`` ... ``<!-- NAME:end -->`` section of ``page`` (default: all
+    sections) regenerated."""
+    for name, (where, make) in SECTIONS.items():
+        if page is not None and where != page:
+            continue
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         if start not in text or end not in text:
-            raise ValueError(f"README.md lacks the markers {start} ... {end}")
+            raise ValueError(f"docs/{where} lacks the markers {start} ... {end}")
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{start}\n{make(records)}\n{end}{tail}"
     return text
+
+
+def pages(docs: Path = DOCS) -> list[Path]:
+    return [docs / name for name in dict.fromkeys(where for where, _ in SECTIONS.values())]
 
 
 def main(argv: list[str]) -> int:
@@ -291,17 +302,23 @@ def main(argv: list[str]) -> int:
                 print(f"record {arg}: {err}", file=sys.stderr)
                 return 2
         return 0
-    text = README.read_text()
-    new = render(text)
+    stale = []
+    for path in pages():
+        text = path.read_text()
+        new = render(text, page=path.name)
+        if cmd == "write":
+            path.write_text(new)
+        elif new != text:
+            shown = path.relative_to(ROOT)
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True), str(shown),
+                                                       f"{shown} as generated"))
+            stale.append(str(shown))
     if cmd == "write":
-        README.write_text(new)
-        print("README.md: generated sections rewritten from bench/records/")
+        print("docs/: generated sections rewritten from bench/records/")
         return 0
-    if new != text:
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True), "README.md",
-                                                   "README.md as generated"))
-        print("README.md's generated sections differ from bench/records/: run python scripts/readme.py write",
-              file=sys.stderr)
+    if stale:
+        print(f"{', '.join(stale)}: generated sections differ from bench/records/: run python scripts/readme.py "
+              "write", file=sys.stderr)
         return 1
     return 0
 

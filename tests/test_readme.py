@@ -1,5 +1,5 @@
-"""The README's generated sections: they match the committed records, and the generator says when one is
-missing instead of keeping a stale number."""
+"""The generated sections of docs/*.md: they match the committed records, and the generator says when one is
+missing instead of keeping a stale number; the README stays a landing page that links them."""
 import json
 import re
 import subprocess
@@ -67,7 +67,7 @@ def test_a_record_made_on_uncommitted_changes_says_so(tmp_path):
     assert "| `0123456789ab` (uncommitted changes) 2026-11-29 |" in rows["dirty"]
     assert "*(uncommitted changes)*" in text  # and what that means, once
     # every committed record made on a dirty tree says so in the README
-    readme_text = (ROOT / "README.md").read_text()
+    readme_text = (ROOT / "docs" / "measurements.md").read_text()
     for path in sorted((ROOT / "bench" / "records" / "benches").glob("*.json")):
         rec = json.loads(path.read_text())
         row = next(line for line in readme_text.splitlines() if line.startswith(f"| `{rec['bench']}` |"))
@@ -82,12 +82,15 @@ def test_results_section_reads_the_recorded_tables(tmp_path):
     (folder / "manifest.json").write_text(json.dumps({"chapters": {"01_supervised": prov}}))
     pd.DataFrame({"model": ["resnet18", "resnet18-presented-recipe"], "reproduced test acc (%)": [46.35, 24.35],
                   "epochs": [4, 4]}).to_csv(folder / "01_supervised" / "accuracy.csv", index=False)
-    pd.DataFrame({"key": ["1.4/resnet18"], "reproduced": [46.35], "note": [""]}).to_csv(
-        folder / "01_supervised" / "comparison.csv", index=False)
+    pd.DataFrame({"key": ["1.4/resnet18"], "reproduced": [46.35], "note": [""], "95% low": [44.1],
+                  "95% high": [48.6]}).to_csv(folder / "01_supervised" / "comparison.csv", index=False)
     text = readme.results_section(tmp_path)
     assert "| 01_supervised | cpu (2 cores) | synthetic | 12.5 | `0123456789ab` |" in text
     assert "strong recipe: 46.35% test accuracy; with the presented recipe, same 4 epochs and data: 24.35%" in text
     assert "worse: 1" in text and "not run in this profile: " in text
+    # the findings: a count line, and a row per claim with its margin and what its interval covers
+    assert "holds: 0, does not hold: 0, not decided at this scale: 0, not run: 13" in text
+    assert "| margin [95% interval] | what the interval covers |" in text
 
 
 def test_render_replaces_only_between_markers(tmp_path):
@@ -135,9 +138,9 @@ def test_the_budget_section_goes_stale_when_params_change(tmp_path, monkeypatch)
 
 
 def test_the_layout_names_every_module_under_lib():
-    """README's "How it is built" block names each module of lib/: a top-level file by its name, a
+    """The "How it is built" page's layout block names each module of lib/: a top-level file by its name, a
     package's module by its name in the package's entry; and names no module that is gone."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "design.md").read_text()
     block = text[text.index("```\nlib/\n") + len("```\nlib/\n"):]
     entries: dict[str, str] = {}  # "train/" or "data.py batches.py" -> what the block says of it
     for line in block[:block.index("```")].splitlines():
@@ -155,4 +158,12 @@ def test_the_layout_names_every_module_under_lib():
         if path.name != "__init__.py":
             package = f"{path.relative_to(lib).parts[0]}/"
             assert re.search(rf"\b{path.stem}\b", entries[package]), \
-                f"README's layout does not name {path.relative_to(ROOT)} under lib/{package}"
+                f"docs/design.md's layout does not name {path.relative_to(ROOT)} under lib/{package}"
+
+
+def test_the_readme_is_a_landing_page_that_links_every_doc():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) < 14_000
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name}" in text, f"README.md does not link docs/{page.name}"
+    assert "./run_all.sh" in text and "./run_tests.sh" in text
