@@ -6,6 +6,7 @@
     python scripts/readme.py write                           # regenerate the generated sections of docs/*.md
     python scripts/readme.py check                           # exit 1 when a page differs from `write`
     python scripts/readme.py context [COMMAND ...]           # JSON: command, commit, date, machine
+    python scripts/readme.py shots outputs/quick             # the README's screenshots of a recorded run
 
 Records are small (JSON, the CSV tables and per-example results of a report) and committed, so the pages can be
 checked against them on any clone; a record that is missing is said to be missing instead of leaving a stale
@@ -286,13 +287,69 @@ def pages(docs: Path = DOCS) -> list[Path]:
     return [docs / name for name in dict.fromkeys(where for where, _ in SECTIONS.values())]
 
 
+SHOTS = DOCS / "img"
+# what the README shows of a run: (file, page, fragment to scroll to, window height)
+SHOT_PAGES = (("start-page.png", "index.html", "", 1100),
+              ("chapter-2-fid.png", "02_generative.html", "2.4-Samples,-FID-and-diversity", 1100))
+SHOT_LIMIT = 300_000  # bytes per picture
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if path is None:
+        raise FileNotFoundError("no Chromium on this machine (apt-get install chromium)")
+    return path
+
+
+def take_shots(profile_dir: Path, out: Path = SHOTS, records: Path = RECORDS) -> list[Path]:
+    """Screenshots (1200 px wide) of ``profile_dir``'s start page and a chapter section, as palette PNGs under
+    ``out``, with ``shots.json`` naming the run they show; the run must be the recorded one (``record`` it
+    first), so the README never shows a page its numbers do not come from."""
+    import subprocess
+    import tempfile
+
+    from PIL import Image
+
+    run = json.loads((profile_dir / "run.json").read_text())
+    recorded = records / "reports" / profile_dir.name / "run.json"
+    if not recorded.is_file() or json.loads(recorded.read_text()).get("date") != run.get("date"):
+        raise ValueError(f"{profile_dir} is not the recorded {profile_dir.name} run: record it first "
+                         f"(python scripts/readme.py record {profile_dir})")
+    out.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, page, fragment, height in SHOT_PAGES:
+            url = (profile_dir / "html" / page).resolve().as_uri() + (f"#{fragment}" if fragment else "")
+            raw = Path(tmp) / name
+            subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            f"--user-data-dir={tmp}/profile", f"--window-size=1200,{height}",
+                            f"--screenshot={raw}", url], capture_output=True, timeout=120, check=True)
+            img = Image.open(raw).convert("RGB").quantize(colors=128)
+            img.save(out / name, optimize=True)
+            if (out / name).stat().st_size > SHOT_LIMIT:
+                raise ValueError(f"{out / name} is {(out / name).stat().st_size:,} bytes, over {SHOT_LIMIT:,}")
+            saved.append(out / name)
+    (out / "shots.json").write_text(json.dumps({"profile": profile_dir.name, "run_date": run.get("date"),
+                                                "commit": run.get("commit"),
+                                                "pictures": [p.name for p in saved]}, indent=1) + "\n")
+    return saved
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("record", "write", "check", "context"):
+    if not argv or argv[0] not in ("record", "write", "check", "context", "shots"):
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[0], argv[1:]
     if cmd == "context":
         print(json.dumps(context(" ".join(args))))
+        return 0
+    if cmd == "shots":
+        try:
+            for path in take_shots(Path(args[0]) if args else ROOT / "outputs" / "quick"):
+                print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size:,} bytes)")
+        except (FileNotFoundError, ValueError) as err:
+            print(f"shots: {err}", file=sys.stderr)
+            return 2
         return 0
     if cmd == "record":
         for arg in args:

@@ -212,3 +212,17 @@ def test_the_gpu_page_shows_the_check_plan_as_the_code_has_it():
     readme = (ROOT / "docs" / "gpu.md").read_text()
     start, end = "<!-- gpu_check_plan:start -->\n", "\n<!-- gpu_check_plan:end -->"
     assert readme[readme.index(start) + len(start):readme.index(end)] == g.plan_table()
+
+
+def test_interval_cost_reads_each_chapters_provenance(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import interval_cost
+
+    ch = tmp_path / "quick" / "03_semi_supervised"
+    (ch / "per_example").mkdir(parents=True)
+    (ch / "per_example" / "ssl-mpl.npz").write_bytes(b"x" * 2048)
+    (ch / "provenance.json").write_text(json.dumps({"wall_time_s": 400.0, "findings_s": 0.5,
+                                                    "intervals_s": {"intervals": 1.5, "two-moons seeds": 18.0}}))
+    [row] = interval_cost.cost_rows(tmp_path / "quick")
+    assert row["total (s)"] == 20.0 and row["share (%)"] == 5.0 and row["per_example (KB)"] == 2.0
+    assert row["two-moons seeds (s)"] == 18.0

@@ -167,3 +167,24 @@ def test_the_readme_is_a_landing_page_that_links_every_doc():
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{page.name}" in text, f"README.md does not link docs/{page.name}"
     assert "./run_all.sh" in text and "./run_tests.sh" in text
+
+
+def test_the_screenshots_show_the_recorded_run():
+    shots = ROOT / "docs" / "img" / "shots.json"
+    if not shots.is_file():
+        pytest.skip("no screenshots taken yet (python scripts/readme.py shots outputs/quick)")
+    meta = json.loads(shots.read_text())
+    run = json.loads((ROOT / "bench" / "records" / "reports" / meta["profile"] / "run.json").read_text())
+    assert meta["run_date"] == run["date"] and meta["commit"] == run["commit"]
+    text = (ROOT / "README.md").read_text()
+    for name in meta["pictures"]:
+        assert (ROOT / "docs" / "img" / name).stat().st_size < readme.SHOT_LIMIT
+        assert f"(docs/img/{name})" in text
+
+
+def test_shots_refuse_a_run_that_is_not_recorded(tmp_path):
+    prof = tmp_path / "quick"
+    prof.mkdir()
+    (prof / "run.json").write_text(json.dumps({"date": "2026-12-06T00:00:00+00:00", "commit": "c"}))
+    with pytest.raises(ValueError, match="record it first"):
+        readme.take_shots(prof, tmp_path / "img", tmp_path / "records")
