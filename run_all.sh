@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Rebuild the report: run every chapter notebook with papermill under one parameter profile, export HTML.
-#   ./run_all.sh [--profile auto|smoke|quick|full|full-long] [--only 01,03] [--data PATH]
+#   ./run_all.sh [--profile auto|smoke|quick|full|full-long] [--only 01,03] [--data PATH] [--hours H] [--yes]
+# On a GPU, auto picks the largest profile projected to fit --hours (default 4); a profile projected over it runs
+# only with --yes.
 # Outputs go to outputs/<profile>/ (or $CIFAR_REPORT_OUTPUTS/<profile>/): tables, figures, notebooks, html/.
 set -uo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
 ARGS="$*"
-PROFILE=auto ONLY="" DATA=""
-usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; }
+PROFILE=auto ONLY="" DATA="" HOURS=4 YES=""
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
     --only) ONLY="${2:?--only needs a list like 01,03}"; shift 2 ;;
     --data) DATA="${2:?--data needs a path}"; shift 2 ;;
+    --hours) HOURS="${2:?--hours needs a number of hours}"; shift 2 ;;
+    --yes) YES="--yes"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -34,9 +38,13 @@ if [[ "$PROFILE" == full* ]] && [ -n "$CUDA_WHY" ] && [ -z "${CIFAR_REPORT_ALLOW
        "machine, or set CIFAR_REPORT_ALLOW_CPU_FULL=1 to run it on the CPU anyway (days)." >&2
   exit 2
 fi
-if [ "$PROFILE" = auto ]; then
-  PROFILE=$([ -z "$CUDA_WHY" ] && echo full || echo quick)
-  echo "[run_all] profile auto -> $PROFILE (CUDA $( [ "$PROFILE" = full ] && echo found || echo not found )); choose another with --profile smoke|quick|full|full-long"
+if [ "$PROFILE" = auto ] && [ -z "$CUDA_WHY" ]; then
+  # a GPU: the largest profile projected to fit --hours on it (FLOP count + a 1 s matmul probe); it says why
+  PROFILE=$("$PY" bench/budget.py --choose --limit-hours "$HOURS") || {
+    PROFILE=full; echo "[run_all] profile auto -> full (bench/budget.py --choose failed)"; }
+elif [ "$PROFILE" = auto ]; then
+  PROFILE=quick
+  echo "[run_all] profile auto -> quick (CUDA not found); choose another with --profile smoke|quick|full|full-long"
 else
   echo "[run_all] profile $PROFILE"
 fi
@@ -48,8 +56,14 @@ except P.ParamError as err:
     sys.exit(f'[run_all] --profile: {err}')" "$PROFILE" || exit 2
 # on a GPU: how long this profile will take on it, before hours are spent (FLOP count + a 1 s matmul probe)
 if [ -z "$CUDA_WHY" ]; then
-  "$PY" bench/budget.py --profile "$PROFILE" --start-line 2>/dev/null \
-    || echo "[run_all] (no projected wall time: bench/budget.py --start-line failed)"
+  start_err=$(mktemp)
+  "$PY" bench/budget.py --profile "$PROFILE" --start-line --limit-hours "$HOURS" $YES 2>"$start_err"
+  case $? in
+    0) ;;
+    3) cat "$start_err" >&2; rm -f "$start_err"; exit 2 ;;  # projected over --hours, and no --yes
+    *) echo "[run_all] (no projected wall time: bench/budget.py --start-line failed)" ;;
+  esac
+  rm -f "$start_err"
 fi
 export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
 OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"

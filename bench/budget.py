@@ -53,6 +53,35 @@ def sustained_tflops(peak_tflops: float) -> float:
 
 
 ASSUMED_TFLOPS = sustained_tflops(PEAK_TFLOPS)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A GPU as its datasheet gives it: dense half-precision tensor peak, memory bandwidth and size."""
+
+    name: str
+    peak_tflops: float     # dense FP16/BF16 tensor-core peak (datasheets quote 2:4 sparsity at twice this)
+    bandwidth_gb_s: float
+    memory_gb: float
+    bf16: bool
+    source: str
+
+
+DEVICES = {
+    "t4": Device("NVIDIA T4", 65.0, 320.0, 16.0, False,
+                 "NVIDIA T4 datasheet: 65 TFLOPS mixed precision (FP16/FP32), 320 GB/s, 16 GB GDDR6; no BF16"),
+    "l4": Device("NVIDIA L4", 121.0, 300.0, 24.0, True,
+                 "NVIDIA L4 datasheet: FP16/BF16 tensor 242 TFLOPS with sparsity (121 dense), 300 GB/s, 24 GB"),
+    "a100": Device("NVIDIA A100 80GB SXM", 312.0, 2039.0, 80.0, True,
+                   "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS (624 with sparsity), 2,039 GB/s, 80 GB"),
+    "h100": Device("NVIDIA H100 SXM", PEAK_TFLOPS, 3350.0, 80.0, True,
+                   "NVIDIA H100 datasheet: BF16 tensor 1,979 TFLOPS with sparsity (989 dense), 3.35 TB/s, 80 GB"),
+    "h200": Device("NVIDIA H200 SXM", PEAK_TFLOPS, 4800.0, 141.0, True,
+                   "NVIDIA H200 datasheet: the H100's tensor cores (989 dense BF16), 4.8 TB/s, 141 GB"),
+}
+# every profile, largest first: `auto` on a GPU picks the first whose projection fits its hours
+PROFILE_ORDER = ("full-long", "full", "quick", "smoke")
+AUTO_HOURS = 4.0  # run_all.sh --hours default: what `auto` may choose, and what a profile may take without --yes
 ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of kernel launches)
 # overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
 ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
@@ -696,6 +725,41 @@ def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: floa
             f"budget {BUDGET_HOURS:g} h on an H100/H200-class GPU")
 
 
+def profile_hours(profile: str, flops: dict, *, peak_tflops: float, step_ms: float = ASSUMED_STEP_MS) -> float:
+    """FLOP-based hours of ``profile`` on a device of ``peak_tflops`` (:data:`SUSTAINED_FRACTION` of it
+    sustained, overheads included)."""
+    est = flop_estimate(profile_work(profile), flops, tflops=sustained_tflops(peak_tflops), step_ms=step_ms)
+    return est["total"] / 3600
+
+
+def device_table(flops: dict, *, profiles=PROFILE_ORDER, devices: dict = DEVICES):
+    """Hours of every profile (rows) on every device (columns), FLOP-based at each device's datasheet peak."""
+    import pandas as pd
+
+    return pd.DataFrame({key: [round(profile_hours(p, flops, peak_tflops=d.peak_tflops), 2) for p in profiles]
+                         for key, d in devices.items()}, index=pd.Index(profiles, name="profile"))
+
+
+def choose_profile(hours: dict[str, float], limit: float) -> tuple[str, str]:
+    """The largest profile (:data:`PROFILE_ORDER`) whose projected ``hours`` fit ``limit``, and why."""
+    for profile in PROFILE_ORDER:
+        if profile in hours and hours[profile] <= limit:
+            bigger = [f"{p} {hours[p]:.1f} h" for p in PROFILE_ORDER[:PROFILE_ORDER.index(profile)] if p in hours]
+            why = (f"projected {hours[profile]:.1f} h, within --hours {limit:g}"
+                   + (f"; larger profiles do not fit ({', '.join(bigger)})" if bigger else ""))
+            return profile, why
+    smallest = PROFILE_ORDER[-1]
+    return smallest, f"no profile fits --hours {limit:g}; the smallest, {smallest}, projects {hours[smallest]:.1f} h"
+
+
+def over_limit(profile: str, hours: float, limit: float, *, yes: bool) -> str:
+    """The refusal run_all.sh prints for a profile projected over ``limit`` hours without ``--yes`` (or "")."""
+    if yes or hours <= limit:
+        return ""
+    return (f"[run_all] profile {profile} is projected at {hours:.1f} h on this GPU, over --hours {limit:g}: "
+            f"pass --yes to run it anyway, raise --hours, or let --profile auto choose one that fits")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="full")
@@ -710,9 +774,46 @@ def main() -> int:
                     help=f"save the projection at {ASSUMED_TFLOPS:g} and 60 TFLOP/s as $BENCH_DIR/budget.json "
                          "(the README's source)")
     ap.add_argument("--start-line", action="store_true",
-                    help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run)")
+                    help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run); "
+                         "exit 3 when it is over --limit-hours without --yes")
+    ap.add_argument("--device", choices=sorted(DEVICES), default=None,
+                    help="project on this GPU's datasheet peak instead of --peak-tflops")
+    ap.add_argument("--devices", action="store_true",
+                    help="the table of every profile's hours on every device (FLOP-based)")
+    ap.add_argument("--choose", action="store_true",
+                    help="print the largest profile that fits --limit-hours on this CUDA GPU (run_all.sh's auto)")
+    ap.add_argument("--limit-hours", type=float, default=AUTO_HOURS,
+                    help=f"what --choose may pick and --start-line lets run without --yes (default {AUTO_HOURS:g})")
+    ap.add_argument("--yes", action="store_true", help="with --start-line: run a profile over --limit-hours")
     args = ap.parse_args()
+    if args.device:
+        args.peak_tflops = DEVICES[args.device].peak_tflops
     tflops = args.tflops or sustained_tflops(args.peak_tflops)
+    if args.devices:
+        table = device_table(count_flops())
+        print(table.to_string())
+        for key, d in DEVICES.items():
+            print(f"  {key}: {d.source}")
+        if args.record:
+            import record
+
+            summary = "hours per profile: " + "; ".join(
+                f"{p} " + ", ".join(f"{k} {table.loc[p, k]:g}" for k in table.columns) for p in table.index)
+            record.save("budget_devices", table.reset_index().to_dict("records"), summary,
+                        extra={"devices": {k: vars(d) for k, d in DEVICES.items()},
+                               "sustained_fraction": SUSTAINED_FRACTION, "step_ms": ASSUMED_STEP_MS,
+                               "units": {p: chapter_units(profile_work(p)) for p in table.index}})
+        return 0
+    if args.choose:
+        import torch
+
+        peak, flops = probe_tflops(torch.device("cuda")), count_flops()
+        hours = {p: profile_hours(p, flops, peak_tflops=peak) for p in PROFILE_ORDER}
+        profile, why = choose_profile(hours, args.limit_hours)
+        print(f"[run_all] profile auto -> {profile} ({why}; FLOP-based at {SUSTAINED_FRACTION:.0%} of the "
+              f"{peak:.0f} TFLOP/s a matmul probe measured)", file=sys.stderr)
+        print(profile)
+        return 0
     if args.start_line:
         import torch
 
@@ -723,8 +824,14 @@ def main() -> int:
         measured = json.loads(saved.read_text()) if saved.is_file() else None
         saved_flops = (measured or {}).get("flops") or {}  # a saved device check counted them already
         flops = saved_flops if saved_flops and "error" not in saved_flops else count_flops()
-        print(start_line(args.profile, device_description(device), flops=flops,
-                         peak_tflops=probe_tflops(device), measured=measured), flush=True)
+        line = start_line(args.profile, device_description(device), flops=flops,
+                          peak_tflops=probe_tflops(device), measured=measured)
+        print(line, flush=True)
+        refusal = over_limit(args.profile, float(line.split("projected wall time ")[1].split(" h")[0]),
+                             args.limit_hours, yes=args.yes)
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 3
         return 0
     work = profile_work(args.profile)
     saved = json.loads(Path(args.rates).read_text()) if args.rates else {}

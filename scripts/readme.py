@@ -263,9 +263,40 @@ def budget_section(records: Path = RECORDS) -> str:
     return "\n".join(lines)
 
 
+def devices_section(records: Path = RECORDS) -> str:
+    """Every profile's projected hours on every device (the budget_devices record), with the datasheet figures
+    and assumptions it rests on; stale when params/ changed since."""
+    import budget
+
+    path = records / "benches" / "budget_devices.json"
+    how = ("python bench/budget.py --devices --record, then python scripts/readme.py record "
+           "outputs/bench/budget_devices.json")
+    if not path.is_file():
+        return f"not recorded: no bench/records/benches/budget_devices.json ({how})"
+    rec = json.loads(path.read_text())
+    if any(budget.chapter_units(budget.profile_work(p)) != u for p, u in rec["units"].items()):
+        return f"stale: params/ changed since bench/records/benches/budget_devices.json was recorded ({how})"
+    devices = rec["devices"]
+    lines = ["| profile | " + " | ".join(d["name"] for d in devices.values()) + " |",
+             "| --- |" + " --- |" * len(devices)]
+    lines += [f"| `{row['profile']}` | " + " | ".join(f"{row[k]:.2f} h" for k in devices) + " |"
+              for row in rec["rows"]]
+    machine, _ = _where(rec)
+    lines += ["", f"Projected by `{rec['command']}` at {commit_text(rec['commit'])} ({rec['date'][:10]}, {machine}): "
+              f"FLOPs counted on the real networks, at {rec['sustained_fraction']:.0%} of each device's dense "
+              f"half-precision peak, each optimiser step at least {rec['step_ms']:g} ms, with the overheads of the "
+              "budget above: assumptions, not measurements (`bench/gpu_check.sh` measures a GPU). `--profile auto` "
+              f"on a GPU runs the largest profile projected within `--hours` (default {budget.AUTO_HOURS:g}); a "
+              "profile projected over it runs only with `--yes`. The devices, from their datasheets:", ""]
+    lines += [f"- {d['name']}: {d['peak_tflops']:g} TFLOP/s dense, {d['bandwidth_gb_s']:,.0f} GB/s, "
+              f"{d['memory_gb']:g} GB ({d['source']})" for d in devices.values()]
+    return "\n".join(lines)
+
+
 # each generated section and the page that holds it
 SECTIONS = {"measurements": ("measurements.md", measurements_section),
-            "results": ("results.md", results_section), "budget": ("gpu.md", budget_section)}
+            "results": ("results.md", results_section), "budget": ("gpu.md", budget_section),
+            "devices": ("gpu.md", devices_section)}
 
 
 def render(text: str, records: Path = RECORDS, *, page: str | None = None) -> str:

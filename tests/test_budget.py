@@ -276,3 +276,33 @@ def test_grouped_convolutions_backward_is_counted_once_per_gradient():
     with torch.no_grad():
         forward = flops(lambda: model.eval()(images), budget.flop_counter())
     assert 2 < train / forward < 4
+
+
+def test_auto_chooses_the_largest_profile_that_fits_each_device():
+    # hours per profile as measured on three GPUs (injected: no GPU needed)
+    measured = {"NVIDIA T4": {"full-long": 400.0, "full": 30.0, "quick": 0.3, "smoke": 0.02},
+                "NVIDIA A100": {"full-long": 60.0, "full": 8.5, "quick": 0.1, "smoke": 0.01},
+                "NVIDIA H100": {"full-long": 25.0, "full": 2.8, "quick": 0.05, "smoke": 0.01}}
+    chosen = {gpu: budget.choose_profile(h, 4.0) for gpu, h in measured.items()}
+    assert {gpu: c[0] for gpu, c in chosen.items()} == {"NVIDIA T4": "quick", "NVIDIA A100": "quick",
+                                                        "NVIDIA H100": "full"}
+    assert "projected 2.8 h, within --hours 4; larger profiles do not fit (full-long 25.0 h)" == chosen["NVIDIA H100"][1]
+    assert budget.choose_profile(measured["NVIDIA A100"], 10.0)[0] == "full"
+    assert budget.choose_profile(measured["NVIDIA T4"], 0.001)[1].startswith("no profile fits --hours 0.001")
+
+
+def test_a_profile_over_the_limit_needs_yes():
+    refusal = budget.over_limit("full", 30.0, 4.0, yes=False)
+    assert "projected at 30.0 h on this GPU, over --hours 4: pass --yes" in refusal
+    assert budget.over_limit("full", 30.0, 4.0, yes=True) == ""
+    assert budget.over_limit("full", 2.8, 4.0, yes=False) == ""
+
+
+def test_every_profile_on_every_device_from_the_datasheet_peaks():
+    flops = {"train:resnet18": 3e9, "train:resnet50": 8e9}
+    table = budget.device_table(flops, profiles=("full", "quick"))
+    assert list(table.columns) == list(budget.DEVICES) and list(table.index) == ["full", "quick"]
+    assert table.loc["full", "t4"] > table.loc["full", "a100"] > table.loc["full", "h100"]
+    assert table.loc["full", "h100"] == table.loc["full", "h200"]  # the same tensor cores
+    assert table.loc["full", "h100"] == round(budget.profile_hours("full", flops, peak_tflops=989.0), 2)
+    assert all(d.source for d in budget.DEVICES.values()) and not budget.DEVICES["t4"].bf16

@@ -96,11 +96,13 @@ def test_results_section_reads_the_recorded_tables(tmp_path):
 def test_render_replaces_only_between_markers(tmp_path):
     text = "intro\n<!-- measurements:start -->\nold 1\n<!-- measurements:end -->\nmiddle\n" \
            "<!-- results:start -->\nold 2\n<!-- results:end -->\n" \
-           "<!-- budget:start -->\nold 3\n<!-- budget:end -->\nend\n"
+           "<!-- budget:start -->\nold 3\n<!-- budget:end -->\n" \
+           "<!-- devices:start -->\nold 4\n<!-- devices:end -->\nend\n"
     out = readme.render(text, tmp_path)
     assert out.startswith("intro\n<!-- measurements:start -->\n### Measurements") and out.endswith("end\n")
     assert "old 1" not in out and "old 2" not in out and "old 3" not in out and "\nmiddle\n" in out
     assert "not recorded: no bench/records/benches/budget.json" in out  # no record: said, not kept
+    assert "old 4" not in out and "not recorded: no bench/records/benches/budget_devices.json" in out
     assert readme.render(out, tmp_path) == out
     with pytest.raises(ValueError, match="lacks the markers"):
         readme.render("no markers", tmp_path)
