@@ -91,7 +91,7 @@ report.table(mpl_reference.ssl_remark_check(ssl_methods), "ssl_remark_check", it
 # %%
 moons, moon_models, moon_table = twomoon.run(params)
 report.table(moon_table, "twomoon_accuracy", item="3.2", title="TwoMoon: accuracy of each learner on all points")
-report.per_example("twomoon", item="3.2", **twomoon.seed_runs(params))
+report.per_example("twomoon", item="3.2", **twomoon.seed_runs(params, first=(moons, moon_models, moon_table)))
 report.figure(twomoon.boundaries_figure(moons, moon_models, moon_table), "twomoon_boundaries", item="3.2",
               title="TwoMoon decision boundaries: supervised only, pseudo-labelling, MPL");
 

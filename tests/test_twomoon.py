@@ -48,3 +48,14 @@ def test_seed_runs_repeat_the_experiment_on_new_draws():
     first = twomoon.run(params)[2]["accuracy on all points (%)"].to_numpy()
     assert 100 * runs["accuracy"][:, 0] == pytest.approx(first, abs=0.05)  # seed 0 is the figure's run
     assert not (runs["correct"][:, 0] == runs["correct"][:, 1]).all()        # another draw
+
+
+def test_seed_runs_reuse_the_figures_run_for_the_first_seed(monkeypatch):
+    params = {**P.load("03_semi_supervised", "smoke"), "twomoon_seeds": 2, "twomoon_steps": 50}
+    first = twomoon.run(params)
+    calls = []
+    real = twomoon.run
+    monkeypatch.setattr(twomoon, "run", lambda p: calls.append(p["seed"]) or real(p))
+    runs = twomoon.seed_runs(params, first=first)
+    assert calls == [params["seed"] + 1]  # only the second seed is trained
+    assert 100 * runs["accuracy"][:, 0] == pytest.approx(first[2]["accuracy on all points (%)"].to_numpy(), abs=0.05)

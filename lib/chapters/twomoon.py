@@ -122,14 +122,16 @@ def train_mpl(data: TwoMoons, *, hidden: int, steps: int, lr: float, seed: int,
 
 
 @counted("two-moons seeds")
-def seed_runs(params: dict) -> dict[str, np.ndarray]:
+def seed_runs(params: dict, first: tuple | None = None) -> dict[str, np.ndarray]:
     """The three learners on ``twomoon_seeds`` two-moons sets (seeds ``seed``, ``seed + 1``, ...:
     each a new draw of the points, of the labelled ones and of the initialisation), for the
     interval of the 3.2 finding: ``methods``, ``seeds``, ``accuracy`` (methods x seeds) and
-    ``correct`` (methods x seeds x points)."""
+    ``correct`` (methods x seeds x points). ``first``: :func:`run`'s ``(data, models, table)`` for
+    ``seed`` when already trained (the figure's run), reused instead of trained again."""
     correct = []
     for s in range(params["twomoon_seeds"]):
-        data, models, _ = run({**params, "seed": params["seed"] + s})
+        data, models, _ = (first if s == 0 and first is not None
+                           else run({**params, "seed": params["seed"] + s}))
         with torch.no_grad():
             correct.append([(m(data.x).argmax(1) == data.y).numpy() for m in models.values()])
     correct = np.array(correct).transpose(1, 0, 2)

@@ -244,8 +244,9 @@ def fid_replicates(features: np.ndarray, reference, *, resamples: int, seed: int
     of the generated images, not of the reference.
 
     Each resample's trace term uses tr sqrt(S_g S_r) = tr sqrt(R S_g R) with R = sqrt(S_r)
-    computed once, i.e. the sum of the singular values of (F_g - mean) R / sqrt(n - 1): one
-    eigen-decomposition of a min(n, d)-sized Gram matrix per resample, in float64 on ``device``.
+    computed once, i.e. the sum of the singular values of (F_g - mean) R / sqrt(n - 1); F_g R is
+    computed once too (centring commutes with R), so a resample costs a row gather and one
+    eigen-decomposition of a min(n, d)-sized Gram matrix, in float64 on ``device``.
     """
     import torch
 
@@ -255,15 +256,16 @@ def fid_replicates(features: np.ndarray, reference, *, resamples: int, seed: int
     mu_r = torch.as_tensor(reference.mu, dtype=torch.float64, device=dev)
     evals, evecs = torch.linalg.eigh(sig_r)
     root_r = (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
+    projected = f @ root_r
     tr_r = torch.trace(sig_r)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = len(f)
     out = np.empty(resamples)
     for i in range(resamples):
         idx = torch.randint(n, (n,), generator=gen).to(dev)
-        x = f[idx]
+        x, p = f[idx], projected[idx]
         mu = x.mean(0)
-        a = (x - mu) @ root_r / (n - 1) ** 0.5
+        a = (p - p.mean(0)) / (n - 1) ** 0.5
         gram = a @ a.T if n <= a.shape[1] else a.T @ a
         tr_sqrt = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().sum()
         tr_g = (x - mu).pow(2).sum() / (n - 1)
