@@ -332,6 +332,16 @@ def chromium() -> str:
     return path
 
 
+def section_page(page: str, anchor: str) -> str:
+    """``page`` (an exported chapter) cut to the cells from the heading ``anchor`` to the next section
+    heading, with the page's own head and styles: headless Chromium draws a page from its top."""
+    at = page.index(f'id="{anchor}"')
+    start = page.rfind('<div class="jp-Cell', 0, at)
+    following = page.find("<h2", at + 1)
+    end = page.rfind('<div class="jp-Cell', 0, following) if following != -1 else page.rindex("</main>")
+    return page[:page.index("<main")] + "<main>" + page[start:end] + "</main></body></html>"
+
+
 def take_shots(profile_dir: Path, out: Path = SHOTS, records: Path = RECORDS) -> list[Path]:
     """Screenshots (1200 px wide) of ``profile_dir``'s start page and a chapter section, as palette PNGs under
     ``out``, with ``shots.json`` naming the run they show; the run must be the recorded one (``record`` it
@@ -350,7 +360,11 @@ def take_shots(profile_dir: Path, out: Path = SHOTS, records: Path = RECORDS) ->
     saved = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, page, fragment, height in SHOT_PAGES:
-            url = (profile_dir / "html" / page).resolve().as_uri() + (f"#{fragment}" if fragment else "")
+            source = profile_dir / "html" / page
+            if fragment:  # the section alone, beside the page (its figures are embedded)
+                source = Path(tmp) / f"section-{page}"
+                source.write_text(section_page((profile_dir / "html" / page).read_text(), fragment))
+            url = source.resolve().as_uri()
             raw = Path(tmp) / name
             subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                             f"--user-data-dir={tmp}/profile", f"--window-size=1200,{height}",
