@@ -220,7 +220,7 @@ def supervised_findings(folder: Path) -> list[Finding]:
         best = {lr: max(lrs[lr], key=lambda i: df["test AUC"].iloc[i]) for lr in bold}
         return Margin(parts, "AUC", "test-set sampling only: the test images resampled, the same "
                       "for every cell; one training run per cell; one part per other batch size: "
-                      "the bold cell's AUC minus its",
+                      "the bold cell's AUC minus that batch size's at the same learning rate",
                       "; ".join(f"lr {lr:g}: batch {b} {df['test AUC'].iloc[marks[lr]]:.4f}, "
                                 f"best batch {cells[best[lr]][0]} "
                                 f"{df['test AUC'].iloc[best[lr]]:.4f}"
