@@ -1,0 +1,158 @@
+"""One HTML renderer for every table the report shows: the tables a chapter displays (what
+:meth:`lib.report.Report.table` returns renders itself with it) and the start page's tables.
+
+Every row and column is shown, and every cell in full: long text wraps, a wide table scrolls
+sideways inside the page. The index is a column only when it has a name. Missing values are an
+empty cell in a text column and a dash in a numeric one. Numbers are formatted per column, by its
+name first and its values second:
+
+- percentages and percentage points (a name with ``(%)`` or ``(pp)``): two decimals;
+- FIDs (a name with ``FID``): two decimals;
+- seconds (``(s)``, ``s / image``, ``ms/query``, ``s to ...``): three significant figures, whole
+  seconds from 100 on;
+- counts (integers, or floats that are all whole numbers): thousands separators;
+- other numbers: at most five significant figures and four decimals;
+- booleans: yes / no.
+
+The saved CSV and Markdown files are written from the frame itself and are never formatted.
+"""
+from __future__ import annotations
+
+import html
+import numbers
+import re
+
+import pandas as pd
+
+PERCENT = re.compile(r"\((?:%|pp)[),]")
+FID = re.compile(r"\bFID\b")
+SECONDS = re.compile(r"(?:^|[\s(])m?s(?:\)|\s*/|\s+to\b)")
+DASH = "—"
+
+STYLE = ("<style>div.report-table{overflow-x:auto;max-width:100%;margin:0 0 1em}"
+         "div.report-table table{border-collapse:collapse;margin:0;table-layout:auto;"
+         "font-size:13px}"
+         "div.report-table th,div.report-table td{border:1px solid #d0d0d0;padding:3px 7px;"
+         "vertical-align:top;max-width:none;line-height:1.35}"
+         "div.report-table th{background:#f3f3f3;text-align:left;white-space:normal;"
+         "min-width:3em}"
+         "div.report-table td.num{text-align:right;white-space:nowrap;"
+         "font-variant-numeric:tabular-nums}"
+         "div.report-table td.text{text-align:left;white-space:normal;min-width:6em;"
+         "max-width:32em;overflow-wrap:anywhere}</style>")
+
+
+class HTML(str):
+    """A cell already written as HTML (a link, a thumbnail): the renderer inserts it as it is."""
+
+
+def _missing(v) -> bool:
+    if isinstance(v, str):
+        return False
+    return v is None or bool(pd.api.types.is_scalar(v) and pd.isna(v))
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool) or type(v).__name__ == "bool_"
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Number) and not _is_bool(v)
+
+
+def column_kind(name: str, values) -> str:
+    """How a column's numbers are written: ``percent``, ``fid``, ``seconds``, ``count``,
+    ``number``, ``flag`` or ``text`` (no number in it)."""
+    present = [v for v in values if not _missing(v)]
+    if present and all(_is_bool(v) for v in present):
+        return "flag"
+    nums = [v for v in present if _is_number(v)]
+    if not nums:
+        return "text"
+    for kind, pattern in (("percent", PERCENT), ("fid", FID), ("seconds", SECONDS)):
+        if pattern.search(name):
+            return kind
+    if all(float(v).is_integer() for v in nums):
+        return "count"
+    return "number"
+
+
+def _general(v: float) -> str:
+    if abs(v) >= 1e5:
+        return f"{v:,.0f}"
+    if abs(v) >= 1e-3 or v == 0:
+        return f"{round(v, 4):.5g}"
+    return f"{v:.3g}"
+
+
+def format_value(v, kind: str) -> str:
+    """``v`` as the column ``kind`` writes it (see the module docstring)."""
+    if _missing(v):
+        return "" if kind == "text" else DASH
+    if _is_bool(v):
+        return "yes" if v else "no"
+    if not _is_number(v):
+        return str(v)
+    x = float(v)
+    if kind in ("percent", "fid"):
+        return f"{x:,.2f}"
+    if kind == "seconds":
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+    if isinstance(v, numbers.Integral) or (kind == "count" and x.is_integer()):
+        return f"{int(x):,}"
+    return _general(x)
+
+
+def _cell(v, kind: str) -> tuple[str, str]:
+    """(the cell's HTML, its class)."""
+    if isinstance(v, HTML):
+        return str(v), "text"
+    numeric = kind not in ("text", "flag") and (_is_number(v) or _missing(v))
+    return html.escape(format_value(v, kind)), "num" if numeric else "text"
+
+
+def _name(label) -> str:
+    if isinstance(label, tuple):
+        return " / ".join(str(x) for x in label if str(x))
+    return str(label)
+
+
+def render(df: pd.DataFrame, *, table_id: str | None = None,
+           row_classes: list[str] | None = None, style: bool = True) -> str:
+    """``df`` as one HTML table in a sideways-scrolling wrapper; ``row_classes`` gives each row a
+    CSS class (e.g. a verdict's colour). Without ``style`` the page carries :data:`STYLE` once
+    itself."""
+    frame = df
+    if any(n is not None for n in df.index.names):
+        frame = df.reset_index()
+    names = [_name(c) for c in frame.columns]
+    kinds = [column_kind(n, frame.iloc[:, i].tolist()) for i, n in enumerate(names)]
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for r, values in enumerate(frame.itertuples(index=False, name=None)):
+        cls = row_classes[r] if row_classes and row_classes[r] else ""
+        cells = "".join(f'<td class="{c}">{h}</td>'
+                        for h, c in (_cell(v, k) for v, k in zip(values, kinds)))
+        rows.append(f"<tr class=\"{html.escape(cls)}\">{cells}</tr>" if cls
+                    else f"<tr>{cells}</tr>")
+    ident = f' id="{html.escape(table_id)}"' if table_id else ""
+    return (f'{STYLE if style else ""}<div class="report-table" style="overflow-x:auto;max-width:100%">'
+            f"<table{ident}><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+class ReportFrame(pd.DataFrame):
+    """A DataFrame that a notebook shows with :func:`render`; it computes like any DataFrame, and
+    what is derived from it (a selection, ``drop``, ``assign``) shows the same way."""
+
+    @property
+    def _constructor(self):
+        return ReportFrame
+
+    def _repr_html_(self) -> str:
+        return render(self)
+
+
+def shown(df: pd.DataFrame) -> ReportFrame:
+    """``df`` as a :class:`ReportFrame` (the same data; nothing is formatted or copied)."""
+    return df if isinstance(df, ReportFrame) else ReportFrame(df)
