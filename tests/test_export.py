@@ -1,5 +1,6 @@
-"""The HTML export on hand-made notebooks (no kernel, no browser): every saved figure gets the anchor
-the start page links to."""
+"""The HTML export on hand-made notebooks (no kernel, no browser): formulas become MathML while dollar
+signs elsewhere stay as written, nothing is fetched from the network, and every saved figure gets the
+anchor the start page links to."""
 import json
 import re
 
@@ -9,6 +10,12 @@ import pytest
 from lib.report import export
 
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+MARKDOWN = r"""## Formulas
+The teacher gives $\hat y_u = \arg\max T(x_u^{weak})$, weighted by $\lambda_u$.
+
+$$d^2 = \|m - m_w\|^2 + \mathrm{Tr}(C + C_w - 2 (C C_w)^{1/2})$$
+
+A price of \$5 stays as written, and so does `echo $HOME` in code."""
 
 
 def image(name="x"):
@@ -26,6 +33,37 @@ def write_notebook(folder, cells, *, figures=()):
                      for n in figures]}
     (folder / "manifest.json").write_text(json.dumps({"profile": "x", "chapters": {}, "items": items}))
     return path
+
+
+def external_urls(page: str) -> list[str]:
+    """Script and stylesheet URLs a page would fetch from the network."""
+    scripts = re.findall(r"""<script[^>]*\ssrc=["']((?:https?:)?//[^"']+)""", page)
+    styles = [h for tag in re.findall(r"<link[^>]*>", page) if "stylesheet" in tag
+              for h in re.findall(r"""href=["']((?:https?:)?//[^"']+)""", tag)]
+    modules = re.findall(r"""import\(\s*["'](https?://[^"']+)""", page)
+    return scripts + styles + modules
+
+
+def test_formulas_become_mathml_and_other_dollars_stay(tmp_path):
+    code = nbformat.v4.new_code_cell('print("$HOME costs $5")\n"$x$ in an output"')
+    code.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "'$x$ in an output'"},
+                                           execution_count=1)]
+    nb = write_notebook(tmp_path, [nbformat.v4.new_markdown_cell(MARKDOWN), code])
+    class_page, code_page = export.export_chapter(nb, tmp_path / "html")
+    for page in (class_page.read_text(), code_page.read_text()):
+        assert page.count("<math ") == 3 and 'display="block"' in page
+        assert "\\hat" not in page and "\\arg" not in page and "\\lambda" not in page  # no TeX left
+        assert "<mi>arg</mi>" in page  # a command the converter lacks is written by its name
+        assert "$5 stays" in page and "<code>echo $HOME</code>" in page
+        assert "$x$ in an output" in page
+        assert not external_urls(page), external_urls(page)
+        assert "MathJax" not in page and "require.js" not in page
+    assert "$HOME costs $5" in code_page.read_text()
+
+
+def test_unreadable_tex_stays_visible_as_its_source():
+    html = export.tex_to_mathml(r"x^")
+    assert html.startswith('<code class="tex">') and "x^" in html
 
 
 @pytest.mark.parametrize("images", [2, 1])

@@ -1,10 +1,12 @@
 """HTML export of executed chapter notebooks: a class version (no code) and a full version, plus one
 combined file.
 
-Each page stands alone (figures are embedded as data URIs) and opens with a table of contents built
-from the notebook's headings; every saved figure has an anchor, ``#fig-<chapter>-<name>``, that the
-start page links to. The class version also drops stream output (progress lines, warnings), so
-students see the tables and figures, not the machinery. Called by ``run_all.sh``::
+Each page stands alone and opens offline: figures are embedded as data URIs, formulas (the Markdown's
+``$...$`` and ``$$...$$``) are written as MathML, which browsers draw themselves, and no script or
+stylesheet is fetched from the network. A page opens with a table of contents built from the
+notebook's headings, and every saved figure has an anchor, ``#fig-<chapter>-<name>``, that the start
+page links to. The class version also drops stream output (progress lines, warnings), so students see
+the tables and figures, not the machinery. Called by ``run_all.sh``::
 
     python -m lib.report.export chapter outputs/<profile>/notebooks/<chapter>.ipynb <html folder>
     python -m lib.report.export finish outputs/<profile>  # index.html and the combined report.html
@@ -12,15 +14,74 @@ students see the tables and figures, not the machinery. Called by ``run_all.sh``
 from __future__ import annotations
 
 import copy
+import html
 import re
 import sys
 from pathlib import Path
 
+import jinja2
 import nbformat
+from latex2mathml.converter import convert as latex_to_mathml
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
 from ..storage import write_text_atomic
 from . import CHAPTERS, build_index, read_manifest
 from .index import figure_id
+
+# the lab template without what it fetches from the network: require.js, MathJax, mermaid and the
+# widget manager (no chapter shows widgets or diagrams; formulas are MathML already)
+TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% block html_head_js %}{% endblock html_head_js %}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style type="text/css">
+.jp-RenderedMarkdown table { display: block; overflow-x: auto; max-width: 100%; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; }
+math[display="block"] { margin: 0.6em 0; }
+</style>{% endblock extra_css %}
+"""
+# a command latex2mathml does not know stays in the MathML as <mi>\name</mi>: write the name
+UNKNOWN_COMMAND = re.compile(r"<mi>\\([A-Za-z]+)</mi>")
+
+
+def tex_to_mathml(tex: str, *, display: str = "inline") -> str:
+    """One formula as MathML; what the converter cannot read stays visible as its TeX source."""
+    try:
+        mathml = latex_to_mathml(tex.strip(), display=display)
+    except Exception as err:  # the converter raises its own errors for unsupported TeX
+        print(f"formula left as TeX ({type(err).__name__}): {tex}", file=sys.stderr)
+        return f'<code class="tex">{html.escape(tex)}</code>'
+    return UNKNOWN_COMMAND.sub(r"<mi>\1</mi>", mathml)
+
+
+class MathMLRenderer(IPythonRenderer):
+    """nbconvert's Markdown renderer, with TeX written as MathML instead of left for MathJax."""
+
+    def inline_math(self, body: str) -> str:
+        return tex_to_mathml(body)
+
+    def block_math(self, body: str) -> str:
+        return tex_to_mathml(body, display="block")
+
+    def latex_environment(self, name: str, body: str) -> str:
+        return tex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display="block")
+
+
+class HandoutExporter(HTMLExporter):
+    """The lab template's HTML exporter, offline: Markdown math as MathML, nothing fetched."""
+
+    @jinja2.pass_context
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        path = context.get("resources", {}).get("metadata", {}).get("path", "")
+        renderer = MathMLRenderer(escape=False, attachments=cell.get("attachments", {}),
+                                  embed_images=self.embed_images, path=path,
+                                  anchor_link_text=self.anchor_link_text,
+                                  exclude_anchor_links=self.exclude_anchor_links,
+                                  **self.lexer_options)
+        return MarkdownWithMath(renderer=renderer).render(source)
 
 
 def _anchor(text: str) -> str:
@@ -149,10 +210,10 @@ def with_figure_anchors(nb, profile_dir: Path, chapter: str):
 
 
 def _html(nb, *, with_code: bool) -> str:
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab", exclude_input=not with_code,
-                            exclude_input_prompt=not with_code, exclude_output_prompt=True)
+    exporter = HandoutExporter(template_name="lab", template_file="handout.html.j2",
+                               extra_loaders=[jinja2.DictLoader({"handout.html.j2": TEMPLATE})],
+                               exclude_input=not with_code, exclude_input_prompt=not with_code,
+                               exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     return body
 
