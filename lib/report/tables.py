@@ -39,7 +39,7 @@ STYLE = ("<style>div.report-table{overflow-x:auto;max-width:100%;margin:0 0 1em}
          "div.report-table td.num{text-align:right;white-space:nowrap;"
          "font-variant-numeric:tabular-nums}"
          "div.report-table td.text{text-align:left;white-space:normal;min-width:6em;"
-         "max-width:32em;overflow-wrap:anywhere}</style>")
+         "max-width:30em;overflow-wrap:anywhere}</style>")
 
 
 class HTML(str):
