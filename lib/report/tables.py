@@ -34,12 +34,12 @@ STYLE = ("<style>div.report-table{overflow-x:auto;max-width:100%;margin:0 0 1em}
          "font-size:13px}"
          "div.report-table th,div.report-table td{border:1px solid #d0d0d0;padding:3px 7px;"
          "vertical-align:top;max-width:none;line-height:1.35}"
-         "div.report-table th{background:#f3f3f3;text-align:left;white-space:normal;"
-         "min-width:3em}"
-         "div.report-table td.num{text-align:right;white-space:nowrap;"
-         "font-variant-numeric:tabular-nums}"
-         "div.report-table td.text{text-align:left;white-space:normal;min-width:6em;"
-         "max-width:30em;overflow-wrap:anywhere}</style>")
+         "div.report-table th{background:#f3f3f3;white-space:normal;min-width:3em}"
+         "div.report-table th.num,div.report-table td.num{text-align:right}"
+         "div.report-table th.text,div.report-table td.text{text-align:left}"
+         "div.report-table td.num{white-space:nowrap;font-variant-numeric:tabular-nums}"
+         "div.report-table td.text{white-space:normal;min-width:6em;max-width:30em;"
+         "overflow-wrap:anywhere}</style>")
 
 
 class HTML(str):
@@ -127,7 +127,9 @@ def render(df: pd.DataFrame, *, table_id: str | None = None,
         frame = df.reset_index()
     names = [_name(c) for c in frame.columns]
     kinds = [column_kind(n, frame.iloc[:, i].tolist()) for i, n in enumerate(names)]
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    # a header sits on the side its column's numbers or words sit
+    head = "".join(f'<th class="{"text" if k in ("text", "flag") else "num"}">{html.escape(n)}</th>'
+                   for n, k in zip(names, kinds))
     rows = []
     for r, values in enumerate(frame.itertuples(index=False, name=None)):
         cls = row_classes[r] if row_classes and row_classes[r] else ""
