@@ -41,7 +41,8 @@ _STYLE = ("tr.holds{background:#e3f6e3}tr.fails{background:#fbe9e7}img.chart{max
           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
           "th{background:#f3f3f3}.better{background:#e3f6e3}.worse{background:#fbe9e7}"
           ".reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px}"
-          ".minis{display:flex;flex-wrap:nowrap;gap:4px}img.mini{width:96px;display:block}"
+          ".minis{display:flex;flex-wrap:nowrap;gap:4px}"
+          "img.mini{width:96px;height:72px;object-fit:contain;background:#fff;display:block}"
           ".thumbs img,img.mini{border:1px solid #ddd}.note{color:#555}")
 
 
