@@ -99,6 +99,7 @@ def test_formats_follow_the_column_name_then_its_values():
         ["0.9555", "0.0001", "13.973", "-2", "1.07e-06"]
     assert format_value(pd.NA, "count") == "—" and format_value(None, "text") == ""
     assert format_value("60-70", "number") == "60-70"
+    assert column_kind("same", [np.True_, np.False_]) == "flag" and format_value(np.False_, "flag") == "no"
 
 
 def test_html_cells_pass_and_text_is_escaped():

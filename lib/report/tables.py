@@ -22,6 +22,7 @@ import html
 import numbers
 import re
 
+import numpy as np
 import pandas as pd
 
 PERCENT = re.compile(r"\((?:%|pp)[),]")
@@ -53,7 +54,7 @@ def _missing(v) -> bool:
 
 
 def _is_bool(v) -> bool:
-    return isinstance(v, bool) or type(v).__name__ == "bool_"
+    return isinstance(v, (bool, np.bool_))
 
 
 def _is_number(v) -> bool:
