@@ -102,6 +102,14 @@ def test_formats_follow_the_column_name_then_its_values():
     assert column_kind("same", [np.True_, np.False_]) == "flag" and format_value(np.False_, "flag") == "no"
 
 
+def test_a_column_of_numbers_sits_right_and_one_with_words_left():
+    df = pd.DataFrame({"this run": [0.0005, "SGD, momentum 0.9", 128], "steps": [8, None, 30_000]})
+    page = render(df)
+    assert re.findall(r'<th class="(\w+)">', page) == ["text", "num"]
+    assert re.findall(r'<td class="(\w+)">', page) == ["text", "num"] * 3
+    assert Cells(page).rows == [["0.0005", "8"], ["SGD, momentum 0.9", "—"], ["128", "30,000"]]
+
+
 def test_html_cells_pass_and_text_is_escaped():
     df = pd.DataFrame({"chapter": [HTML('<a href="01_supervised.html">1</a>')], "claim": ["a < b & c"]})
     page = render(df, table_id="findings", row_classes=["holds"])

@@ -104,12 +104,8 @@ def format_value(v, kind: str) -> str:
     return _general(x)
 
 
-def _cell(v, kind: str) -> tuple[str, str]:
-    """(the cell's HTML, its class)."""
-    if isinstance(v, HTML):
-        return str(v), "text"
-    numeric = kind not in ("text", "flag") and (_is_number(v) or _missing(v))
-    return html.escape(format_value(v, kind)), "num" if numeric else "text"
+def _cell(v, kind: str) -> str:
+    return str(v) if isinstance(v, HTML) else html.escape(format_value(v, kind))
 
 
 def _name(label) -> str:
@@ -127,15 +123,17 @@ def render(df: pd.DataFrame, *, table_id: str | None = None,
     if any(n is not None for n in df.index.names):
         frame = df.reset_index()
     names = [_name(c) for c in frame.columns]
-    kinds = [column_kind(n, frame.iloc[:, i].tolist()) for i, n in enumerate(names)]
-    # a header sits on the side its column's numbers or words sit
-    head = "".join(f'<th class="{"text" if k in ("text", "flag") else "num"}">{html.escape(n)}</th>'
-                   for n, k in zip(names, kinds))
+    columns = [frame.iloc[:, i].tolist() for i in range(len(names))]
+    kinds = [column_kind(n, values) for n, values in zip(names, columns)]
+    # a column of numbers only (and gaps) sits on the right, its header too; any words: the left
+    sides = ["num" if k not in ("text", "flag") and all(_is_number(v) or _missing(v) for v in values)
+             else "text" for k, values in zip(kinds, columns)]
+    head = "".join(f'<th class="{side}">{html.escape(n)}</th>' for n, side in zip(names, sides))
     rows = []
     for r, values in enumerate(frame.itertuples(index=False, name=None)):
         cls = row_classes[r] if row_classes and row_classes[r] else ""
-        cells = "".join(f'<td class="{c}">{h}</td>'
-                        for h, c in (_cell(v, k) for v, k in zip(values, kinds)))
+        cells = "".join(f'<td class="{side}">{_cell(v, k)}</td>'
+                        for v, k, side in zip(values, kinds, sides))
         rows.append(f"<tr class=\"{html.escape(cls)}\">{cells}</tr>" if cls
                     else f"<tr>{cells}</tr>")
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
