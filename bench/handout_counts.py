@@ -85,7 +85,8 @@ def html_counts(text: str) -> dict:
     return {"tables": c.tables, "NaN cells": c.nan_cells,
             "elided columns": c.elided_columns, "elided rows": c.elided_rows,
             "truncated cells": c.truncated_cells, "elision footers": footers,
-            "external scripts": c.external_scripts + modules, "external styles": c.external_styles + imports,
+            "external scripts": c.external_scripts + modules,
+            "external styles": c.external_styles + imports,
             "raw $ math": c.raw_math}
 
 

@@ -1,12 +1,12 @@
 """HTML export of executed chapter notebooks: a class version (no code) and a full version, plus one
 combined file.
 
-Each page stands alone and opens offline: figures are embedded as data URIs, formulas (the Markdown's
-``$...$`` and ``$$...$$``) are written as MathML, which browsers draw themselves, and no script or
-stylesheet is fetched from the network. A page opens with a table of contents built from the
-notebook's headings, and every saved figure has an anchor, ``#fig-<chapter>-<name>``, that the start
-page links to. The class version also drops stream output (progress lines, warnings), so students see
-the tables and figures, not the machinery. Called by ``run_all.sh``::
+Each page stands alone and opens offline: figures are embedded as data URIs, formulas (the
+Markdown's ``$...$`` and ``$$...$$``) are written as MathML, which browsers draw themselves, and no
+script or stylesheet is fetched from the network. A page opens with a table of contents built from
+the notebook's headings, and every saved figure has an anchor, ``#fig-<chapter>-<name>``, that the
+start page links to. The class version also drops stream output (progress lines, warnings), so
+students see the tables and figures, not the machinery. Called by ``run_all.sh``::
 
     python -m lib.report.export chapter outputs/<profile>/notebooks/<chapter>.ipynb <html folder>
     python -m lib.report.export finish outputs/<profile>  # index.html and the combined report.html

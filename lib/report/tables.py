@@ -126,8 +126,9 @@ def render(df: pd.DataFrame, *, table_id: str | None = None,
     columns = [frame.iloc[:, i].tolist() for i in range(len(names))]
     kinds = [column_kind(n, values) for n, values in zip(names, columns)]
     # a column of numbers only (and gaps) sits on the right, its header too; any words: the left
-    sides = ["num" if k not in ("text", "flag") and all(_is_number(v) or _missing(v) for v in values)
-             else "text" for k, values in zip(kinds, columns)]
+    sides = ["num" if k not in ("text", "flag")
+             and all(_is_number(v) or _missing(v) for v in values) else "text"
+             for k, values in zip(kinds, columns)]
     head = "".join(f'<th class="{side}">{html.escape(n)}</th>' for n, side in zip(names, sides))
     rows = []
     for r, values in enumerate(frame.itertuples(index=False, name=None)):
@@ -137,7 +138,8 @@ def render(df: pd.DataFrame, *, table_id: str | None = None,
         rows.append(f"<tr class=\"{html.escape(cls)}\">{cells}</tr>" if cls
                     else f"<tr>{cells}</tr>")
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
-    return (f'{STYLE if style else ""}<div class="report-table" style="overflow-x:auto;max-width:100%">'
+    return (f'{STYLE if style else ""}'
+            '<div class="report-table" style="overflow-x:auto;max-width:100%">'
             f"<table{ident}><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
