@@ -1,5 +1,6 @@
 """The exported pages in a real browser: headless Chromium renders index.html and a chapter page, and every
 local link and image they reference resolves. Skipped where Chromium is not installed."""
+import re
 import shutil
 import subprocess
 import sys
@@ -112,3 +113,30 @@ def test_chapter_formulas_render_offline(smoke_report, tmp_path, page_name):
     prof, _ = smoke_report
     page = prof / "html" / page_name
     assert_reads_offline(page, offline_dom(tmp_path, page))
+
+
+def test_a_wide_table_scrolls_inside_the_page(tmp_path):
+    import nbformat
+    import pandas as pd
+
+    from lib.report import export
+    from lib.report.tables import render
+
+    wide = pd.DataFrame({f"a rather long column name {i}": [1234.5 * i, None] for i in range(25)})
+    wide.insert(0, "note", ["a long note that wraps inside its cell rather than widening the page " * 3, "x"])
+    cell = nbformat.v4.new_code_cell("table")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": render(wide), "text/plain": ""})]
+    path = tmp_path / "outputs" / "notebooks" / "wide.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Wide"), cell]), path)
+    page = export.export_chapter(path, tmp_path / "outputs" / "html")[0]
+    # a copy that writes the table wrapper's and the page's widths into the DOM once laid out
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", (
+        "<script>addEventListener('load', () => { const d = document.querySelector('div.report-table');"
+        "d.dataset.widths = [d.scrollWidth, d.clientWidth, document.documentElement.scrollWidth,"
+        "window.innerWidth].join(' '); });</script></body>")))
+    dom = chromium(tmp_path, "--window-size=1200,900", "--dump-dom", probe.as_uri())
+    table, shown, page_width, window = map(int, re.search(r'data-widths="([\d ]+)"', dom.stdout).group(1).split())
+    assert table > shown  # the table is wider than its wrapper, which scrolls
+    assert page_width <= window  # and the page itself does not grow past the window

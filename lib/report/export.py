@@ -38,7 +38,6 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
 {% block extra_css %}<style type="text/css">
 .jp-RenderedMarkdown table { display: block; overflow-x: auto; max-width: 100%; }
-.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; }
 math[display="block"] { margin: 0.6em 0; }
 </style>{% endblock extra_css %}
 """

@@ -35,12 +35,15 @@ STYLE = ("<style>div.report-table{overflow-x:auto;max-width:100%;margin:0 0 1em}
          "font-size:13px}"
          "div.report-table th,div.report-table td{border:1px solid #d0d0d0;padding:3px 7px;"
          "vertical-align:top;max-width:none;line-height:1.35}"
-         "div.report-table th{background:#f3f3f3;white-space:normal;min-width:3em}"
+         "div.report-table th{background:#f3f3f3}"
          "div.report-table th.num,div.report-table td.num{text-align:right}"
          "div.report-table th.text,div.report-table td.text{text-align:left}"
          "div.report-table td.num{white-space:nowrap;font-variant-numeric:tabular-nums}"
-         "div.report-table td.text{white-space:normal;min-width:6em;max-width:30em;"
-         "overflow-wrap:anywhere}</style>")
+         # words wrap inside a column of their natural width, at most 28em (a header: 9em); the
+         # table never squeezes a column narrower, it scrolls instead
+         "div.report-table div.w{width:max-content;max-width:28em;white-space:normal}"
+         "div.report-table th div.w{max-width:9em}div.report-table th.num div.w{margin-left:auto}"
+         "</style>")
 
 
 class HTML(str):
@@ -129,11 +132,13 @@ def render(df: pd.DataFrame, *, table_id: str | None = None,
     sides = ["num" if k not in ("text", "flag")
              and all(_is_number(v) or _missing(v) for v in values) else "text"
              for k, values in zip(kinds, columns)]
-    head = "".join(f'<th class="{side}">{html.escape(n)}</th>' for n, side in zip(names, sides))
+    head = "".join(f'<th class="{side}"><div class="w">{html.escape(n)}</div></th>'
+                   for n, side in zip(names, sides))
     rows = []
     for r, values in enumerate(frame.itertuples(index=False, name=None)):
         cls = row_classes[r] if row_classes and row_classes[r] else ""
-        cells = "".join(f'<td class="{side}">{_cell(v, k)}</td>'
+        cells = "".join(f'<td class="num">{_cell(v, k)}</td>' if side == "num"
+                        else f'<td class="text"><div class="w">{_cell(v, k)}</div></td>'
                         for v, k, side in zip(values, kinds, sides))
         rows.append(f"<tr class=\"{html.escape(cls)}\">{cells}</tr>" if cls
                     else f"<tr>{cells}</tr>")
