@@ -134,8 +134,8 @@ accuracy = supervised.accuracy_table(results + baseline + pretrained,
                                      profile=params["profile"], source=splits.source,
                                      n_test=len(splits.test_y))
 not_run = supervised.not_run_rows(not_run, profile=params["profile"], source=splits.source)
-report.table(pd.concat([accuracy, not_run], ignore_index=True),
-             "accuracy", item="1.4", title="CIFAR-10 test accuracy, presented vs reproduced")
+display(report.table(pd.concat([accuracy, not_run], ignore_index=True),
+                     "accuracy", item="1.4", title="CIFAR-10 test accuracy, presented vs reproduced"))
 for r in results + baseline + pretrained:  # each test image's prediction, for the intervals
     report.predictions(r.name, r.test_logits, r.test_labels, item="1.4", run=supervised.run_id(r))
 
@@ -146,9 +146,9 @@ for r in results + baseline + pretrained:  # each test image's prediction, for t
 # percentage points. The second table computes that margin for the presented ResNets and this run's.
 
 # %%
-report.table(pd.DataFrame({"model": list(REFERENCE["pytorch_cifar"]),
-                           "test acc (%), pytorch-cifar README": list(REFERENCE["pytorch_cifar"].values())}),
-             "reference_pytorch_cifar", item="1.5", title="Reference: kuangliu/pytorch-cifar (cited, not run here)")
+display(report.table(pd.DataFrame({"model": list(REFERENCE["pytorch_cifar"]),
+                                   "test acc (%), pytorch-cifar README": list(REFERENCE["pytorch_cifar"].values())}),
+                     "reference_pytorch_cifar", item="1.5", title="Reference: kuangliu/pytorch-cifar (cited, not run here)"))
 report.table(supervised.resnet_margin_table({r.name: round(100 * r.test_acc, 2) for r in results}),
              "resnet_margin", item="1.5",
              title=f"The slide's +{PRESENTED['resnet_margin_over_pytorch_cifar']:g}%: ResNets minus the pytorch-cifar rows")

@@ -174,8 +174,8 @@ samples = generative.draw_samples(trained, params)
 fig = figures.sample_grid({s.label: s.images for s in samples.values()}, nrow=8,
                     title=f"profile {params['profile']}: samples of each model")
 report.figure(fig, "sample_grids", item="2.4", title="Sample grids of each model");
-report.table(generative.sampling_times(samples, fid_images=params["fid_images"]), "sampling_times", item="2.4",
-             title=f"Sampling time per image on {report.device}")
+display(report.table(generative.sampling_times(samples, fid_images=params["fid_images"]), "sampling_times", item="2.4",
+                     title=f"Sampling time per image on {report.device}"))
 report.per_example("sampling_repeats", item="2.4", **generative.time_samplers(trained, params))
 
 # %%

@@ -75,8 +75,8 @@ display(Markdown(report.describe(f"split sizes {splits.sizes()}")))
 
 # %%
 ssl_methods = mpl_reference.reference_table(REFERENCE["ssl_methods"], REFERENCE["ssl_method_groups"])
-report.table(ssl_methods, "reference_ssl_methods", item="3.1",
-             title="SSL methods, top-1 / top-5 (%) as printed in the MPL paper (cited, not run here; * as printed)")
+display(report.table(ssl_methods, "reference_ssl_methods", item="3.1",
+                     title="SSL methods, top-1 / top-5 (%) as printed in the MPL paper (cited, not run here; * as printed)"))
 display(Markdown(f"The slide's remark: *{REFERENCE['ssl_remark']}* Checked on the table:"))
 report.table(mpl_reference.ssl_remark_check(ssl_methods), "ssl_remark_check", item="3.1",
              title="The 3.1 remark checked on the cited table (CIFAR-10-4K top-1, %)")
@@ -90,7 +90,7 @@ report.table(mpl_reference.ssl_remark_check(ssl_methods), "ssl_remark_check", it
 
 # %%
 moons, moon_models, moon_table = twomoon.run(params)
-report.table(moon_table, "twomoon_accuracy", item="3.2", title="TwoMoon: accuracy of each learner on all points")
+display(report.table(moon_table, "twomoon_accuracy", item="3.2", title="TwoMoon: accuracy of each learner on all points"))
 report.per_example("twomoon", item="3.2", **twomoon.seed_runs(params, first=(moons, moon_models, moon_table)))
 report.figure(twomoon.boundaries_figure(moons, moon_models, moon_table), "twomoon_boundaries", item="3.2",
               title="TwoMoon decision boundaries: supervised only, pseudo-labelling, MPL");
@@ -185,8 +185,8 @@ report.table(results, "results", item="3.6", title="CIFAR-10-4K top-1 test accur
 # unlabelled images confident enough for the UDA loss), validation top-1 / top-5.
 
 # %%
-report.table(semi_supervised.presented_logs(PRESENTED), "presented_training_logs", item="3.7",
-             title="The presented training logs (as printed on the slide; test set, reference code)")
+display(report.table(semi_supervised.presented_logs(PRESENTED), "presented_training_logs", item="3.7",
+                     title="The presented training logs (as printed on the slide; test set, reference code)"))
 report.table(semi_supervised.training_log(runs["mpl"].history), "mpl_training_log", item="3.7", title="MPL training log per evaluation")
 
 # %% [markdown]

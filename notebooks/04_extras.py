@@ -134,8 +134,9 @@ report.figure(fig, "top5_differs", item="4.1", title=f"Test image #{example}: ne
 
 # %%
 agreement = {}
-report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10, per_query=agreement).assign(**context),
-             "normalised_agreement", item="4.1", title="Cosine vs Euclidean rankings, raw and L2-normalised features")
+display(report.table(retrieval.normalised_agreement(query_f, gallery_f, k=10, per_query=agreement).assign(**context),
+                     "normalised_agreement", item="4.1",
+                     title="Cosine vs Euclidean rankings, raw and L2-normalised features"))
 report.per_example("normalised_agreement", item="4.1", **agreement)
 
 # %% [markdown]
@@ -162,7 +163,7 @@ quality
 check = extras.baseline_check(quality, learned=f"{params['model']} features", baseline="raw pixels")
 display(Markdown(f"Learned features beat raw pixels on **{int(check['learned better'].sum())} of {len(check)}** "
                  "(metric, score) pairs, on the same queries."))
-report.table(check, "learned_vs_pixels", item="4.1", title="Do learned features beat raw pixels? (same queries)")
+display(report.table(check, "learned_vs_pixels", item="4.1", title="Do learned features beat raw pixels? (same queries)"))
 report.per_example("retrieval", item="4.1",
                    **extras.paired_scores(per_query, learned=f"{params['model']} features", baseline="raw pixels"))
 

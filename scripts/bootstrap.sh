@@ -2,7 +2,7 @@
 # 1. The active python3 (Colab, a conda env, an activated venv) when it already has every requirement;
 # 2. else ./.venv, created and filled from requirements.txt on first use.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_probe='import torch, torchvision, timm, pytorch_fid, pytorch_grad_cam, diffusers, sklearn, seaborn, pandas, tabulate, yaml, tqdm, tensorboard, papermill, nbconvert, jupytext, ipykernel, pytest'
+_probe='import torch, torchvision, timm, pytorch_fid, pytorch_grad_cam, diffusers, sklearn, seaborn, pandas, tabulate, yaml, tqdm, tensorboard, papermill, nbconvert, latex2mathml, jupytext, ipykernel, pytest'
 _has_reqs() { "$1" -c "$_probe" >/dev/null 2>&1; }
 
 if [ -n "${CIFAR_REPORT_PYTHON:-}" ] && _has_reqs "$CIFAR_REPORT_PYTHON"; then

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import matplotlib
 
@@ -117,3 +118,32 @@ def test_finish_saves_the_chapters_findings(tmp_path):
     assert list(found.columns) == COLUMNS and len(found) == 5
     assert set(found["verdict"]) == {NOT_RUN}  # hand-made outputs hold none of the chapter's data
     assert json.loads((final / "provenance.json").read_text())["findings_s"] >= 0
+
+
+def test_index_findings_show_three_thumbnails_linking_to_their_figures_in_the_chapter(tmp_path):
+    rep = make_report(tmp_path)
+    for i in range(4):  # four CAM figures under the finding's SPEC item
+        fig, ax = plt.subplots()
+        rep.figure(fig, f"cam_{i}", item="1.3", title=f"CAM {i}")
+        plt.close(fig)
+    rep.finish()
+    (tmp_path / "smoke" / "html").mkdir()
+    (tmp_path / "smoke" / "html" / "01_supervised.html").write_text("<html></html>")
+    page = R.build_index(tmp_path / "smoke").read_text()
+    findings = page[page.index('<table id="findings">'):]
+    findings = findings[:findings.index("</table>")]
+    row = next(r for r in findings.split("<tr") if "(1.3)" in r)
+    thumbs = re.findall(r"<div class='minis'>(.*?)</div>", row)
+    assert len(thumbs) == 1  # one row of thumbnails
+    links = re.findall(r'<a href="([^"]+)"><img class="mini" src="([^"]+)"', thumbs[0])
+    assert links == [(f"01_supervised.html#fig-01_supervised-cam_{i}", f"../01_supervised/cam_{i}.png")
+                     for i in range(3)]
+    assert "NaN" not in page and "None" not in page
+
+
+def test_index_figures_link_to_the_image_where_the_chapter_has_no_page(tmp_path):
+    from lib.report.index import figure_thumbnails
+
+    entry = {"chapter": "01_supervised", "path": "01_supervised/curve.png", "title": "Curve"}
+    assert 'href="../01_supervised/curve.png"' in figure_thumbnails([entry], built=[])
+    assert figure_thumbnails([], built=[]) == ""

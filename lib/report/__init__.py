@@ -33,6 +33,7 @@ from ..params import params_hash
 from ..spec import presented_numbers, status
 from ..storage import ROOT, default_out_root, write_text_atomic
 from ..train.device import COMPILE_RECORDS
+from .tables import shown
 
 PER_EXAMPLE = "per_example"   # a chapter's subfolder of per-image / per-query results
 
@@ -181,8 +182,8 @@ class Report:
 
     def table(self, df: pd.DataFrame, name: str, *, item: str, title: str,
               notes: str = "") -> pd.DataFrame:
-        """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` for
-        display."""
+        """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` as a
+        :class:`~lib.report.tables.ReportFrame`, which a notebook shows whole and formatted."""
         df.to_csv(self.staging / f"{name}.csv", index=False)
         md = f"**{title}**\n\n{df.to_markdown(index=False)}\n"
         if notes:
@@ -190,7 +191,7 @@ class Report:
         write_text_atomic(self.staging / f"{name}.md", md)
         self._sidecar(name, {"item": item, "title": title, "rows": len(df), "notes": notes})
         self._record(item, {"kind": "table", "path": f"{self.chapter}/{name}.csv", "title": title})
-        return df
+        return shown(df)
 
     def figure(self, fig, name: str, *, item: str, title: str, dpi: int = 120):
         """Save a matplotlib figure as ``<name>.png`` for SPEC ``item``; returns the figure for
@@ -265,10 +266,10 @@ class Report:
 
     def comparison_table(self) -> pd.DataFrame:
         """This chapter's presented-vs-reproduced rows so far (what ``comparison.csv`` will
-        hold)."""
-        return comparison_frame(self.comparisons, profile=self.profile,
+        hold), shown like a saved table."""
+        return shown(comparison_frame(self.comparisons, profile=self.profile,
                                 items={k.split("/")[0]
-                                       for k in (c["key"] for c in self.comparisons)})
+                                       for k in (c["key"] for c in self.comparisons)}))
 
     def finish(self) -> Path:
         """Save this chapter's comparisons and findings, move the staged outputs into place in one

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..storage import write_text_atomic
 from . import CHAPTERS, SPEC_ITEMS, comparison_frame, read_manifest
+from .tables import HTML, STYLE, render
 
 
 # -------------------------------------------------------------------------------- index page
@@ -40,8 +41,9 @@ _STYLE = ("tr.holds{background:#e3f6e3}tr.fails{background:#fbe9e7}img.chart{max
           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
           "th{background:#f3f3f3}.better{background:#e3f6e3}.worse{background:#fbe9e7}"
           ".reproduced{background:#e8f0fe}.thumbs img{width:260px;margin:4px}"
-          "img.mini{width:120px;margin:2px}.thumbs img,img.mini{border:1px solid #ddd}"
-          ".note{color:#555}")
+          ".minis{display:flex;flex-wrap:nowrap;gap:4px}"
+          "img.mini{width:96px;height:72px;object-fit:contain;background:#fff;display:block}"
+          ".thumbs img,img.mini{border:1px solid #ddd}.note{color:#555}")
 
 
 def build_index(profile_dir: str | Path) -> Path:
@@ -89,23 +91,21 @@ def build_index(profile_dir: str | Path) -> Path:
                  "intervals over the test images (FID: over the generated images) and cover "
                  "test-set sampling only, not run-to-run variation. Values come from each "
                  "chapter's <code>comparison.csv</code>.</p>")
-    parts.append("<table id=\"numbers\"><tr><th>item</th><th>quantity</th><th>presented</th>"
-                 "<th>this run</th><th>95% interval</th><th>difference</th><th>status</th></tr>")
-    for r in summary.to_dict("records"):
-        fmt = lambda v: ("" if v is None or v != v  # noqa: E731
-                         else f"{v:g}" if isinstance(v, float) else str(v))
-        cls = r["status"] if r["status"] in ("better", "worse", "reproduced") else ""
-        link = (f'<a href="{r["chapter"]}.html">{esc(r["item"])}</a>' if r["chapter"] in built
-                else esc(r["item"]))
-        parts.append(f"<tr class='{cls}'><td>{link}</td><td>{esc(r['quantity'])}</td>"
-                     f"<td>{esc(fmt(r['presented']))}</td><td>{esc(fmt(r['reproduced']))}</td>"
-                     f"<td>{esc(interval_text(r))}</td>"
-                     f"<td>{esc(fmt(r['difference']))}</td><td>{esc(r['status'])}</td></tr>")
-    parts.append("</table>" + ("" if full else "</details>"))
+    numbers = pd.DataFrame({
+        "item": [HTML(f'<a href="{ch}.html">{esc(item)}</a>') if ch in built else item
+                 for ch, item in zip(summary["chapter"], summary["item"])],
+        "quantity": summary["quantity"], "presented": summary["presented"],
+        "this run": summary["reproduced"],
+        "95% interval": [interval_text(r) for r in summary.to_dict("records")],
+        "difference": summary["difference"], "status": summary["status"]})
+    parts.append(render(numbers, table_id="numbers", style=False,
+                        row_classes=[s if s in ("better", "worse", "reproduced") else ""
+                                     for s in summary["status"]]))
+    parts.append("" if full else "</details>")
     parts += elsewhere_html()
 
     parts.append("<h2>Coverage of the presentation (SPEC items)</h2>")
-    parts.append("<table><tr><th>item</th><th>what</th><th>regenerated as</th></tr>")
+    coverage = []
     for item, what in SPEC_ITEMS.items():
         entries = man["items"].get(item, [])
         if entries:
@@ -121,33 +121,34 @@ def build_index(profile_dir: str | Path) -> Path:
         if entries and item in man.get("skipped", {}):
             cells += ("<br><span class='note'>partly skipped: "
                       f"{esc(man['skipped'][item]['reason'])}</span>")
-        parts.append(f"<tr><td>{item}</td><td>{esc(what)}</td><td>{cells}</td></tr>")
-    parts.append("</table>")
+        coverage.append({"item": item, "what": what, "regenerated as": HTML(cells)})
+    parts.append(render(pd.DataFrame(coverage), table_id="coverage", style=False))
 
     thumbs = [e for entries in man["items"].values() for e in entries if e.get("kind") == "figure"]
     if thumbs:
         parts.append("<h2>Key figures</h2><div class='thumbs'>")
         for e in thumbs:
-            parts.append(f'<a href="{esc(e["chapter"])}.html" title="{esc(e["title"])}">'
+            parts.append(f'<a href="{esc(figure_link(e, built))}" title="{esc(e["title"])}">'
                          f'<img src="../{esc(e["path"])}" alt="{esc(e["title"])}"></a>')
         parts.append("</div>")
 
     parts.append("<h2>Provenance</h2>")
-    parts.append("<table><tr><th>chapter</th><th>commit</th><th>device</th><th>data</th>"
-                 "<th>params hash</th><th>seed</th><th>wall time (s)</th>"
-                 "<th>started (UTC)</th></tr>")
-    for ch, prov in man["chapters"].items():
-        parts.append("<tr>" + "".join(f"<td>{esc(str(prov.get(k)))}</td>" for k in (
-            "chapter", "git_commit", "device", "data_source", "params_hash", "seed", "wall_time_s",
-            "started_utc"))
-            + "</tr>")
-    parts.append("</table>")
+    provenance = pd.DataFrame(
+        [{"chapter": ch, "commit": prov.get("git_commit"), "device": prov.get("device"),
+          "data": prov.get("data_source"), "params hash": prov.get("params_hash"),
+          # a seed is a name, not a count: no thousands separator
+          "seed": None if prov.get("seed") is None else str(prov["seed"]),
+          "wall time (s)": prov.get("wall_time_s"), "started (UTC)": prov.get("started_utc")}
+         for ch, prov in man["chapters"].items()],
+        columns=["chapter", "commit", "device", "data", "params hash", "seed", "wall time (s)",
+                 "started (UTC)"])
+    parts.append(render(provenance, table_id="provenance", style=False))
     if man["chapters"]:
         libs = next(iter(man["chapters"].values())).get("libraries", {})
         parts.append("<p>Libraries: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in libs.items())
                      + "</p>")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>CIFAR-10 report ({esc(profile)})</title><style>{_STYLE}</style></head>"
+            f"<title>CIFAR-10 report ({esc(profile)})</title><style>{_STYLE}</style>{STYLE}</head>"
             f"<body>{''.join(parts)}</body></html>")
     out = html_dir / "index.html"
     write_text_atomic(out, page)
@@ -160,13 +161,9 @@ def elsewhere_html() -> list[str]:
     with the chapter table that shows it."""
     from ..spec import presented_elsewhere
 
-    esc = html.escape
-    rows = "".join(f"<tr><td>{esc(r['item'])}</td><td>{esc(r['what'])}</td>"
-                   f"<td>{esc(r['presented'])}</td><td>{esc(r['shown'])}</td></tr>"
-                   for r in presented_elsewhere())
+    rows = pd.DataFrame(presented_elsewhere(), columns=["item", "what", "presented", "shown"])
     return ["<h2>The presentation's other numbers, and where they are shown</h2>",
-            "<table id=\"elsewhere\"><tr><th>item</th><th>what</th><th>presented</th>"
-            f"<th>shown in</th></tr>{rows}</table>"]
+            render(rows.rename(columns={"shown": "shown in"}), table_id="elsewhere", style=False)]
 
 
 VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
@@ -178,6 +175,34 @@ def interval_text(row: dict) -> str:
     if lo is None or hi is None or lo != lo or hi != hi:
         return ""
     return f"{lo:g} to {hi:g}"
+
+
+THUMBNAILS = 3  # figures shown per finding, in one row
+
+
+def figure_id(chapter: str, name: str) -> str:
+    """The anchor of a saved figure in the exported chapter pages (see :mod:`lib.report.export`)."""
+    return f"fig-{chapter}-{name}"
+
+
+def figure_link(entry: dict, built: list[str]) -> str:
+    """Where a manifest's figure ``entry`` is shown: at its anchor in its chapter's page, or the
+    image itself where the chapter has no page."""
+    if entry.get("chapter") not in built:
+        return f'../{entry["path"]}'
+    return f'{entry["chapter"]}.html#{figure_id(entry["chapter"], Path(entry["path"]).stem)}'
+
+
+def figure_thumbnails(entries: list[dict], built: list[str]) -> HTML:
+    """Up to :data:`THUMBNAILS` figures as one row of thumbnails, each linking to the figure in its
+    chapter's page."""
+    esc = html.escape
+    links = []
+    for e in entries[:THUMBNAILS]:
+        target = figure_link(e, built)
+        links.append(f'<a href="{esc(target)}"><img class="mini" src="../{esc(e["path"])}" '
+                     f'alt="{esc(e["title"])}" title="{esc(e["title"])}"></a>')
+    return HTML(f"<div class='minis'>{''.join(links)}</div>" if links else "")
 
 
 def findings_html(profile_dir: Path, profile: str, built: list[str], figures: dict) -> list[str]:
@@ -193,23 +218,22 @@ def findings_html(profile_dir: Path, profile: str, built: list[str], figures: di
              "bootstrap interval, from this run's saved per-image results: <b>holds</b> when the "
              "interval lies above zero, <b>does not hold</b> when below, <b>not decided at this "
              "scale</b> when it straddles zero. Each row says what its interval covers. "
-             f"{esc(count_line(df))}.</p>",
-             "<table id=\"findings\"><tr><th>chapter</th><th>the presentation says</th>"
-             "<th>this run</th><th>margin [95% interval]</th><th>numbers</th><th>figures</th></tr>"]
+             f"{esc(count_line(df))}.</p>"]
+    rows = []
     for r in df.to_dict("records"):
         chapter = (f'<a href="{r["chapter"]}.html">{esc(CHAPTERS[r["chapter"]])}</a>'
                    if r["chapter"] in built else esc(CHAPTERS[r["chapter"]]))
-        thumbs = "".join(f'<a href="../{esc(e["path"])}">'
-                         f'<img class="mini" src="../{esc(e["path"])}" '
-                         f'alt="{esc(e["title"])}" title="{esc(e["title"])}"></a>'
-                         for e in figures.get(r["item"], [])[:2])
-        parts.append(f"<tr class='{VERDICT_CLASS.get(r['verdict'], '')}'>"
-                     f"<td>{chapter} ({r['item']})</td>"
-                     f"<td>{esc(r['claim'])}</td><td><b>{esc(r['verdict'])}</b></td>"
-                     f"<td>{esc(r['margin'])}<br><span class='note'>{esc(r['covers'])}</span></td>"
-                     f"<td>{esc(r['evidence'])} <span class='note'>({esc(r['source'])})</span></td>"
-                     f"<td>{thumbs}</td></tr>")
-    parts.append("</table>")
+        rows.append({
+            "chapter": HTML(f"{chapter} ({esc(str(r['item']))})"),
+            "the presentation says": r["claim"], "this run": HTML(f"<b>{esc(r['verdict'])}</b>"),
+            "margin [95% interval]": HTML(f"{esc(r['margin'])}<br>"
+                                          f"<span class='note'>{esc(r['covers'])}</span>"),
+            "numbers": HTML(f"{esc(r['evidence'])} <span class='note'>({esc(r['source'])})</span>"),
+            "figures": figure_thumbnails(figures.get(r["item"], []), built)})
+    columns = ["chapter", "the presentation says", "this run", "margin [95% interval]", "numbers",
+               "figures"]
+    parts.append(render(pd.DataFrame(rows, columns=columns), table_id="findings", style=False,
+                        row_classes=[VERDICT_CLASS.get(v, "") for v in df["verdict"]]))
     return parts
 
 
@@ -231,14 +255,10 @@ def targets_html(outputs: Path, profile: str) -> list[str]:
                 if ran else "a full-profile run will measure: none has run in this outputs folder "
                 "yet, so every target below rests on projection.")
              + (f" This page is profile <b>{esc(profile)}</b>; the measured column is always the "
-                "full profile's." if profile != "full" else "") + "</p>",
-             "<table id=\"targets\"><tr>" + "".join(f"<th>{esc(c)}</th>" for c in df.columns)
-             + "</tr>"]
-    for r in df.to_dict("records"):
-        cls = {"yes": "holds", "no": "fails"}.get(r["met"], "")
-        parts.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values())
-                     + "</tr>")
-    return parts + ["</table>"]
+                "full profile's." if profile != "full" else "") + "</p>"]
+    return parts + [render(df, table_id="targets", style=False,
+                           row_classes=[{"yes": "holds", "no": "fails"}.get(m, "")
+                                        for m in df["met"]])]
 
 
 def charts_html(summary: pd.DataFrame, html_dir: Path) -> list[str]:
