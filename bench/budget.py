@@ -768,7 +768,7 @@ def main() -> int:
     ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                     help="the device's dense half-precision peak (default: an H100's, 989)")
     ap.add_argument("--tflops", type=float, default=None,
-                    help=f"assumed sustained TFLOP/s (default: {SUSTAINED_FRACTION:.0%} of --peak-tflops)")
+                    help=f"assumed sustained TFLOP/s (default: {SUSTAINED_FRACTION * 100:.0f}%% of --peak-tflops)")
     ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS, help="assumed floor per optimiser step (ms)")
     ap.add_argument("--record", action="store_true",
                     help=f"save the projection at {ASSUMED_TFLOPS:g} and 60 TFLOP/s as $BENCH_DIR/budget.json "

@@ -1,5 +1,6 @@
 """bench/budget.py: the work a profile implies, and the wall time it projects to from rates or FLOPs."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -306,3 +307,12 @@ def test_every_profile_on_every_device_from_the_datasheet_peaks():
     assert table.loc["full", "h100"] == table.loc["full", "h200"]  # the same tensor cores
     assert table.loc["full", "h100"] == round(budget.profile_hours("full", flops, peak_tflops=989.0), 2)
     assert all(d.source for d in budget.DEVICES.values()) and not budget.DEVICES["t4"].bf16
+
+
+def test_help_lists_every_option():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "budget.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for option in ("--profile", "--tflops", "--devices", "--choose", "--limit-hours", "--yes"):
+        assert option in out.stdout
+    assert f"{budget.SUSTAINED_FRACTION * 100:.0f}% of --peak" in out.stdout
