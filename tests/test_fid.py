@@ -37,6 +37,29 @@ def test_fid_of_two_gaussians_equals_the_closed_form():
     assert fid.frechet_distance(gaussian_stats(m1, c1), gaussian_stats(m2, c2)) == pytest.approx(general, rel=1e-7)
 
 
+@pytest.mark.parametrize("n", [60, 400])  # fewer images than dimensions (singular covariance), and more
+def test_distance_equals_pytorch_fid_with_and_without_the_features(n):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(n)
+    d = 128
+    gen = np.abs(rng.normal(size=(n, d))) * 0.6 + 0.05 * rng.normal(size=d)  # pool3 features are >= 0
+    real = fid.Stats.of(np.abs(rng.normal(size=(300, d))) * 0.5)
+    expected = calculate_frechet_distance(gen.mean(0), np.cov(gen, rowvar=False), real.mu, real.sigma)
+    with_features = fid.Stats.of(gen)
+    stats_only = fid.Stats(with_features.mu, with_features.sigma, n)  # as loaded from a cache file
+    assert fid.frechet_distance(with_features, real) == pytest.approx(expected, rel=1e-6)
+    assert fid.frechet_distance(stats_only, real) == pytest.approx(expected, rel=1e-6)
+    assert real._root is not None  # the reference's square root is kept for the next distance
+
+
+def test_statistics_of_different_dimensions_are_refused():
+    a = gaussian_stats(np.zeros(3), np.eye(3))
+    b = gaussian_stats(np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match=r"different dimensions: means \(3,\) vs \(4,\)"):
+        fid.frechet_distance(a, b)
+
+
 def test_cached_statistics_are_keyed_and_reused(tmp_path, monkeypatch):
     calls = []
 

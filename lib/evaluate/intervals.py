@@ -250,14 +250,13 @@ def fid_replicates(features: np.ndarray, reference, *, resamples: int, seed: int
     """
     import torch
 
+    from .fid import trace_sqrt
+
     dev = torch.device(device)
     f = torch.as_tensor(features, dtype=torch.float64, device=dev)
-    sig_r = torch.as_tensor(reference.sigma, dtype=torch.float64, device=dev)
     mu_r = torch.as_tensor(reference.mu, dtype=torch.float64, device=dev)
-    evals, evecs = torch.linalg.eigh(sig_r)
-    root_r = (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
-    projected = f @ root_r
-    tr_r = torch.trace(sig_r)
+    projected = f @ reference.root().to(dev)
+    tr_r = float(np.trace(reference.sigma))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = len(f)
     out = np.empty(resamples)
@@ -265,9 +264,7 @@ def fid_replicates(features: np.ndarray, reference, *, resamples: int, seed: int
         idx = torch.randint(n, (n,), generator=gen).to(dev)
         x, p = f[idx], projected[idx]
         mu = x.mean(0)
-        a = (p - p.mean(0)) / (n - 1) ** 0.5
-        gram = a @ a.T if n <= a.shape[1] else a.T @ a
-        tr_sqrt = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().sum()
+        tr_sqrt = trace_sqrt((p - p.mean(0)) / (n - 1) ** 0.5)
         tr_g = (x - mu).pow(2).sum() / (n - 1)
         out[i] = float((mu - mu_r).pow(2).sum() + tr_g + tr_r - 2 * tr_sqrt)
     return out
