@@ -32,6 +32,7 @@ import record  # noqa: E402
 
 from lib.chapters.findings import count_line, findings  # noqa: E402
 from lib.report import CHAPTERS, summary_frame  # noqa: E402
+from lib.report.tables import markdown  # noqa: E402
 
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
@@ -205,7 +206,7 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
             if path.is_file():
                 df = pd.read_csv(path)
                 lines += ["", f"**{CHAPTERS[ch]}: `{ch}/{name}.csv`**", "",
-                          df.iloc[:, :SHOWN_COLUMNS].to_markdown(index=False)]
+                          markdown(df.iloc[:, :SHOWN_COLUMNS])]
                 if name == "accuracy" and recipe_line(df):
                     lines += ["", recipe_line(df)]
     counts = summary_frame(folder)["status"].value_counts().to_dict()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from lib import report as R
-from lib.report.tables import HTML, ReportFrame, column_kind, format_value, render
+from lib.report.tables import HTML, ReportFrame, column_kind, format_value, markdown, render
 
 
 class Cells(HTMLParser):
@@ -122,7 +122,7 @@ def test_report_table_saves_the_frame_as_it_is_and_returns_one_that_renders(tmp_
     rep = R.Report("04_extras", {"profile": "smoke"}, out_root=tmp_path, data_source="synthetic", device="cpu")
     shown = rep.table(df, "quality", item="4.1", title="Quality")
     assert (rep.staging / "quality.csv").read_text() == df.to_csv(index=False)  # CSV untouched
-    assert (rep.staging / "quality.md").read_text() == f"**Quality**\n\n{df.to_markdown(index=False)}\n"
+    assert (rep.staging / "quality.md").read_text() == f"**Quality**\n\n{markdown(df)}\n"  # whole, no nan
     assert isinstance(shown, ReportFrame) and shown.equals(df)
     from IPython.core.formatters import DisplayFormatter
 
@@ -132,3 +132,14 @@ def test_report_table_saves_the_frame_as_it_is_and_returns_one_that_renders(tmp_
                     shown.head(2), pd.concat([shown, shown])):
         assert isinstance(derived, ReportFrame) and "report-table" in derived._repr_html_()
     assert isinstance(rep.comparison_table(), ReportFrame)
+
+
+def test_markdown_writes_every_row_and_column_and_no_nan():
+    df = pd.DataFrame({"model": ["a", "b", None], "acc (%)": [93.79, np.nan, 10.0], "n": [1, 2, 3]})
+    md = markdown(df)
+    lines = md.splitlines()
+    assert len(lines) == 2 + len(df)
+    assert "nan" not in md.lower() and "None" not in md
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
+    assert cells[0] == ["model", "acc (%)", "n"]
+    assert cells[2:] == [["a", "93.79", "1"], ["b", "—", "2"], ["—", "10", "3"]]

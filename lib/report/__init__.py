@@ -33,7 +33,7 @@ from ..params import params_hash
 from ..spec import presented_numbers, status
 from ..storage import ROOT, default_out_root, write_text_atomic
 from ..train.device import COMPILE_RECORDS
-from .tables import shown
+from .tables import markdown, shown
 
 PER_EXAMPLE = "per_example"   # a chapter's subfolder of per-image / per-query results
 
@@ -185,7 +185,7 @@ class Report:
         """Save ``df`` as ``<name>.csv`` and ``<name>.md`` for SPEC ``item``; returns ``df`` as a
         :class:`~lib.report.tables.ReportFrame`, which a notebook shows whole and formatted."""
         df.to_csv(self.staging / f"{name}.csv", index=False)
-        md = f"**{title}**\n\n{df.to_markdown(index=False)}\n"
+        md = f"**{title}**\n\n{markdown(df)}\n"
         if notes:
             md += f"\n{notes}\n"
         write_text_atomic(self.staging / f"{name}.md", md)

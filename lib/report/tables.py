@@ -164,3 +164,9 @@ class ReportFrame(pd.DataFrame):
 def shown(df: pd.DataFrame) -> ReportFrame:
     """``df`` as a :class:`ReportFrame` (the same data; nothing is formatted or copied)."""
     return df if isinstance(df, ReportFrame) else ReportFrame(df)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """``df`` as a Markdown table (the saved ``.md`` files and the generated docs): every row and
+    column, no index, a missing value written as an em dash instead of ``nan``."""
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, missingval=DASH)
