@@ -7,6 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from conftest import ROOT, SHARED_ARCHIVE, SHARED_WEIGHTS
@@ -226,3 +228,26 @@ def test_interval_cost_reads_each_chapters_provenance(tmp_path):
     [row] = interval_cost.cost_rows(tmp_path / "quick")
     assert row["total (s)"] == 20.0 and row["share (%)"] == 5.0 and row["per_example (KB)"] == 2.0
     assert row["two-moons seeds (s)"] == 18.0
+
+
+def test_time_breakdown_names_the_slowest_cells_of_each_chapter(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import time_breakdown
+
+    def cell(source, seconds):
+        return {"cell_type": "code", "source": source, "metadata": {"papermill": {"duration": seconds}}}
+
+    nbs = tmp_path / "quick" / "notebooks"
+    nbs.mkdir(parents=True)
+    (nbs / "01_supervised.ipynb").write_text(json.dumps({"cells": [
+        cell("# set-up\nimport torch", 2.0), {"cell_type": "markdown", "source": "text", "metadata": {}},
+        cell(["results = [train(n) for n in models]\n", 'report.table(acc, "accuracy", item="1.4")'], 90.0),
+        cell("sweep()", 8.0)]}))
+    (tmp_path / "quick" / "run.json").write_text(json.dumps({"chapters": {"01_supervised": 105}}))
+    rows, walls = time_breakdown.breakdown(tmp_path / "quick", top=2)
+    assert [(r["code"], r["seconds"]) for r in rows] == [("results = [train(n) for n in models]", 90.0),
+                                                         ("sweep()", 8.0)]
+    assert rows[0]["saves"] == "accuracy" and rows[1]["saves"] == ""
+    assert rows[0]["share of cells (%)"] == 90.0 and rows[0]["chapter wall time (s)"] == 105 and walls
+    with pytest.raises(SystemExit, match="no executed notebooks"):
+        time_breakdown.breakdown(tmp_path / "empty")
