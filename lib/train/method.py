@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .device import OneGraph, compile_record, maybe_compile, resolve_compile
+from .distributed import Shard, convert_sync_batchnorm, wrap
 
 
 class EMA(nn.Module):
@@ -74,6 +75,8 @@ class Method:
     device = torch.device("cpu")
     autocast_dtype: torch.dtype | None = None
     compile: bool | str = False
+    # which rank of how many trains this run (data-parallel: :meth:`distribute`)
+    shard = Shard()
 
     def __init__(self):
         self.state: dict[str, object] = {}
@@ -81,6 +84,19 @@ class Method:
         self._nets: dict[str, nn.Module] = {}
         self._scalers: dict[str, torch.amp.GradScaler] = {}  # optimiser name -> scaler (fp16 only)
         self._skipped: torch.Tensor | None = None  # fp16: updates the scalers skipped, on the device
+        self._replicas: dict[str, nn.Module] = {}  # data-parallel: name -> its DDP wrapper
+
+    def distribute(self, shard: Shard, device: torch.device, *,
+                   sync_batchnorm: bool = False) -> None:
+        """Train data-parallel as rank ``shard.rank`` of ``shard.world`` (called by the loop before
+        :meth:`setup`): :meth:`setup` wraps the ``compiled`` modules (the networks a step calls
+        through :meth:`net`) in DistributedDataParallel, and with ``sync_batchnorm`` their
+        BatchNorm layers compute statistics over the whole global batch."""
+        self.shard = shard
+        if sync_batchnorm and shard.active:
+            for name in self.compiled:
+                if convert_sync_batchnorm(self.state[name], device) is not self.state[name]:
+                    raise TypeError(f"{name} is a BatchNorm layer itself; wrap it in a module")
 
     def setup(self, device: torch.device, autocast_dtype: torch.dtype | None, *,
               compile: bool | str | None = None) -> None:
@@ -101,6 +117,10 @@ class Method:
         optimizers = {k: o for k, o in self.state.items() if isinstance(o, torch.optim.Optimizer)}
         for opt in optimizers.values():
             move_optimizer(opt, fused=cuda)
+        if self.shard.active:  # wrapped once, after the move: DDP keeps the modules' own tensors
+            for name in self.compiled:
+                if name not in self._replicas:
+                    self._replicas[name] = wrap(self.state[name], device)
         on = resolve_compile(self.compile, device)
         self._nets = {name: self._compiled_net(name, on) for name in self.compiled}
         if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
@@ -112,10 +132,10 @@ class Method:
             self._scalers, self._skipped = {}, None
 
     def _compiled_net(self, name: str, on: bool):
-        old = self._nets.get(name)
-        if on and isinstance(old, OneGraph) and old.module is self.state[name]:
+        old, module = self._nets.get(name), self._replicas.get(name, self.state[name])
+        if on and isinstance(old, OneGraph) and old.module is module:
             return old  # a second setup (resume, the reload before testing) keeps graph and record
-        return maybe_compile(self.state[name], on, name=name)
+        return maybe_compile(module, on, name=name)
 
     def compilation(self) -> dict[str, dict]:
         """``{module name: record}`` of the ``compiled`` modules: compiled, graphs, eager_calls,
@@ -128,10 +148,10 @@ class Method:
         return torch.channels_last if device.type == "cuda" else None
 
     def net(self, name: str) -> nn.Module:
-        """The network ``name`` as training calls it: compiled after :meth:`setup` when ``compile``
-        is on."""
+        """The network ``name`` as training calls it: in DistributedDataParallel when training
+        data-parallel, compiled after :meth:`setup` when ``compile`` is on."""
         compiled = self._nets.get(name)
-        return compiled if compiled is not None else self.state[name]
+        return compiled if compiled is not None else self._replicas.get(name, self.state[name])
 
     def autocast(self):
         if self.autocast_dtype is None:
