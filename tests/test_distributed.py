@@ -226,3 +226,26 @@ def test_shard_splits_every_tensor_of_a_batch_and_refuses_uneven_slices():
         Shard(0, 4).split(torch.zeros(10))
     assert distributed.data_parallel_shard(True) == Shard()  # no process group: one process
 
+
+def test_data_parallel_lists_only_runs_that_can_train_so():
+    from lib import params as P
+
+    assert distributed.marked_runs(P.load("03_semi_supervised", "full-long"), ("mpl", "uda")) == ("mpl",)
+    assert distributed.marked_runs(P.load("02_generative", "full"), ("ddpm",)) == ()
+    with pytest.raises(ValueError, match=r"data_parallel lists \['dcgan'\]; .* here: \['ddpm'\]"):
+        distributed.marked_runs({"data_parallel": ["dcgan"]}, ("ddpm",))
+
+
+def test_the_reference_recipe_table_compares_the_distributed_modes():
+    from lib import params as P
+    from lib.chapters import mpl_reference
+
+    long_ = {**P.load("03_semi_supervised", "full-long"), "profile": "full-long"}
+    rows = mpl_reference.reference_recipe_table(long_).set_index("param")
+    assert rows.loc["MPL on several GPUs", "this run"].startswith("data-parallel")
+    assert not rows.loc["several GPUs: feedback h", "same"]  # global h: the single-process step
+    assert not rows.loc["several GPUs: BatchNorm", "same"]
+    assert rows.loc["several GPUs: UDA mask", "same"] and rows.loc["several GPUs: seeds", "same"]
+    as_reference = {**long_, "mpl_distributed_feedback": "rank", "sync_batchnorm": False}
+    rows = mpl_reference.reference_recipe_table(as_reference).set_index("param")
+    assert rows.loc["several GPUs: feedback h", "same"] and rows.loc["several GPUs: BatchNorm", "same"]
