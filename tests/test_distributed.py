@@ -9,6 +9,7 @@ teacher (its first convolution, whose gradient through BatchNorm's backward is a
 near-equal sums); with BatchNorm left per rank the weights differ by 1.4e-2."""
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from lib.methods import ssl
 from lib.methods.classifier import Classifier
 from lib.methods.ddpm import DDPM
 from lib.models import unet as unet_nets
-from lib.train import distributed, fit, loop, make_optimizer, make_scheduler
+from lib.train import device, distributed, fit, loop, make_optimizer, make_scheduler
 from lib.train.distributed import Shard
 
 TOL = 2e-5  # absolute, on weights of order 0.1-1 after a few steps
@@ -39,19 +40,40 @@ def conv_net(bn: bool) -> nn.Module:
                          nn.Flatten(), nn.Linear(32, 10))
 
 
-def classifier(out: Path, *, bn: bool, sync: bool = True, stop_after=None, ckpt=False):
+def trained_classifier(out: Path, *, bn: bool, sync: bool = True, ckpt=False, compile=False,
+                       killed_at: int | None = None) -> Classifier:
     """A classifier (BatchNorm or not) on 32-image global batches, SGD with Nesterov and a
-    one-cycle schedule."""
+    one-cycle schedule, trained data-parallel; with ``killed_at``, rank 1's process dies at the
+    start of that step."""
     model = conv_net(bn)
     opt = make_optimizer(model.parameters(), name="sgd", lr=0.1, nesterov=True)
     method = Classifier(model, opt, make_scheduler(opt, name="onecycle", total_steps=STEPS))
+    if killed_at is not None and distributed.rank() == 1:
+        step, steps = method.train_step, itertools.count(1)
+        method.train_step = lambda batch: os._exit(1) if next(steps) == killed_at else step(batch)
     ds = D.make_synthetic(96, 8)
     train = batches.BatchLoader(ds.train_x, ds.train_y, batch_size=32, seed=0)
     fit(method, train.forever, total_steps=STEPS, steps_per_epoch=3, device="cpu", seed=0,
-        data_parallel=True, sync_batchnorm=sync, stop_after=stop_after,
+        data_parallel=True, sync_batchnorm=sync,
         ckpt_dir=out / "ckpt" if ckpt else None, ckpt_every=2, tb_dir=out / "tb" if ckpt else None,
-        log_every=1)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+        log_every=1, compile=compile)
+    return method
+
+
+def classifier(out: Path, **kw):
+    return {k: v.clone() for k, v in trained_classifier(out, **kw).model.state_dict().items()}
+
+
+def compiled_classifier(out: Path):
+    """The synchronised-BatchNorm classifier compiled (torch.compile with fullgraph, as on CUDA;
+    aot_eager: no C++ compiler needed): its weights and whether it compiled as one graph."""
+    backend, device.COMPILE_BACKEND = device.COMPILE_BACKEND, "aot_eager"
+    try:
+        method = trained_classifier(out, bn=True, compile=True)
+    finally:
+        device.COMPILE_BACKEND = backend
+    return {"weights": {k: v.clone() for k, v in method.model.state_dict().items()},
+            "compiled": method.compilation()["model"]}
 
 
 def mpl(out: Path, *, distributed_feedback: str = "global"):
@@ -119,12 +141,14 @@ def recorded_classifier(out: Path, **kw):
     return {"weights": weights, "writes": writes}
 
 
-SCENARIOS = {"classifier": classifier, "mpl": mpl, "ddpm": ddpm, "recorded": recorded_classifier}
+SCENARIOS = {"classifier": classifier, "mpl": mpl, "ddpm": ddpm, "recorded": recorded_classifier,
+             "compiled": compiled_classifier}
 
 
 def _rank(rank: int, world: int, init: str, out: str, jobs: list) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    shard = distributed.init_from_env(init_method=f"file://{init}?rank={rank}&world_size={world}")
+    assert shard == Shard(rank, world)
     try:
         results = [SCENARIOS[name](Path(out), **kwargs) for name, kwargs in jobs]
         torch.save(results, Path(out) / f"rank{rank}.pt")
@@ -143,7 +167,8 @@ def on_ranks(out: Path, jobs: list[tuple[str, dict]], world: int = 2) -> list[li
 
 JOBS = {"no-batchnorm": ("classifier", {"bn": False}), "sync-batchnorm": ("classifier", {"bn": True}),
         "unsynchronised": ("classifier", {"bn": True, "sync": False}), "mpl": ("mpl", {}),
-        "mpl-per-rank": ("mpl", {"distributed_feedback": "rank"}), "ddpm": ("ddpm", {})}
+        "mpl-per-rank": ("mpl", {"distributed_feedback": "rank"}), "ddpm": ("ddpm", {}),
+        "compiled": ("compiled", {})}
 
 
 @pytest.fixture(scope="module")
@@ -171,21 +196,29 @@ def test_two_ranks_with_half_batches_train_as_one_process(tmp_path, two_ranks, j
     assert max_difference(ranks[0], conv_net(job != "no-batchnorm").state_dict()) > 100 * TOL
 
 
+def test_compiled_modules_train_data_parallel_as_one_graph(tmp_path, two_ranks):
+    ranks = two_ranks["compiled"]
+    assert ranks[0]["compiled"] == {"compiled": True, "graphs": 1, "eager_calls": 0, "error": None}
+    assert max_difference(ranks[0]["weights"], single(tmp_path, "sync-batchnorm")) < TOL
+
+
 def test_batchnorm_left_unsynchronised_sees_only_its_slice(tmp_path, two_ranks):
     assert max_difference(two_ranks["unsynchronised"][0], single(tmp_path, "sync-batchnorm")) > 100 * TOL
 
 
-def test_a_run_stopped_on_two_ranks_resumes_on_one_or_two(tmp_path):
+def test_a_run_killed_on_two_ranks_resumes_on_one_or_two(tmp_path):
     uninterrupted = classifier(tmp_path, bn=True)
-    stopped = tmp_path / "stopped"
-    stopped.mkdir()
-    [part] = on_ranks(stopped, [("recorded", {"stop_after": 3})])  # checkpoints: steps 2, 3 of 6
-    assert [p["writes"] for p in part] == [["last.pt", "last.pt"], []]  # only rank 0 writes
-    assert len(list((stopped / "tb").iterdir())) == 1  # one TensorBoard file
-    shutil.copytree(stopped, tmp_path / "on-one")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    with pytest.raises(mp.ProcessExitedException, match="process 1 terminated with exit code 1"):
+        on_ranks(killed, [("classifier", {"bn": True, "ckpt": True, "killed_at": 5})])
+    assert torch.load(killed / "ckpt" / "last.pt")["step"] == 4  # written every 2 steps, by rank 0
+    assert len(list((killed / "tb").iterdir())) == 1  # one TensorBoard file: rank 0's
+    shutil.copytree(killed, tmp_path / "on-one")
     on_one = recorded_classifier(tmp_path / "on-one")
-    [on_two] = on_ranks(stopped, [("recorded", {})])
-    assert on_one["writes"] == ["last.pt", "last.pt"] and on_two[1]["writes"] == []
+    [on_two] = on_ranks(killed, [("recorded", {})])
+    assert on_one["writes"] == ["last.pt"]  # step 6: the end
+    assert [r["writes"] for r in on_two] == [["last.pt"], []]  # only rank 0 writes
     assert max_difference(on_one["weights"], uninterrupted) < TOL
     assert max_difference(on_two[0]["weights"], uninterrupted) < TOL
 

@@ -164,8 +164,10 @@ def distributed_rows(params: dict) -> list[dict]:
          "the single-process batch, each rank a contiguous slice",
          "batch_size images per process: the global batch grows with the GPUs", False,
          "main.py DistributedSampler, batch_size=args.batch_size", f"keeps {single}"),
-        ("several GPUs: gradients", "DistributedDataParallel on teacher and student: averaged",
-         "DistributedDataParallel on teacher and student: averaged", True,
+        ("several GPUs: gradients",
+         "teacher's and student's averaged over the ranks: one all-reduce after each backward "
+         "(a DistributedDataParallel wrapper does not compile as one graph)",
+         "teacher's and student's averaged over the processes by DistributedDataParallel", True,
          "main.py DistributedDataParallel(find_unused_parameters=True)", ""),
         ("several GPUs: feedback h",
          "each rank's own slice (not reduced)" if per_rank

@@ -2,9 +2,10 @@
 
 A run marked data-parallel trains on every rank: each takes its contiguous slice of the global
 batch (batches are a pure function of ``(seed, step)``, so every rank builds the single-process
-batch and keeps its part), its modules are wrapped in DistributedDataParallel (gradients averaged
-over equal slices, so they equal the global batch's mean), BatchNorm is synchronised where asked,
-and only rank 0 writes checkpoints, TensorBoard and logs. A :class:`Shard` says which rank this is
+batch and keeps its part), every update's gradients are averaged over the ranks (over equal
+slices, so they equal the global batch's mean; :meth:`lib.train.Method.distribute` says why by
+all-reduce and not by DistributedDataParallel), BatchNorm is synchronised where asked, and only
+rank 0 writes checkpoints, TensorBoard and logs. A :class:`Shard` says which rank this is
 of how many; ``Shard()`` (rank 0 of 1) is the single-process run, where every call here is a no-op.
 
 Random draws that belong to examples (a diffusion model's timesteps and noise) are drawn at the
@@ -106,6 +107,20 @@ class Shard:
         for (d, k), v in zip(keys, flat.unbind()):
             d[k] = v.to(d[k].dtype)
 
+    def average_gradients(self, parameters) -> None:
+        """Replace the gradients of ``parameters`` by their mean over the ranks (parameters
+        without a gradient are skipped, alike on every rank)."""
+        if self.active:
+            _flat_collective([p.grad for p in parameters if p.grad is not None],
+                             lambda flat: dist.all_reduce(flat.div_(self.world)))
+
+    def broadcast(self, modules: list[nn.Module]) -> None:
+        """Rank 0's parameters and buffers of ``modules`` on every rank."""
+        if self.active:
+            with torch.no_grad():
+                _flat_collective([t for m in modules for t in (*m.parameters(), *m.buffers())],
+                                 lambda flat: dist.broadcast(flat, src=0))
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
@@ -130,6 +145,32 @@ class Shard:
         return device
 
 
+def init_from_env(*, init_method: str | None = None) -> Shard:
+    """Join the process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+    ``MASTER_PORT``; or ``init_method``): NCCL where CUDA is available, gloo elsewhere. On CUDA,
+    ``LOCAL_RANK``'s GPU becomes the current device first, so ``cuda`` (data, models) means this
+    process's GPU. Returns this process's :class:`Shard` of the whole group."""
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if not initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method)
+    return Shard(rank(), world())
+
+
+def _flat_collective(tensors: list[torch.Tensor], collective) -> None:
+    """Run ``collective`` in place on ``tensors`` flattened into one buffer per dtype (one call
+    instead of one per tensor; any memory layout), then copy the result back into them."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        collective(flat)
+        parts = flat.split([t.numel() for t in group])
+        torch._foreach_copy_(group, [p.view(t.shape) for p, t in zip(parts, group)])
+
+
 def data_parallel_shard(enabled: bool) -> Shard:
     """This process's :class:`Shard` of a run marked data-parallel (``enabled``) when
     torch.distributed runs several ranks; ``Shard()`` otherwise (a run of its own on this rank)."""
@@ -147,14 +188,6 @@ def marked_runs(params: dict, known: tuple[str, ...]) -> tuple[str, ...]:
     return runs
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` in DistributedDataParallel: its gradients are averaged over the ranks during
-    backward. Rank 0's parameters and buffers are broadcast at construction, and its buffers
-    (BatchNorm's running statistics) at every forward, as DDP does by default."""
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
-
-
 class _SumOverRanks(torch.autograd.Function):
     """All-reduce (sum) whose gradient is the sum of the ranks' gradients (the adjoint of a sum
     that every rank reads)."""
@@ -170,15 +203,18 @@ class _SumOverRanks(torch.autograd.Function):
         return _SumOverRanks.apply(grad.contiguous())
 
 
-class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm synchronised over gloo ranks on a CPU (tests, CPU clusters), where torch's
-    SyncBatchNorm does not run (its kernels exist only on accelerators, and DDP refuses it on a
-    CPU).
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch: the mean and (biased)
+    variance are summed over the ranks by two all-reduces of per-channel sums, whose backward sums
+    the ranks' gradients (as torch's SyncBatchNorm's backward does). Running statistics move by
+    ``momentum`` towards the global mean and unbiased variance, as torch's. In evaluation, or
+    without a process group, it is plain BatchNorm.
 
-    In training the batch mean and (biased) variance are summed over the ranks: two all-reduces
-    whose backward sums the ranks' gradients, as torch's backward does. Running statistics move by
-    ``momentum`` towards the global mean and unbiased variance, as torch's. Elsewhere (evaluation,
-    no process group) it is plain BatchNorm.
+    Not torch's ``nn.SyncBatchNorm``: its kernels exist only on accelerators (the tests run gloo
+    ranks on a CPU), and on CUDA its forward reads the gathered batch counts back to the host to
+    drop empty ranks (a host synchronisation per layer per step, and a data-dependent shape that
+    does not compile as one graph). Here every rank's slice has the same size (the loop asserts
+    it), so the count is known without asking.
     """
 
     def _check_input_dim(self, x):
@@ -195,9 +231,8 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
                 factor = 1.0 / float(self.num_batches_tracked)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.tensor(float(x.numel() // x.size(1)))
-        dist.all_reduce(count)
+        count = x.numel() // x.size(1) * world()
+        xf = x.float()  # statistics in float32 under autocast too, as torch's BatchNorm
         mean = _SumOverRanks.apply(xf.sum(dims)) / count
         centred = xf - mean.view(shape)
         var = _SumOverRanks.apply((centred * centred).sum(dims)) / count
@@ -207,41 +242,34 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
-                unbiased = var * count / (count - 1).clamp(min=1)
+                unbiased = var * (count / max(count - 1, 1))
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
         return y.to(x.dtype)
 
 
-def _to_cpu_sync(module: nn.Module) -> nn.Module:
-    """torch's ``convert_sync_batchnorm`` with :class:`CpuSyncBatchNorm` layers: each keeps the
-    parameter and buffer tensors of the layer it replaces."""
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm layer replaced by a :class:`SyncBatchNorm` that keeps its
+    parameter and buffer tensors (as torch's ``convert_sync_batchnorm``), so optimisers and EMA
+    copies still hold them and the state dict's keys are those of plain BatchNorm (checkpoints
+    load into either)."""
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        out = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats)
+        out = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
         out.running_mean, out.running_var = module.running_mean, module.running_var
         out.num_batches_tracked = module.num_batches_tracked
         out.train(module.training)
     for name, child in module.named_children():
-        out.add_module(name, _to_cpu_sync(child))
+        out.add_module(name, convert_sync_batchnorm(child))
     return out
 
 
-def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` with every BatchNorm layer synchronised over the ranks: torch's SyncBatchNorm on
-    an accelerator, :class:`CpuSyncBatchNorm` on a CPU. The layers keep their parameter and buffer
-    tensors, so optimisers and EMA copies still hold them, and the state dict's keys are those of
-    plain BatchNorm (checkpoints load into either)."""
-    if device.type == "cpu":
-        return _to_cpu_sync(module)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-
-
 def replicas_differ(modules: dict[str, nn.Module], shard: Shard) -> list[str]:
-    """The names of ``modules`` whose parameters differ between ranks (a step that bypassed the
-    DDP wrapper would update one rank only): one number per module, compared across ranks."""
+    """The names of ``modules`` whose parameters differ between ranks (an update that bypassed
+    :meth:`lib.train.Method.optimise` would apply one rank's gradients only): one number per
+    module, compared across ranks."""
     if not shard.active or not modules:
         return []
     sums = torch.stack([torch.stack([p.detach().double().sum() for p in m.parameters()]).sum()

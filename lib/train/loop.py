@@ -151,7 +151,7 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     seed_everything(seed)
     compile = resolve_compile(compile, device, steps=total_steps, min_steps=compile_min_steps)
     if shard.active:
-        method.distribute(shard, device, sync_batchnorm=sync_batchnorm)
+        method.distribute(shard, sync_batchnorm=sync_batchnorm)
     method.setup(device, dtype, compile=compile)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir else None
@@ -309,8 +309,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             differ = replicas_differ({k: method.state[k] for k in method.compiled}, shard)
             if differ:
                 raise RuntimeError(f"{desc}: the ranks' copies of {differ} differ at step {step}: "
-                                   "a step called them outside Method.net, so DDP did not "
-                                   "average their gradients")
+                                   "an update bypassed Method.optimise, which averages the "
+                                   "gradients over the ranks")
             if shard.main:
                 save_atomic(payload(), last_path)
             shard.barrier()  # the other ranks go on once the checkpoint is written
