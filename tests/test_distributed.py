@@ -141,8 +141,25 @@ def recorded_classifier(out: Path, **kw):
     return {"weights": weights, "writes": writes}
 
 
+def chapter_3(out: Path):
+    """Chapter 3's MPL through its glue (smoke profile, synthetic data, dropout off), marked
+    data-parallel: the student, the test accuracy and the files the run left."""
+    from lib import params as P
+    from lib.chapters import semi_supervised
+
+    p = P.load("03_semi_supervised", "smoke", {"data": "synthetic", "device": "cpu",
+                                               "teacher_dropout": 0.0, "student_dropout": 0.0,
+                                               "data_parallel": ["mpl"]})
+    out = out / "chapter-3"
+    run = semi_supervised.train_ssl("mpl", semi_supervised.load_ssl_splits(p), p,
+                                    ckpt_root=out / "ckpt", tb_root=out / "tb")
+    return {"student": {k: v.clone() for k, v in run.method.student.state_dict().items()},
+            "test_acc": run.test["acc"],
+            "files": sorted(str(f.relative_to(out).parent) for f in out.rglob("*") if f.is_file())}
+
+
 SCENARIOS = {"classifier": classifier, "mpl": mpl, "ddpm": ddpm, "recorded": recorded_classifier,
-             "compiled": compiled_classifier}
+             "compiled": compiled_classifier, "chapter-3": chapter_3}
 
 
 def _rank(rank: int, world: int, init: str, out: str, jobs: list) -> None:
@@ -168,14 +185,28 @@ def on_ranks(out: Path, jobs: list[tuple[str, dict]], world: int = 2) -> list[li
 JOBS = {"no-batchnorm": ("classifier", {"bn": False}), "sync-batchnorm": ("classifier", {"bn": True}),
         "unsynchronised": ("classifier", {"bn": True, "sync": False}), "mpl": ("mpl", {}),
         "mpl-per-rank": ("mpl", {"distributed_feedback": "rank"}), "ddpm": ("ddpm", {}),
-        "compiled": ("compiled", {})}
+        "compiled": ("compiled", {}), "chapter-3": ("chapter-3", {})}
+
+
+# the jobs each spawn of two ranks runs (two spawns: each test, its set-up included, stays short)
+GROUPS = (("no-batchnorm", "sync-batchnorm", "unsynchronised", "compiled"),
+          ("mpl", "mpl-per-rank", "ddpm", "chapter-3"))
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory) -> dict[str, list]:
-    """Every job of :data:`JOBS` trained on two ranks, once for the module's tests."""
-    out = tmp_path_factory.mktemp("two-ranks")
-    return dict(zip(JOBS, on_ranks(out, list(JOBS.values()))))
+def two_ranks(tmp_path_factory):
+    """Each job of :data:`JOBS` trained on two ranks, once for the module's tests: per job, each
+    rank's result (a group of jobs is trained when a test first asks for one of them)."""
+    done: dict[str, list] = {}
+
+    def results(job: str) -> list:
+        if job not in done:
+            group = next(g for g in GROUPS if job in g)
+            out = tmp_path_factory.mktemp("two-ranks")
+            done.update(zip(group, on_ranks(out, [JOBS[j] for j in group])))
+        return done[job]
+
+    return results
 
 
 def single(tmp_path, job: str):
@@ -190,20 +221,20 @@ def max_difference(a: dict, b: dict) -> float:
 
 @pytest.mark.parametrize("job", ["no-batchnorm", "sync-batchnorm"])
 def test_two_ranks_with_half_batches_train_as_one_process(tmp_path, two_ranks, job):
-    ranks = two_ranks[job]
+    ranks = two_ranks(job)
     assert max_difference(ranks[0], ranks[1]) == 0.0  # the replicas stay identical
     assert max_difference(ranks[0], single(tmp_path, job)) < TOL  # BatchNorm's statistics too
     assert max_difference(ranks[0], conv_net(job != "no-batchnorm").state_dict()) > 100 * TOL
 
 
 def test_compiled_modules_train_data_parallel_as_one_graph(tmp_path, two_ranks):
-    ranks = two_ranks["compiled"]
+    ranks = two_ranks("compiled")
     assert ranks[0]["compiled"] == {"compiled": True, "graphs": 1, "eager_calls": 0, "error": None}
     assert max_difference(ranks[0]["weights"], single(tmp_path, "sync-batchnorm")) < TOL
 
 
 def test_batchnorm_left_unsynchronised_sees_only_its_slice(tmp_path, two_ranks):
-    assert max_difference(two_ranks["unsynchronised"][0], single(tmp_path, "sync-batchnorm")) > 100 * TOL
+    assert max_difference(two_ranks("unsynchronised")[0], single(tmp_path, "sync-batchnorm")) > 100 * TOL
 
 
 def test_a_run_killed_on_two_ranks_resumes_on_one_or_two(tmp_path):
@@ -224,7 +255,7 @@ def test_a_run_killed_on_two_ranks_resumes_on_one_or_two(tmp_path):
 
 
 def test_mpl_on_two_ranks_takes_the_single_process_step(tmp_path, two_ranks):
-    one, ranks = single(tmp_path, "mpl"), two_ranks["mpl"]
+    one, ranks = single(tmp_path, "mpl"), two_ranks("mpl")
     for part in ("teacher", "student"):
         assert max_difference(ranks[0][part], one[part]) < TOL, part
     # every rank formed the global batch's h, the single process's
@@ -238,7 +269,7 @@ def test_mpl_feedback_per_rank_is_the_reference_codes_distributed_mode(tmp_path,
     """``distributed_feedback: rank``: each rank's h compares the labelled losses of its own slice;
     their mean is the single process's h, so the first student step is the same and the teacher's
     differs."""
-    one, ranks = single(tmp_path, "mpl"), two_ranks["mpl-per-rank"]
+    one, ranks = single(tmp_path, "mpl"), two_ranks("mpl-per-rank")
     first = torch.stack([r["losses"][0] for r in ranks])  # (rank, before/after) at step 1
     assert not torch.allclose(first[0], first[1])
     assert torch.allclose(first.mean(0), one["losses"][0], atol=TOL)
@@ -246,7 +277,16 @@ def test_mpl_feedback_per_rank_is_the_reference_codes_distributed_mode(tmp_path,
 
 
 def test_ddpm_on_two_ranks_draws_the_single_process_timesteps_and_noise(tmp_path, two_ranks):
-    assert max_difference(two_ranks["ddpm"][0], single(tmp_path, "ddpm")) < TOL
+    assert max_difference(two_ranks("ddpm")[0], single(tmp_path, "ddpm")) < TOL
+
+
+def test_chapter_3_trains_mpl_data_parallel_where_its_params_say(tmp_path, two_ranks):
+    one, ranks = single(tmp_path, "chapter-3"), two_ranks("chapter-3")
+    assert max_difference(ranks[0]["student"], one["student"]) < TOL
+    assert ranks[0]["test_acc"] == ranks[1]["test_acc"] == pytest.approx(one["test_acc"])
+    # one checkpoint folder, the single process's (same name: data_parallel is not in its key),
+    # holding best.pt and last.pt; one TensorBoard file
+    assert ranks[0]["files"] == one["files"] == sorted([one["files"][0]] * 2 + ["tb/mpl"])
 
 
 def test_shard_splits_every_tensor_of_a_batch_and_refuses_uneven_slices():
