@@ -31,9 +31,14 @@ from ..models.vae import ConvVAE
 from ..spec import PRESENTED
 from ..train import Method, Run, make_optimizer, pick_device, train_and_test
 from ..train.device import compiled_cell
+from ..train.distributed import marked_runs
 from .generative_select import ddim_label, snapshot_epochs, snapshot_hook
 
 GENERATORS = ("vae", "dcgan", "ddpm")
+# the generators whose methods train data-parallel: DDPM draws its timesteps and noise per global
+# batch and slices them; the VAE and DCGAN draw theirs at the slice's size, which would repeat the
+# same noise on every rank
+DATA_PARALLEL = ("ddpm",)
 # settings that only change how a trained DDPM samples, or the memory layout it computes in: not
 # part of its checkpoint folder's key
 SAMPLING_SETTINGS = ("ddim_steps", "ddim_spacing", "ddim_compare", "ancestral_images",
@@ -137,7 +142,8 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                          amp=params["amp"], seed=params["seed"],
                          log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
                          compile_min_steps=params["compile_min_steps"],
-                         config={"kind": kind, "settings": s, "data": splits.source})
+                         config={"kind": kind, "settings": s, "data": splits.source},
+                         data_parallel=kind in marked_runs(params, DATA_PARALLEL))
     bs = params["sample_batch_size"]
     if kind == "ddpm":
         sample = lambda n, *, sampler="ddim", steps=None, spacing=None, seed=0: (  # noqa: E731

@@ -141,7 +141,60 @@ def reference_recipe_table(params: dict) -> pd.DataFrame:
                                     f"{epoch:,} per epoch"),
                  "same": False, "reference source (kekmodel/MPL-pytorch)": "data.py x_u_split",
                  "why different": "the same sampling up to where epochs end", "notes": ""})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + distributed_rows(params))
+
+
+def distributed_rows(params: dict) -> list[dict]:
+    """How MPL trains on several GPUs here (``data_parallel``, ``sync_batchnorm``,
+    ``mpl_distributed_feedback``: :mod:`lib.train.distributed`) beside the reference code's
+    distributed mode (main.py launched with ``--local_rank``, NCCL), one row per part of the step."""
+    source = "reference source (kekmodel/MPL-pytorch)"
+    parallel = "mpl" in (params.get("data_parallel") or ())
+    sync, per_rank = params["sync_batchnorm"], params["mpl_distributed_feedback"] == "rank"
+    single = "the single-process step, so a run resumes on any number of GPUs"
+    rows = [
+        ("MPL on several GPUs",
+         "data-parallel over every rank of a multi-GPU launch" if parallel
+         else "one process (data_parallel does not list mpl)",
+         "one process (the README command); data-parallel over every process when launched with "
+         "--local_rank", not parallel, "README command; main.py --local_rank, init_process_group",
+         "" if not parallel else "data_parallel lists mpl: its long run uses every GPU, each "
+                                 "step the single-process one (rows below)"),
+        ("several GPUs: global batch",
+         "the single-process batch, each rank a contiguous slice",
+         "batch_size images per process: the global batch grows with the GPUs", False,
+         "main.py DistributedSampler, batch_size=args.batch_size", f"keeps {single}"),
+        ("several GPUs: gradients",
+         "teacher's and student's averaged over the ranks: one all-reduce after each backward "
+         "(a DistributedDataParallel wrapper does not compile as one graph)",
+         "teacher's and student's averaged over the processes by DistributedDataParallel", True,
+         "main.py DistributedDataParallel(find_unused_parameters=True)", ""),
+        ("several GPUs: feedback h",
+         "each rank's own slice (not reduced)" if per_rank
+         else "the global batch's: labelled losses averaged over the ranks",
+         "each process's own dot_product, not reduced; DDP averages the teacher gradients it "
+         "scales", per_rank, "main.py dot_product = s_loss_l_new - s_loss_l_old",
+         "" if per_rank else f"keeps {single} (tests/test_distributed.py); "
+                             "mpl_distributed_feedback: rank is the reference's"),
+        ("several GPUs: UDA mask",
+         "per image in the loss; the logged mask ratio averaged over the ranks",
+         "per image in the loss; the logged mask ratio averaged over the processes", True,
+         "main.py mask = reduce_tensor(mask, world_size), after the step", ""),
+        ("several GPUs: logged losses", "averaged over the ranks", "averaged over the processes",
+         True, "main.py reduce_tensor(s_loss, t_loss, t_loss_l, t_loss_u, t_loss_mpl)", ""),
+        ("several GPUs: BatchNorm",
+         "synchronised: statistics of the global batch" if sync
+         else "per rank: statistics of its slice",
+         "per process: statistics of its own batch (rank 0's running statistics broadcast at "
+         "every forward)", not sync, "models.py nn.BatchNorm2d, no SyncBatchNorm",
+         "" if not sync else f"keeps {single}; sync_batchnorm: false is the reference's"),
+        ("several GPUs: seeds",
+         "every rank seeded alike: dropout masks repeat across ranks",
+         "every process seeded alike: dropout masks repeat across processes", True,
+         "main.py set_seed(args)", ""),
+    ]
+    return [{"param": p, "this run": ours, "reference code": ref, "same": same, source: src,
+             "why different": why, "notes": ""} for p, ours, ref, same, src, why in rows]
 
 
 def reference_table(reference: dict, groups: dict | None = None) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from ..train import (
     warmup_cosine,
 )
 from ..train.device import compiled_cell
+from ..train.distributed import marked_runs
 
 
 @dataclass
@@ -241,7 +242,8 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
             student_scheduler=warmup_cosine(s_opt, total_steps=total,
                                             warmup_steps=p["warmup_steps"],
                                             wait_steps=p["student_wait_steps"]),
-            ema_decay=p["ema"], feedback=p["mpl_feedback"], **common, **uda)
+            ema_decay=p["ema"], feedback=p["mpl_feedback"],
+            distributed_feedback=p["mpl_distributed_feedback"], **common, **uda)
     else:
         model = net(p["teacher_dropout"])
         o = opt(model, p["teacher_lr"])
@@ -268,13 +270,15 @@ def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
     return _run(kind, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
                 tb_dir=(Path(tb_root) / kind) if tb_root else None,
                 total_steps=keys["total_steps"], eval_every=params["eval_every"],
-                stop_after=stop_after, config={"kind": kind, **keys})
+                stop_after=stop_after, config={"kind": kind, **keys},
+                data_parallel=kind in marked_runs(params, KINDS))
 
 
 def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_dir, total_steps,
-         eval_every, stop_after=None, config=None) -> SSLRun:
+         eval_every, stop_after=None, config=None, data_parallel=False) -> SSLRun:
     """Train through :func:`lib.train.train_and_test`: validation top-1 of the evaluated network
-    picks ``best.pt``, the test set is evaluated once on it."""
+    picks ``best.pt``, the test set is evaluated once on it. ``data_parallel``: on every rank of a
+    multi-GPU launch together (BatchNorm synchronised by ``sync_batchnorm``)."""
     def evaluate():
         m = topk_metrics(*predict(method.eval_model, val, autocast_dtype=method.autocast_dtype))
         return {"val_acc": m["acc"], "val_top5": m["top5"], "val_loss": m["loss"]}
@@ -289,7 +293,8 @@ def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_di
                              tb_dir=tb_dir, device=device, amp=params["amp"], seed=params["seed"],
                              log_every=params["log_every"], stop_after=stop_after, config=config,
                              compile=params["compile"],
-                             compile_min_steps=params["compile_min_steps"])
+                             compile_min_steps=params["compile_min_steps"],
+                             data_parallel=data_parallel, sync_batchnorm=params["sync_batchnorm"])
     return SSLRun(**vars(run), parameters=count_parameters(method.eval_model), tb_dir=tb_dir)
 
 

@@ -84,9 +84,16 @@ class DDPM(Method):
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
-        """The simple loss of Ho et al. (Algorithm 1) on a batch of images in [-1, 1]."""
-        t = torch.randint(0, self.num_timesteps, (len(x0),), device=x0.device)
-        noise = torch.randn_like(x0)
+        """The simple loss of Ho et al. (Algorithm 1) on a batch of images in [-1, 1].
+
+        Timesteps and noise are drawn for the global batch and sliced like it when training
+        data-parallel (:meth:`lib.train.distributed.Shard.split`), so every rank's rows get the
+        draws a single process would give them."""
+        n = len(x0) * self.shard.world
+        t = self.shard.split(torch.randint(0, self.num_timesteps, (n,), device=x0.device))
+        noise = self.shard.split(torch.randn(n, *x0.shape[1:], device=x0.device, dtype=x0.dtype))
+        if not x0.is_contiguous():  # channels_last images: noise in their layout
+            noise = noise.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             eps = self.net("unet")(q_sample(x0, t, noise, self.abar), t).sample
         return F.mse_loss(eps.float(), noise)

@@ -12,6 +12,12 @@ comment, MPL-pytorch issue #6).
 
 Batches are :class:`lib.batches.SSLBatch` (labelled images and labels, weak and strong unlabelled
 views).
+
+Trained data-parallel (:mod:`lib.train.distributed`), each rank holds a slice of the global batch.
+The UDA mask is per image, so it needs no reduction (the logged ``mask_ratio`` is averaged over
+the ranks, as the reference code's log is). MPL's ``h`` compares labelled losses: by
+:data:`DISTRIBUTED_FEEDBACK`, either of the global batch (the single-process step) or of each
+rank's own slice (the reference code's distributed mode).
 """
 from __future__ import annotations
 
@@ -38,6 +44,12 @@ def uda_consistency(logits_weak: torch.Tensor, logits_strong: torch.Tensor, *, t
 # h by feedback sign: the reference code's, and the first-order derivation's
 FEEDBACK = {"reference": lambda before, after: after - before,
             "derivation": lambda before, after: before - after}
+
+
+# how a data-parallel MPL step forms h: from the global batch's labelled losses (their mean over
+# the ranks: the single-process step) or from each rank's slice alone (kekmodel/MPL-pytorch's
+# distributed mode computes dot_product per process and lets DDP average the teacher's gradients)
+DISTRIBUTED_FEEDBACK = ("global", "rank")
 
 
 def feedback_sign(sign: str):
@@ -113,10 +125,15 @@ class MetaPseudoLabels(UDAObjective):
 
     def __init__(self, teacher: nn.Module, student: nn.Module, *, teacher_optimizer,
                  student_optimizer, teacher_scheduler=None, student_scheduler=None,
-                 ema_decay: float = 0.0, feedback: str = "reference", **objective):
+                 ema_decay: float = 0.0, feedback: str = "reference",
+                 distributed_feedback: str = "global", **objective):
         super().__init__(**objective)
         feedback_sign(feedback)  # fail at construction, not at the first step
+        if distributed_feedback not in DISTRIBUTED_FEEDBACK:
+            raise ValueError(f"unknown mpl_distributed_feedback {distributed_feedback!r}; expected "
+                             f"one of {DISTRIBUTED_FEEDBACK}")
         self.feedback = feedback
+        self.distributed_feedback = distributed_feedback
         self.teacher = teacher
         self.student = student
         self.t_opt = teacher_optimizer
@@ -157,6 +174,9 @@ class MetaPseudoLabels(UDAObjective):
         with self.autocast():
             with torch.no_grad():
                 s_loss_l_new = F.cross_entropy(self.net("student")(x_l).float(), y_l)
+            if self.shard.active and self.distributed_feedback == "global":
+                s_loss_l_old, s_loss_l_new = self.shard.mean(
+                    torch.stack([s_loss_l_old, s_loss_l_new])).unbind()
             t_loss_mpl, h = mpl_feedback(s_loss_l_old, s_loss_l_new, t["logits_us"],
                                          t["logits_us"].detach().argmax(-1), sign=self.feedback)
             # 2) + 3) labelled CE and UDA consistency

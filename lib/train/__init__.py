@@ -6,7 +6,8 @@ extends.
 * :mod:`.loop` -- :func:`fit`, :func:`train_and_test`, :class:`Run`;
 * :mod:`.divergence` -- :class:`Diverged`, raised when training turns non-finite;
 * :mod:`.optim` -- optimisers and learning-rate schedules;
-* :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter.
+* :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter;
+* :mod:`.distributed` -- one run trained data-parallel on several ranks (``torchrun``).
 """
 from .device import (
            amp_dtype,

@@ -38,6 +38,7 @@ from .device import (
     resolve_compile,
     seed_everything,
 )
+from .distributed import data_parallel_shard, replicas_differ
 from .divergence import Diverged, nonfinite_logs, nonfinite_weights
 from .method import Method
 
@@ -117,7 +118,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         stop_after: int | None = None, tb_dir: str | Path | None = None, log_every: int = 50,
         device: str | torch.device = "auto", amp: str = "auto", seed: int = 0, desc: str = "train",
         config: dict | None = None, compile: bool | str = False,
-        compile_min_steps: int = 0) -> FitResult:
+        compile_min_steps: int = 0, data_parallel: bool = False,
+        sync_batchnorm: bool = False) -> FitResult:
     """Train ``method`` for ``total_steps`` steps on ``batches(start_step)``.
 
     * ``evaluate()`` runs every ``eval_every`` steps and at the end; its dict joins the history row,
@@ -135,11 +137,21 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     * A non-finite training log (checked at every log point) or weight (checked before every
       checkpoint) raises :class:`lib.train.Diverged` without saving, so ``last.pt`` and ``best.pt``
       keep the last good state (the rule, fp16 included: :mod:`lib.train.divergence`).
+    * ``data_parallel``: when torch.distributed runs several ranks, every rank trains this run on
+      its slice of each global batch, gradients averaged (:mod:`lib.train.distributed`;
+      ``sync_batchnorm`` synchronises BatchNorm). Training logs are averaged over the ranks; rank 0
+      evaluates and writes checkpoints, TensorBoard and progress while the others wait. The
+      checkpoints are those of a single process, so a run resumes on any number of ranks. Without
+      it (or with one rank) the run is this process's own.
     """
     device = pick_device(device) if isinstance(device, str) else device
+    shard = data_parallel_shard(data_parallel)
+    device = shard.device(device)
     dtype = amp_dtype(device, amp)
     seed_everything(seed)
     compile = resolve_compile(compile, device, steps=total_steps, min_steps=compile_min_steps)
+    if shard.active:
+        method.distribute(shard, sync_batchnorm=sync_batchnorm)
     method.setup(device, dtype, compile=compile)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir else None
@@ -151,8 +163,11 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     sums: dict[str, torch.Tensor | float] = {}
     count, seen = 0, 0
     # the newest readable checkpoint of this run: last.pt, else best.pt (unreadable ones moved
-    # aside)
-    ck = newest_readable([last_path, best_path]) if resume and ckpt_dir else None
+    # aside, by rank 0 before the other ranks look)
+    ck = newest_readable([last_path, best_path]) if resume and ckpt_dir and shard.main else None
+    shard.barrier()
+    if resume and ckpt_dir and not shard.main:
+        ck = newest_readable([last_path, best_path])
     if ck is not None:
         method.load_state_dict(ck["method"])
         method.setup(device, dtype, compile=compile)
@@ -174,14 +189,14 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                            "count": count, "seen": seen}}
 
     writer = None
-    if tb_dir:
+    if tb_dir and shard.main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(tb_dir), purge_step=step if step else None)
 
     mode_ = _progress_mode()
     bar = None
-    if mode_ == "bar" and step < total_steps:
+    if mode_ == "bar" and step < total_steps and shard.main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, desc=desc, file=sys.stdout, dynamic_ncols=True)
@@ -214,11 +229,12 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
     while step < end:
         t_start_step = timer.mark()
         batch = next(stream)
+        seen += method.batch_size(batch)  # the global batch
+        batch = shard.batch(batch)
         t_fetched = timer.mark()
         logs = method.train_step(batch)
         timer.add(t_start_step, t_fetched, timer.mark())
         step += 1
-        seen += method.batch_size(batch)
         count += 1
         for k, v in logs.items():
             # Python numbers (learning rates, ramp weights) stay Python: no host tensor per step
@@ -228,6 +244,8 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
         saving = bool(last_path) and (bool(ckpt_every and step % ckpt_every == 0) or at_eval
                                       or step == end)
         skipped = method.skipped_steps
+        if at_log or saving:  # every rank logs and checks the global batch's means
+            shard.mean_of_values(sums, logs)
         if at_log:
             # the only place the host waits for the device, besides logging below
             times = collect_times()
@@ -260,18 +278,19 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
                 row["skipped_steps"] = int(skipped)
             elapsed += now - t_start
             t_start = now
-            if evaluate is not None:
+            if evaluate is not None and shard.main:
                 row.update(evaluate())
             elapsed += time.perf_counter() - t_start
             t_start = time.perf_counter()
             row["elapsed_s"] = elapsed
+            row = shard.from_main(row)  # rank 0's evaluation, in every rank's history
             rows.append(row)
             if writer is not None:
                 for k, v in row.items():
                     if k not in ("step",) and v is not None and np.isscalar(v):
                         writer.add_scalar(f"eval/{k}" if not k.startswith("train_")
                                           else f"epoch/{k}", v, step)
-            if mode_ == "log":
+            if mode_ == "log" and shard.main:
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items()
                                   if (isinstance(v, float) and k != "epoch")
                                   or k == "skipped_steps")
@@ -281,13 +300,20 @@ def fit(method: Method, batches: Callable[[int], Iterator], *, total_steps: int,
             if metric is not None and (not best or (metric > best["value"] if mode == "max"
                                                     else metric < best["value"])):
                 best = {"metric": select, "value": metric, "step": step}
-                if best_path:
+                if best_path and shard.main:
                     save_atomic(payload(), best_path)
             sums, count, seen, t_window = {}, 0, 0, time.perf_counter()
         if saving:
             elapsed += time.perf_counter() - t_start
             t_start = time.perf_counter()
-            save_atomic(payload(), last_path)
+            differ = replicas_differ({k: method.state[k] for k in method.compiled}, shard)
+            if differ:
+                raise RuntimeError(f"{desc}: the ranks' copies of {differ} differ at step {step}: "
+                                   "an update bypassed Method.optimise, which averages the "
+                                   "gradients over the ranks")
+            if shard.main:
+                save_atomic(payload(), last_path)
+            shard.barrier()  # the other ranks go on once the checkpoint is written
             kept_step = step
     if bar is not None:
         bar.close()
@@ -347,7 +373,8 @@ def train_and_test(method: Method, batches: Callable[[int], Iterator], *, name: 
     wall = float(hist["elapsed_s"].iloc[-1]) if len(hist) else math.nan
     compilation = method.compilation()
     COMPILE_RECORDS.append({"run": name, "modules": compilation})
+    shard = method.shard  # data-parallel: rank 0 tests, every rank returns its metrics
     return Run(name=name, method=method, history=hist, best=result.best,
-               test=test() if test else {},
+               test=shard.from_main(test() if test and shard.main else {}),
                wall_time_s=wall, device=device_description(method.device),
                checkpoint=checkpoint, compilation=compilation)

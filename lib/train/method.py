@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .device import OneGraph, compile_record, maybe_compile, resolve_compile
+from .distributed import Shard, convert_sync_batchnorm
 
 
 class EMA(nn.Module):
@@ -74,6 +75,8 @@ class Method:
     device = torch.device("cpu")
     autocast_dtype: torch.dtype | None = None
     compile: bool | str = False
+    # which rank of how many trains this run (data-parallel: :meth:`distribute`)
+    shard = Shard()
 
     def __init__(self):
         self.state: dict[str, object] = {}
@@ -81,6 +84,25 @@ class Method:
         self._nets: dict[str, nn.Module] = {}
         self._scalers: dict[str, torch.amp.GradScaler] = {}  # optimiser name -> scaler (fp16 only)
         self._skipped: torch.Tensor | None = None  # fp16: updates the scalers skipped, on the device
+
+    def distribute(self, shard: Shard, *, sync_batchnorm: bool = False) -> None:
+        """Train data-parallel as rank ``shard.rank`` of ``shard.world`` (called by the loop before
+        :meth:`setup`): :meth:`setup` gives every rank rank 0's modules, :meth:`optimise` averages
+        each update's gradients over the ranks, and with ``sync_batchnorm`` the BatchNorm layers
+        of the ``compiled`` modules (the networks a step trains) compute statistics over the
+        global batch.
+
+        Gradients are averaged by one all-reduce per update rather than by wrapping the modules in
+        DistributedDataParallel: a DDP wrapper does not compile as one graph (torch.compile with
+        ``fullgraph``: "Unsupported method call"), and the compiled modules are the ones the long
+        data-parallel runs train; it also keeps MPL's two updates per step two plain
+        ``optimise`` calls. The cost: communication starts after the backward pass instead of
+        overlapping it."""
+        self.shard = shard
+        if sync_batchnorm and shard.active:
+            for name in self.compiled:
+                if convert_sync_batchnorm(self.state[name]) is not self.state[name]:
+                    raise TypeError(f"{name} is a BatchNorm layer itself; wrap it in a module")
 
     def setup(self, device: torch.device, autocast_dtype: torch.dtype | None, *,
               compile: bool | str | None = None) -> None:
@@ -101,6 +123,8 @@ class Method:
         optimizers = {k: o for k, o in self.state.items() if isinstance(o, torch.optim.Optimizer)}
         for opt in optimizers.values():
             move_optimizer(opt, fused=cuda)
+        if self.shard.active:  # every rank starts from rank 0's weights and buffers
+            self.shard.broadcast([m for m in self.state.values() if isinstance(m, nn.Module)])
         on = resolve_compile(self.compile, device)
         self._nets = {name: self._compiled_net(name, on) for name in self.compiled}
         if autocast_dtype == torch.float16:  # keep scalers a resumed checkpoint restored
@@ -155,14 +179,16 @@ class Method:
     def optimise(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, model: nn.Module,
                  scheduler=None, clip: float = 0.0, ema: bool = False) -> torch.Tensor | None:
         """One update of ``model`` from ``loss``: zero the gradients, backward (scaled under fp16),
-        clip their norm at ``clip`` (> 0), step, advance ``scheduler``, update the EMA (its warm-up
-        counts the scheduler's steps). Returns the gradient norm before clipping, or None without
-        clipping; under fp16 an update the scaler skipped is counted in :attr:`skipped_steps` and
-        its (non-finite) norm returned as 0, since no gradient was applied."""
+        average them over the ranks when training data-parallel, clip their norm at ``clip``
+        (> 0), step, advance ``scheduler``, update the EMA (its warm-up counts the scheduler's
+        steps). Returns the gradient norm before clipping, or None without clipping; under fp16
+        an update the scaler skipped is counted in :attr:`skipped_steps` and its (non-finite)
+        norm returned as 0, since no gradient was applied."""
         name = next((k for k, o in self.state.items() if o is optimizer), None)
         scaler = self._scalers.get(name)
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler is not None else loss).backward()
+        self.shard.average_gradients(model.parameters())  # each rank's loss: a mean over its slice
         norm = None
         if clip and clip > 0:
             if scaler is not None:
