@@ -140,3 +140,20 @@ def test_a_wide_table_scrolls_inside_the_page(tmp_path):
     table, shown, page_width, window = map(int, re.search(r'data-widths="([\d ]+)"', dom.stdout).group(1).split())
     assert table > shown  # the table is wider than its wrapper, which scrolls
     assert page_width <= window  # and the page itself does not grow past the window
+
+
+def test_handout_shots_draws_each_section_of_the_exported_report(smoke_report, tmp_path):
+    """bench/handout_shots.py's sections exist in the pages the export writes (their anchors), and it
+    draws each, offline, as one picture per report."""
+    prof, _ = smoke_report
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "bench" / "handout_shots.py"), str(prof), str(prof),
+                          "--out", str(tmp_path / "shots")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    sys.path.insert(0, str(root / "bench"))
+    from handout_shots import SECTIONS
+
+    for name, *_ in SECTIONS:
+        for when in ("before", "after"):
+            assert (tmp_path / "shots" / f"{name}-{when}.png").stat().st_size > 10_000
