@@ -251,3 +251,12 @@ def test_time_breakdown_names_the_slowest_cells_of_each_chapter(tmp_path):
     assert rows[0]["share of cells (%)"] == 90.0 and rows[0]["chapter wall time (s)"] == 105 and walls
     with pytest.raises(SystemExit, match="no executed notebooks"):
         time_breakdown.breakdown(tmp_path / "empty")
+
+
+def test_fid_distance_bench_times_both_routes_on_the_same_statistics():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fid_distance
+
+    row = fid_distance.measure(20, 32, reference=50, repeats=1)
+    assert row["relative difference"] < 1e-6
+    assert row["pytorch-fid s"] > 0 and row["ours s (root kept)"] > 0 and row["generated images"] == 20
