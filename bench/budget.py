@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -33,55 +34,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from lib import params as P  # noqa: E402
+from lib.profiles import (  # noqa: E402,F401  (re-exported: budget.X for the scripts and tests)
+    AUTO_HOURS, DEVICES, PROFILE_ORDER, SITTING_HOURS, SUSTAINED_FRACTION, Device, auto_choice, choose_profile, device_key,
+    over_limit, probe_tflops, projected_hours, sustained_tflops, workload_seconds)
 
 CHAPTERS = ("01_supervised", "02_generative", "03_semi_supervised", "04_extras")
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 BUDGET_HOURS = 3.0
-# One throughput assumption for every FLOP-based projection: a sustained fraction of the device's dense
-# half-precision peak. budget.py's device is an H100 SXM: 989 TFLOP/s dense BF16 (NVIDIA H100 Tensor Core GPU
-# datasheet, "BF16 Tensor Core 1,979 teraFLOPS" is with 2:4 sparsity; dense is half); the H200 has the same
-# tensor cores. run_all.sh's start line applies the same fraction to the rate a matmul probe measures on the GPU
-# at hand (start_line), which on an H100 is below the datasheet's peak.
-PEAK_TFLOPS = 989.0
-SUSTAINED_FRACTION = 0.1  # these small networks: kernel launches, memory-bound norms/activations, tiny matmuls
-
-
-def sustained_tflops(peak_tflops: float) -> float:
-    """The throughput every FLOP-based projection assumes on a device of ``peak_tflops`` (dense half precision):
-    :data:`SUSTAINED_FRACTION` of it."""
-    return SUSTAINED_FRACTION * peak_tflops
-
-
+# One throughput assumption for every FLOP-based projection: a sustained fraction (lib.profiles.SUSTAINED_FRACTION)
+# of the device's dense half-precision peak. budget.py's device is an H100 SXM: 989 TFLOP/s dense BF16 (NVIDIA H100
+# Tensor Core GPU datasheet, "BF16 Tensor Core 1,979 teraFLOPS" is with 2:4 sparsity; dense is half); the H200 has
+# the same tensor cores. run_all.sh's start line applies the same fraction to the rate a matmul probe measures on
+# the GPU at hand (start_line), which on an H100 is below the datasheet's peak. The devices, the profiles' order
+# and the choice of `auto` live in lib/profiles.py, which the notebooks' `auto` shares.
+PEAK_TFLOPS = DEVICES["h100"].peak_tflops
 ASSUMED_TFLOPS = sustained_tflops(PEAK_TFLOPS)
-
-
-@dataclass(frozen=True)
-class Device:
-    """A GPU as its datasheet gives it: dense half-precision tensor peak, memory bandwidth and size."""
-
-    name: str
-    peak_tflops: float     # dense FP16/BF16 tensor-core peak (datasheets quote 2:4 sparsity at twice this)
-    bandwidth_gb_s: float
-    memory_gb: float
-    bf16: bool
-    source: str
-
-
-DEVICES = {
-    "t4": Device("NVIDIA T4", 65.0, 320.0, 16.0, False,
-                 "NVIDIA T4 datasheet: 65 TFLOPS mixed precision (FP16/FP32), 320 GB/s, 16 GB GDDR6; no BF16"),
-    "l4": Device("NVIDIA L4", 121.0, 300.0, 24.0, True,
-                 "NVIDIA L4 datasheet: FP16/BF16 tensor 242 TFLOPS with sparsity (121 dense), 300 GB/s, 24 GB"),
-    "a100": Device("NVIDIA A100 80GB SXM", 312.0, 2039.0, 80.0, True,
-                   "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS (624 with sparsity), 2,039 GB/s, 80 GB"),
-    "h100": Device("NVIDIA H100 SXM", PEAK_TFLOPS, 3350.0, 80.0, True,
-                   "NVIDIA H100 datasheet: BF16 tensor 1,979 TFLOPS with sparsity (989 dense), 3.35 TB/s, 80 GB"),
-    "h200": Device("NVIDIA H200 SXM", PEAK_TFLOPS, 4800.0, 141.0, True,
-                   "NVIDIA H200 datasheet: the H100's tensor cores (989 dense BF16), 4.8 TB/s, 141 GB"),
-}
-# every profile, largest first: `auto` on a GPU picks the first whose projection fits its hours
-PROFILE_ORDER = ("full-long", "full", "quick", "smoke")
-AUTO_HOURS = 4.0  # run_all.sh --hours default: what `auto` may choose, and what a profile may take without --yes
 ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of kernel launches)
 # overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
 ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
@@ -181,6 +148,19 @@ def scored_samples(p2: dict) -> int:
             + len(compared_ddim(p2)))
 
 
+# the settings that shape each generator's network: a profile that changes one is priced at its own FLOPs
+GENERATOR_SHAPE = {"vae": ("vae_latent", "vae_width", "vae_conditional"), "dcgan": ("dcgan_nz", "dcgan_width"),
+                   "ddpm": ("ddpm_channels", "ddpm_multipliers", "ddpm_layers_per_block",
+                            "ddpm_attention_resolutions")}
+
+
+def generator_variant(kind: str, profile: str) -> str:
+    """The FLOP-key suffix of ``kind``'s network under ``profile``: "" where it is the full profile's network,
+    else ``@<profile>`` (:func:`count_flops` counts each such network)."""
+    p, full = P.load("02_generative", profile), P.load("02_generative", "full")
+    return "" if all(p[k] == full[k] for k in GENERATOR_SHAPE[kind]) else f"@{profile}"
+
+
 def profile_work(profile: str = "full") -> list[Work]:
     """Every costly workload of ``profile``, from its params files: training and sampling, each
     run's evaluation, checkpoint writes and compilation (:func:`overheads`), chapter 2's Fréchet
@@ -238,7 +218,8 @@ def profile_work(profile: str = "full") -> list[Work]:
         s = generative.generator_settings(kind, p2)
         units = s["epochs"] * n2
         steps = generative.training_steps(s, n2)  # the chapter's own count: full batches
-        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps,
+        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}",
+                         f"train:{kind}{generator_variant(kind, profile)}", steps,
                          s["batch_size"], compiles(p2, steps)))
         every = s.get("eval_every_epochs", s.get("checkpoint_every_epochs", 1))
         evals = s["epochs"] / every
@@ -248,15 +229,15 @@ def profile_work(profile: str = "full") -> list[Work]:
                               # DCGAN: the generator, and the discriminator's three graphs (real images,
                               # detached fakes, fakes with gradients: tests/test_compile_modules.py)
                               modules=4 if kind == "dcgan" else 1))
-    n_fid = p2["fid_images"]
+    n_fid, unet = p2["fid_images"], f"unet_forward{generator_variant('ddpm', profile)}"
     work.append(Work(ch, f"DDPM DDIM sampling ({n_fid} images)", n_fid * p2["ddpm_ddim_steps"],
-                     "image-steps", "unet_forward", "unet_forward"))
+                     "image-steps", "unet_forward", unet))
     work.append(Work(ch, f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
                      p2["ddpm_ancestral_images"] * p2["ddpm_ancestral_steps"], "image-steps", "unet_forward",
-                     "unet_forward"))
+                     unet))
     compared = compared_ddim(p2)
     work.append(Work(ch, f"DDIM spacing comparison ({len(compared)} more settings x {n_fid} images)",
-                     n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", "unet_forward"))
+                     n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", unet))
     for source, images in (("real", n2), ("reconstructions", n2), ("real + reconstructions", 2 * n2)):
         classifier(ch, f"2.2 classifier ({source})", p2, p2["classifier_model"], p2["classifier_epochs"],
                    images, p2["classifier_batch_size"], p2["classifier_flip_tta"])
@@ -509,7 +490,8 @@ def flop_counter():
 
 def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, float]:
     """FLOPs per unit of every ``Work.flops`` name, counted by ``torch.utils.flop_counter`` on the real
-    (full-width) networks at batch 2 on the CPU and scaled linearly (a few seconds)."""
+    (full-width) networks at batch 2 on the CPU and scaled linearly (a few seconds); chapter 2's generators
+    also as each profile shapes them (:func:`generator_variant`)."""
     import torch
     import torch.nn.functional as F
 
@@ -538,15 +520,18 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
         out["embed:resnet18"] = out["fwd:resnet18"]
         # pretrained shape, random weights
         classifier("efficientnet_b0@224", build_model("efficientnet_b0", resize_to=224))
-        p2 = P.load("02_generative", "full")
-        for kind in ("vae", "dcgan", "ddpm"):
+        for kind, profile in itertools.product(("vae", "dcgan", "ddpm"), ("full", *PROFILE_ORDER)):
+            v = generator_variant(kind, profile)  # each profile's own network where it differs from full's
+            if f"train:{kind}{v}" in out:
+                continue
+            p2 = P.load("02_generative", profile)
             method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10, seed=0)
             method.setup(cpu, None)
-            out[f"train:{kind}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
-            out[f"fwd:{kind}"] = out[f"train:{kind}"] / 3  # a forward pass: about a third of a step
+            out[f"train:{kind}{v}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
+            out[f"fwd:{kind}{v}"] = out[f"train:{kind}{v}"] / 3  # a forward pass: about a third of a step
             if kind == "ddpm":
                 with torch.no_grad():
-                    out["unet_forward"] = count(lambda: method.ema.module(x, torch.tensor([10, 500])).sample) / 2
+                    out[f"unet_forward{v}"] = count(lambda: method.ema.module(x, torch.tensor([10, 500])).sample) / 2
         # MPL, UDA and supervised steps at labelled batch 2 (unlabelled 2 * mu), scaled to the presented batch
         p3 = P.load("03_semi_supervised", "full", {"batch_size": 2, "mu": mpl_mu})
         ds = D.make_synthetic(64, 10)
@@ -587,11 +572,11 @@ def flop_price(w: Work, flops: dict[str, float], *, tflops: float = ASSUMED_TFLO
     (what has no FLOPs: at ``fixed``, default :func:`overhead_rates`), and the rate it used."""
     if not w.flops:  # compilation, checkpoints, Fréchet distances, notebooks: their own (assumed) rates
         return price(w, fixed if fixed is not None else overhead_rates())
-    f = w.units * flops.get(w.flops, 0.0)
-    compute, floor = f / (tflops * 1e12), w.steps * step_ms / 1e3
-    if floor > compute:
-        return floor, f"assumed step floor {step_ms:g} ms"
-    return compute, f"FLOP-based at {tflops:.3g} TFLOP/s"
+    f, floor = w.units * flops.get(w.flops, 0.0), w.steps * step_ms / 1e3
+    seconds = workload_seconds(f, floor, tflops)
+    if floor > f / (tflops * 1e12):
+        return seconds, f"assumed step floor {step_ms:g} ms"
+    return seconds, f"FLOP-based at {tflops:.3g} TFLOP/s"
 
 
 def flop_estimate(work: list[Work], flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
@@ -685,25 +670,6 @@ def record_budget(profile: str, flops: dict, tflops: tuple[float, ...] = (ASSUME
                                                                 "notebooks": notebooks}})
 
 
-def probe_tflops(device, seconds: float = 1.0) -> float:
-    """Dense half-precision matmul TFLOP/s on ``device`` (CUDA): a one-second probe of the GPU's peak."""
-    import time
-
-    import torch
-
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    a = torch.randn(8192, 8192, device=device, dtype=dtype)
-    a @ a  # warm-up
-    torch.cuda.synchronize()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(5):
-            a @ a
-        torch.cuda.synchronize()
-        n += 5
-    return n * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
-
-
 def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: float | None = None,
                measured: dict | None = None) -> str:
     """What ``run_all.sh`` prints before a GPU run: the profile's projected wall time on this GPU, from a
@@ -725,39 +691,52 @@ def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: floa
             f"budget {BUDGET_HOURS:g} h on an H100/H200-class GPU")
 
 
-def profile_hours(profile: str, flops: dict, *, peak_tflops: float, step_ms: float = ASSUMED_STEP_MS) -> float:
-    """FLOP-based hours of ``profile`` on a device of ``peak_tflops`` (:data:`SUSTAINED_FRACTION` of it
-    sustained, overheads included)."""
-    est = flop_estimate(profile_work(profile), flops, tflops=sustained_tflops(peak_tflops), step_ms=step_ms)
-    return est["total"] / 3600
+def pricing(profile: str, flops: dict, *, step_ms: float = ASSUMED_STEP_MS) -> list[list]:
+    """``[chapter, FLOP, floor s, fixed s]`` rows that price ``profile`` on any device
+    (:func:`lib.profiles.projected_hours`, as :func:`flop_price` does): per chapter one row for what has no step
+    floor (its FLOPs, and the overheads' seconds at their rates) and one per workload with optimiser steps."""
+    fixed, rows = overhead_rates(), {ch: [ch, 0.0, 0.0, 0.0] for ch in CHAPTERS}
+    out = list(rows.values())
+    for w in profile_work(profile):
+        if not w.flops:
+            rows[w.chapter][3] += flop_price(w, flops, fixed=fixed)[0]
+        elif w.steps:
+            out.append([w.chapter, w.units * flops.get(w.flops, 0.0), w.steps * step_ms / 1e3, 0.0])
+        else:
+            rows[w.chapter][1] += w.units * flops.get(w.flops, 0.0)
+    return out
 
 
-def device_table(flops: dict, *, profiles=PROFILE_ORDER, devices: dict = DEVICES):
-    """Hours of every profile (rows) on every device (columns), FLOP-based at each device's datasheet peak."""
+def profile_hours(profile: str, flops: dict, *, peak_tflops: float, step_ms: float = ASSUMED_STEP_MS,
+                  chapter: str = "total") -> float:
+    """FLOP-based hours of ``profile`` (or of one ``chapter`` of it) on a device of ``peak_tflops``
+    (:data:`SUSTAINED_FRACTION` of it sustained, overheads included)."""
+    return projected_hours(pricing(profile, flops, step_ms=step_ms), peak_tflops)[chapter]
+
+
+def device_table(flops: dict, *, profiles=PROFILE_ORDER, devices: dict = DEVICES, chapters_on: str = "t4"):
+    """Hours of every profile (rows) on every device (columns), FLOP-based at each device's datasheet peak, and
+    each chapter's hours on the device ``chapters_on`` (columns ``<device> <chapter>``)."""
     import pandas as pd
 
-    return pd.DataFrame({key: [round(profile_hours(p, flops, peak_tflops=d.peak_tflops), 2) for p in profiles]
-                         for key, d in devices.items()}, index=pd.Index(profiles, name="profile"))
+    hours = {p: {k: projected_hours(pricing(p, flops), d.peak_tflops) for k, d in devices.items()} for p in profiles}
+    cols = {key: [round(hours[p][key]["total"], 2) for p in profiles] for key in devices}
+    cols.update({f"{chapters_on} {ch}": [round(hours[p][chapters_on][ch], 2) for p in profiles] for ch in CHAPTERS})
+    return pd.DataFrame(cols, index=pd.Index(profiles, name="profile"))
 
 
-def choose_profile(hours: dict[str, float], limit: float) -> tuple[str, str]:
-    """The largest profile (:data:`PROFILE_ORDER`) whose projected ``hours`` fit ``limit``, and why."""
-    for profile in PROFILE_ORDER:
-        if profile in hours and hours[profile] <= limit:
-            bigger = [f"{p} {hours[p]:.1f} h" for p in PROFILE_ORDER[:PROFILE_ORDER.index(profile)] if p in hours]
-            why = (f"projected {hours[profile]:.1f} h, within --hours {limit:g}"
-                   + (f"; larger profiles do not fit ({', '.join(bigger)})" if bigger else ""))
-            return profile, why
-    smallest = PROFILE_ORDER[-1]
-    return smallest, f"no profile fits --hours {limit:g}; the smallest, {smallest}, projects {hours[smallest]:.1f} h"
+def current_pricing(record: Path | None = None) -> dict[str, list]:
+    """Every profile's :func:`pricing`: the budget_devices record's where it was recorded from the params files
+    as they are now (its work units match), else counted now (FLOPs on the CPU, a minute)."""
+    from lib.profiles import DEVICES_RECORD
 
-
-def over_limit(profile: str, hours: float, limit: float, *, yes: bool) -> str:
-    """The refusal run_all.sh prints for a profile projected over ``limit`` hours without ``--yes`` (or "")."""
-    if yes or hours <= limit:
-        return ""
-    return (f"[run_all] profile {profile} is projected at {hours:.1f} h on this GPU, over --hours {limit:g}: "
-            f"pass --yes to run it anyway, raise --hours, or let --profile auto choose one that fits")
+    path = Path(record or DEVICES_RECORD)
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    units = {p: chapter_units(profile_work(p)) for p in PROFILE_ORDER}
+    if rec.get("pricing") and rec.get("units") == units:
+        return rec["pricing"]
+    flops = count_flops()
+    return {p: pricing(p, flops) for p in PROFILE_ORDER}
 
 
 def main() -> int:
@@ -786,12 +765,16 @@ def main() -> int:
                     help=f"what --choose may pick and --start-line lets run without --yes (default {AUTO_HOURS:g})")
     ap.add_argument("--yes", action="store_true", help="with --start-line: run a profile over --limit-hours")
     args = ap.parse_args()
+    import pandas as pd
+
     if args.device:
         args.peak_tflops = DEVICES[args.device].peak_tflops
     tflops = args.tflops or sustained_tflops(args.peak_tflops)
     if args.devices:
-        table = device_table(count_flops())
-        print(table.to_string())
+        flops = count_flops()
+        table = device_table(flops)
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(table.to_string())
         for key, d in DEVICES.items():
             print(f"  {key}: {d.source}")
         if args.record:
@@ -802,17 +785,16 @@ def main() -> int:
             record.save("budget_devices", table.reset_index().to_dict("records"), summary,
                         extra={"devices": {k: vars(d) for k, d in DEVICES.items()},
                                "sustained_fraction": SUSTAINED_FRACTION, "step_ms": ASSUMED_STEP_MS,
-                               "units": {p: chapter_units(profile_work(p)) for p in table.index}})
+                               "units": {p: chapter_units(profile_work(p)) for p in table.index},
+                               "pricing": {p: pricing(p, flops) for p in table.index}})
         return 0
     if args.choose:
         import torch
 
-        peak, flops = probe_tflops(torch.device("cuda")), count_flops()
-        hours = {p: profile_hours(p, flops, peak_tflops=peak) for p in PROFILE_ORDER}
-        profile, why = choose_profile(hours, args.limit_hours)
-        print(f"[run_all] profile auto -> {profile} ({why}; FLOP-based at {SUSTAINED_FRACTION:.0%} of the "
-              f"{peak:.0f} TFLOP/s a matmul probe measured)", file=sys.stderr)
-        print(profile)
+        name = torch.cuda.get_device_name()
+        choice = auto_choice(name, limit=args.limit_hours, pricing=current_pricing())
+        print(f"[run_all] {choice.line(name)}", file=sys.stderr)
+        print(choice.profile)
         return 0
     if args.start_line:
         import torch
@@ -839,8 +821,6 @@ def main() -> int:
     if args.record:
         record_budget(args.profile, flops)
     rates = unit_rates(saved) if saved else None
-    import pandas as pd
-
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(work_table(work, rates, flops, tflops=tflops, step_ms=args.step_ms).to_string(index=False))
     est, fixed = flop_estimate(work, flops, tflops=tflops, step_ms=args.step_ms), overhead_rates()

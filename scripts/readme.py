@@ -277,10 +277,12 @@ def devices_section(records: Path = RECORDS) -> str:
     if any(budget.chapter_units(budget.profile_work(p)) != u for p, u in rec["units"].items()):
         return f"stale: params/ changed since bench/records/benches/budget_devices.json was recorded ({how})"
     devices = rec["devices"]
-    lines = ["| profile | " + " | ".join(d["name"] for d in devices.values()) + " |",
-             "| --- |" + " --- |" * len(devices)]
-    lines += [f"| `{row['profile']}` | " + " | ".join(f"{row[k]:.2f} h" for k in devices) + " |"
-              for row in rec["rows"]]
+    per_chapter = [k for k in rec["rows"][0] if k.startswith("t4 ")]  # each chapter on a T4, in minutes
+    lines = ["| profile | " + " | ".join(d["name"] for d in devices.values())
+             + "".join(f" | T4: chapter {k[3:5]}" for k in per_chapter) + " |",
+             "| --- |" + " --- |" * (len(devices) + len(per_chapter))]
+    lines += [f"| `{row['profile']}` | " + " | ".join(f"{row[k]:.2f} h" for k in devices)
+              + "".join(f" | {60 * row[k]:.0f} min" for k in per_chapter) + " |" for row in rec["rows"]]
     machine, _ = _where(rec)
     lines += ["", f"Projected by `{rec['command']}` at {commit_text(rec['commit'])} ({rec['date'][:10]}, {machine}): "
               f"FLOPs counted on the real networks, at {rec['sustained_fraction']:.0%} of each device's dense "
@@ -293,10 +295,27 @@ def devices_section(records: Path = RECORDS) -> str:
     return "\n".join(lines)
 
 
+def peak_memory_section(records: Path = RECORDS) -> str:
+    """Peak memory of every training step of the colab profile at its batch size (bench/peak_memory.py's
+    record), measured on the CPU."""
+    path = records / "benches" / "peak_memory.json"
+    if not path.is_file():
+        return ("not recorded: no bench/records/benches/peak_memory.json (python bench/peak_memory.py --record, "
+                "then python scripts/readme.py record outputs/bench/peak_memory.json)")
+    rec = json.loads(path.read_text())
+    df = pd.DataFrame(rec["rows"])
+    machine, _ = _where(rec)
+    return (df.to_markdown(index=False, floatfmt=".2f") + f"\n\n{rec['summary']}. Measured by `{rec['command']}` at "
+            f"{commit_text(rec['commit'])} ({rec['date'][:10]}, {machine}): two training steps of each workload "
+            "under fake tensors, every tensor followed by torch's MemTracker, autocast at 2 bytes an element; not "
+            "counted: the CUDA context, cuDNN/cuBLAS workspaces and allocator fragmentation (the 2 GB left below "
+            "the T4's 16 GB), and the uint8 dataset (0.15 GB).")
+
+
 # each generated section and the page that holds it
 SECTIONS = {"measurements": ("measurements.md", measurements_section),
             "results": ("results.md", results_section), "budget": ("gpu.md", budget_section),
-            "devices": ("gpu.md", devices_section)}
+            "devices": ("gpu.md", devices_section), "peak_memory": ("gpu.md", peak_memory_section)}
 
 
 def render(text: str, records: Path = RECORDS, *, page: str | None = None) -> str:
