@@ -5,15 +5,28 @@
 Each workload's method is built as its chapter builds it and takes two training steps (the second holds the
 optimiser state) under ``FakeTensorMode``, so no FLOP is computed and no byte allocated, while torch's
 ``MemTracker`` follows every tensor the step creates: parameters, buffers, gradients, optimiser state,
-activations saved for the backward pass and temporaries. Autocast runs at 2 bytes an element (bf16 on the CPU:
-the element size of the T4's fp16; the fp16 loss scaler adds one scalar, and its host read of the overflow flag
-cannot run on fake tensors). What it leaves out: the CUDA context and cuDNN/cuBLAS workspaces (a few hundred MB),
-the caching allocator's fragmentation, and the dataset, which stays on the GPU as uint8 (50,000 x 3,072 bytes =
-0.15 GB). The table says whether each step fits ``--limit-gb``.
+activations saved for the backward pass and temporaries (a module called twice in a step, as DCGAN's
+discriminator and MPL's student are, is followed too: :class:`StepTracker`). Every row is measured at its
+batch, three ways:
+
+- fp16 step: the two steps under the CPU's fp16 autocast, with a gradient scaler and fused optimisers as on
+  the T4. The CPU's autocast rules put convolutions, linear layers and matmuls in fp16 as CUDA's do, but run
+  some ops in fp16 that CUDA keeps in float32 (group norm, softmax, upsampling).
+- CUDA/CPU forward: the first forward pass (up to its first backward) on a fake CUDA device under CUDA's own
+  autocast rules, over the same on the CPU; the backward cannot run on a fake CUDA device.
+- float32 bound: the two steps without autocast, plus autocast's fp16 copies of the weights: no tensor of an
+  fp16 step is larger, so this bounds the T4's step from above.
+
+The T4 estimate is the fp16 step times the forward ratio (at least 1), capped by the float32 bound; a step
+fits ``--limit-gb`` when its bound does, or else its estimate. What it leaves out: the CUDA context and
+cuDNN/cuBLAS workspaces (a few hundred MB), the caching allocator's fragmentation, and the dataset, which
+stays on the GPU as uint8 (50,000 x 3,072 bytes = 0.15 GB).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import sys
 from unittest import mock
 from pathlib import Path
@@ -24,10 +37,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from torch.distributed._tools.mem_tracker import MemTracker  # noqa: E402
 
 from lib import params as P  # noqa: E402
+from lib.train.method import move_optimizer  # noqa: E402
 
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")  # a fake one (:func:`fake_device`): no GPU is needed
 LIMIT_GB = 14.0  # the T4's 16 GB, less the CUDA context, workspaces and the uint8 dataset
 
 
@@ -59,11 +75,14 @@ def ssl_batch(kind: str, p3: dict):
     from lib import data as D
     from lib.chapters import semi_supervised
 
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
     b, u = p3["batch_size"], p3["batch_size"] * p3["mu"]
-    ds = D.make_synthetic(b + u, 10)
-    stream = semi_supervised.ssl_batches(ds.train_x[:b], ds.train_y[:b], ds.train_x[b:], p3, CPU,
-                                         unlabelled=kind != "supervised")
-    return next(stream.forever())
+    with unset_fake_temporarily(), torch.device(CPU):
+        ds = D.make_synthetic(b + u, 10)
+        stream = semi_supervised.ssl_batches(ds.train_x[:b], ds.train_y[:b], ds.train_x[b:], p3, CPU,
+                                             unlabelled=kind != "supervised")
+        return next(stream.forever())
 
 
 def workloads(profile: str) -> list[tuple[str, str, int, object]]:
@@ -83,9 +102,11 @@ def workloads(profile: str) -> list[tuple[str, str, int, object]]:
                     lambda: classifier_step(p1["sweep_model"], sweep_b, width=p1["width"])))
     for m in p1["pretrained_models"]:
         b = p1["finetune_batch_size"]
-        out.append(("01_supervised", f"{m} at 224 px", b, lambda m=m, b=b: classifier_step(m, b, resize_to=224)))
+        out.append(("01_supervised", f"{m} at 224 px", b,
+                    lambda m=m, b=b: classifier_step(m, b, resize_to=224)))
     for kind in ("vae", "dcgan", "ddpm"):
-        out.append(("02_generative", kind, p2[f"{kind}_batch_size"], lambda kind=kind: generator_step(kind, p2)))
+        out.append(("02_generative", kind, p2[f"{kind}_batch_size"],
+                    lambda kind=kind: generator_step(kind, p2)))
     out.append(("02_generative", f"2.2 classifier {p2['classifier_model']}", p2["classifier_batch_size"],
                 lambda: classifier_step(p2["classifier_model"], p2["classifier_batch_size"],
                                         width=p2["classifier_width"])))
@@ -97,20 +118,72 @@ def workloads(profile: str) -> list[tuple[str, str, int, object]]:
     return out
 
 
-def peak_memory(build, *, steps: int = 2) -> dict[str, float]:
-    """Bytes at the peak of ``steps`` training steps of ``build()``'s method on its batch, by kind (parameters,
-    buffers, gradients, optimiser state, activations, temporaries) and in total (``total``)."""
+def to_device(batch, device: torch.device):
+    """``batch`` (a tuple of tensors or a dataclass of them, such as an SSL batch) on ``device``."""
+    move = lambda t: t.to(device) if torch.is_tensor(t) else t  # noqa: E731
+    if dataclasses.is_dataclass(batch):
+        return dataclasses.replace(batch, **{f.name: move(getattr(batch, f.name))
+                                             for f in dataclasses.fields(batch)})
+    return type(batch)(move(t) for t in batch)
+
+
+@contextlib.contextmanager
+def fake_device(device: torch.device):
+    """Fake tensors, made on ``device`` unless told otherwise; on "cuda", which need not exist here, with
+    CUDA's autocast and gradient scaler switched on (torch switches both off when it finds no GPU)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        method, batch = build()
-        # built on the CPU already; fake parameters cannot be swapped by Module.to
-        with mock.patch.object(nn.Module, "to", lambda self, *a, **k: self):
-            method.setup(CPU, torch.bfloat16)
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.device(device), \
+            mock.patch("torch.cuda.amp.common.amp_definitely_not_available", lambda: False):
+        yield
+
+
+def _setup(build, device: torch.device, dtype: torch.dtype | None):
+    """``build()``'s method and batch on ``device`` (inside :func:`fake_device`), set up as training does,
+    with fused optimisers as on CUDA (under fp16 the gradient scaler then reads nothing back to the host)."""
+    method, batch = build()
+    # made on ``device`` already; fake parameters cannot be swapped by Module.to (nor laid out channels_last:
+    # the same bytes in another order)
+    with mock.patch.object(nn.Module, "to", lambda self, *a, **k: self):
+        method.setup(device, dtype, compile=False)
+    for opt in method.state.values():
+        if isinstance(opt, torch.optim.Optimizer):
+            move_optimizer(opt, fused=True)
+    return method, to_device(batch, device)
+
+
+def peak_memory(build, *, dtype: torch.dtype | None = torch.float16, steps: int = 2) -> dict[str, float]:
+    """Bytes at the peak of ``steps`` training steps of ``build()``'s method on its batch on the CPU under
+    ``dtype`` autocast (None: float32 throughout), by kind (parameters, buffers, gradients, optimiser state,
+    activations, temporaries) and in total (``total``), with the EMA copy (:func:`ema_bytes`)."""
+    with fake_device(CPU):
+        method, batch = _setup(build, CPU, dtype)
         out = _steps(method, batch, steps)
     out["ema copy"] = ema_bytes(method)
     out["total"] += out["ema copy"]
     return out
+
+
+class _Backward(Exception):
+    """A step reached its first backward (:func:`forward_peak`)."""
+
+
+def forward_peak(build, device: torch.device) -> float:
+    """Bytes at the peak of a training step's first forward pass (parameters, optimiser state and what the
+    forward holds for the backward, up to the first ``backward``) under fp16 autocast on ``device``. On a
+    fake "cuda" device the forward follows CUDA's autocast rules, which keep some ops in float32 that the
+    CPU's run in fp16 (group norm, softmax, upsampling); the backward cannot run there (torch's autograd
+    engine asks the driver for the device)."""
+    def stop(*args, **kwargs):
+        raise _Backward
+
+    with fake_device(device):
+        method, batch = _setup(build, device, torch.float16)
+        tracker = StepTracker()
+        tracker.track_external(*_tracked(method))
+        with mock.patch.object(torch.Tensor, "backward", stop), contextlib.suppress(_Backward), tracker:
+            method.train_step(batch)
+    return _peak(tracker, device)["total"]
 
 
 def ema_bytes(method) -> float:
@@ -124,45 +197,65 @@ def ema_bytes(method) -> float:
     return float(sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())))
 
 
-def _steps(method, batch, steps: int) -> dict[str, float]:
-    from torch.distributed._tools.mem_tracker import MemTracker
+class StepTracker(MemTracker):
+    """torch's MemTracker, following a module called more than once in a step (DCGAN's discriminator on real,
+    fake and generated images; MPL's student before and after its update): MemTracker raises
+    NotImplementedError at a top-level module's second forward, which it takes for the next iteration. Here
+    that module's per-module statistics start again instead; the step's peak, the one number read, counts
+    every tensor all the same."""
 
-    tracked = [o for o in method.state.values() if isinstance(o, (nn.Module, torch.optim.Optimizer))]
-    tracker = MemTracker()
-    tracker.track_external(*tracked)
-    for _ in range(steps):
-        with tracker:
-            method.train_step(batch)
-        tracker.reset_mod_stats()  # the tracker's per-module statistics are per step; its peak is kept
-    snap = tracker.get_tracker_snapshot("peak")[CPU]
+    def _pre_fw_hook(self, module: nn.Module, inputs) -> None:
+        if module in self.memory_tracking and not self._mod_tracker.is_bw:
+            del self.memory_tracking[module]
+        super()._pre_fw_hook(module, inputs)
+
+
+def _tracked(method) -> list:
+    return [o for o in method.state.values() if isinstance(o, (nn.Module, torch.optim.Optimizer))]
+
+
+def _peak(tracker: MemTracker, device: torch.device) -> dict[str, float]:
+    snap = next(v for d, v in tracker.get_tracker_snapshot("peak").items() if d.type == device.type)
     out = {str(k.value).lower(): float(v) for k, v in snap.items() if k != "Total"}
     out["total"] = float(snap["Total"])
     return out
 
 
-def table(profile: str, *, limit_gb: float = LIMIT_GB, only: tuple[str, ...] = ()):
-    """One row per workload of ``profile``: its batch, peak GB by kind and in total, and whether it fits."""
-    import pandas as pd
-    from torch._subclasses.fake_tensor import DataDependentOutputException
+def _steps(method, batch, steps: int) -> dict[str, float]:
+    tracker = StepTracker()
+    tracker.track_external(*_tracked(method))
+    for _ in range(steps):
+        with tracker:
+            method.train_step(batch)
+        tracker.reset_mod_stats()  # the tracker's per-module statistics are per step; its peak is kept
+    return _peak(tracker, CPU)
 
-    rows = []
-    for chapter, name, batch, build in workloads(profile):
-        if only and name not in only:
-            continue
-        try:
-            peak = peak_memory(build)
-        except (DataDependentOutputException, NotImplementedError) as err:  # a host read (.item()); a module
-            # called twice in one step, which MemTracker cannot follow
-            rows.append({"chapter": chapter, "workload": name, "batch": batch,
-                         f"under {limit_gb:g} GB": f"not measured: {type(err).__name__}"})
-            continue
-        gb = {k: round(v / 1e9, 2) for k, v in peak.items()}
-        rows.append({"chapter": chapter, "workload": name, "batch": batch, "parameters GB": gb["parameter"],
-                     "gradients GB": gb["gradient"], "optimiser GB": gb["optstate"],
-                     "activations GB": gb["activation"], "temporaries GB": gb["temp"], "EMA copy GB": gb["ema copy"],
-                     "peak GB": gb["total"],
-                     f"under {limit_gb:g} GB": "yes" if gb["total"] < limit_gb else "NO"})
-    return pd.DataFrame(rows)
+
+def measure(build, *, limit_gb: float = LIMIT_GB) -> dict:
+    """One workload's row: its fp16 step on the CPU by kind (GB), the float32 bound, CUDA's forward against
+    the CPU's, the T4 estimate and whether it fits ``limit_gb``."""
+    peak = peak_memory(build)
+    bound = peak_memory(build, dtype=None)
+    bound["total"] += bound["parameter"] / 2  # autocast's fp16 copies of the weights, which float32 lacks
+    ratio = forward_peak(build, CUDA) / forward_peak(build, CPU)
+    estimate = min(peak["total"] * max(ratio, 1.0), bound["total"])
+    gb = {k: round(v / 1e9, 2) for k, v in peak.items()}
+    fits = ("yes (float32 bound)" if bound["total"] / 1e9 < limit_gb
+            else "yes (estimate)" if estimate / 1e9 < limit_gb else "NO")
+    return {"parameters GB": gb["parameter"], "gradients GB": gb["gradient"], "optimiser GB": gb["optstate"],
+            "activations GB": gb["activation"], "temporaries GB": gb["temp"], "EMA copy GB": gb["ema copy"],
+            "fp16 step GB": gb["total"], "CUDA/CPU forward": round(ratio, 2),
+            "float32 bound GB": round(bound["total"] / 1e9, 2), "T4 estimate GB": round(estimate / 1e9, 2),
+            f"under {limit_gb:g} GB": fits}
+
+
+def table(profile: str, *, limit_gb: float = LIMIT_GB, only: tuple[str, ...] = ()):
+    """One row per workload of ``profile`` (:func:`measure`), with its chapter and batch."""
+    import pandas as pd
+
+    return pd.DataFrame([{"chapter": chapter, "workload": name, "batch": batch,
+                          **measure(build, limit_gb=limit_gb)}
+                         for chapter, name, batch, build in workloads(profile) if not only or name in only])
 
 
 def main() -> int:
@@ -177,11 +270,12 @@ def main() -> int:
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df.to_string(index=False))
-    worst = df.loc[df["peak GB"].idxmax()]
-    measured = df["peak GB"].notna()
+    worst = df.loc[df["T4 estimate GB"].idxmax()]
+    fits = df[f"under {args.limit_gb:g} GB"].str.startswith("yes")
     summary = (f"profile {args.profile}: largest step {worst['workload']} at batch {worst['batch']}, "
-               f"{worst['peak GB']:.2f} GB; {int(measured.sum())} of {len(df)} steps measured, all under "
-               f"{args.limit_gb:g} GB: {'yes' if (df.loc[measured, 'peak GB'] < args.limit_gb).all() else 'NO'}")
+               f"{worst['T4 estimate GB']:.2f} GB on a T4 by estimate ({worst['fp16 step GB']:.2f} GB in "
+               f"fp16 on the CPU, {worst['float32 bound GB']:.2f} GB in float32); all {len(df)} steps measured "
+               f"at their batch, all under {args.limit_gb:g} GB: {'yes' if fits.all() else 'NO'}")
     print(summary)
     if args.record:
         import record
