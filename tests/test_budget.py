@@ -290,6 +290,11 @@ def test_auto_chooses_the_largest_profile_that_fits_each_device():
     assert budget.choose_profile(measured["NVIDIA A100"], 10.0)[0] == "full"
     assert budget.choose_profile(measured["NVIDIA T4"], 1.0)[0] == "quick"
     assert budget.choose_profile(measured["NVIDIA T4"], 0.001)[1].startswith("no profile fits --hours 0.001")
+    # a record without some profiles: the smallest projected one, and a clear error when none is
+    assert budget.choose_profile({"full": 30.0, "colab": 3.6}, 1.0) == (
+        "colab", "no profile fits --hours 1; the smallest projected, colab, projects 3.6 h")
+    with pytest.raises(ValueError, match="no projection of any profile"):
+        budget.choose_profile({"laptop": 1.0}, 4.0)
 
 
 def test_auto_projects_a_named_gpu_at_its_datasheet_and_another_at_its_probe():
