@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the report: run every chapter notebook with papermill under one parameter profile, export HTML.
-#   ./run_all.sh [--profile auto|smoke|quick|full|full-long] [--only 01,03] [--data PATH] [--hours H] [--yes]
+#   ./run_all.sh [--profile auto|smoke|quick|colab|full|full-long] [--only 01,03] [--data PATH] [--hours H] [--yes]
 # On a GPU, auto picks the largest profile projected to fit --hours (default 4); a profile projected over it runs
 # only with --yes.
 # Outputs go to outputs/<profile>/ (or $CIFAR_REPORT_OUTPUTS/<profile>/): tables, figures, notebooks, html/.
@@ -44,7 +44,7 @@ if [ "$PROFILE" = auto ] && [ -z "$CUDA_WHY" ]; then
     PROFILE=full; echo "[run_all] profile auto -> full (bench/budget.py --choose failed)"; }
 elif [ "$PROFILE" = auto ]; then
   PROFILE=quick
-  echo "[run_all] profile auto -> quick (CUDA not found); choose another with --profile smoke|quick|full|full-long"
+  echo "[run_all] profile auto -> quick (CUDA not found); choose another with --profile smoke|quick|colab|full|full-long"
 else
   echo "[run_all] profile $PROFILE"
 fi

@@ -1,18 +1,19 @@
-"""What a profile costs: its work (images, steps and FLOPs per chapter) and the wall time that work projects to.
+"""What a profile costs: its work (images, steps and FLOPs per chapter) and the wall time that work projects
+to.
 
     python bench/budget.py [--profile full] [--rates outputs/bench/gpu_check.json] [--hours 3]
 
 The work list is computed from the params files, so changing an epoch count changes the projection. Two
 projections are offered:
 
-* **measured**: each workload priced from what ``bench/gpu_check.sh`` measured on the device (``--rates`` reads a
-  saved ``gpu_check.json``): the compiled rate where the chapter compiles the run, the per-step floor of the run's
-  batch size, the finetune's own rate, the Fréchet distances' CPU time; this is the number the README's GPU
-  budget quotes;
-* **FLOP-based**: each workload's FLOPs (counted once by torch's ``FlopCounterMode`` on the real networks) at an
-  *assumed* sustained throughput (:data:`SUSTAINED_FRACTION` of a dense half-precision peak, the same rule
-  ``run_all.sh``'s start line applies to a probed peak), with an assumed floor per optimiser step (small batches
-  are launch-bound). It needs no GPU and states its assumptions; use it to size a profile before a GPU
+* **measured**: each workload priced from what ``bench/gpu_check.sh`` measured on the device (``--rates``
+  reads a saved ``gpu_check.json``): the compiled rate where the chapter compiles the run, the per-step floor
+  of the run's batch size, the finetune's own rate, the Fréchet distances' CPU time; this is the number the
+  README's GPU budget quotes;
+* **FLOP-based**: each workload's FLOPs (counted once by torch's ``FlopCounterMode`` on the real networks) at
+  an *assumed* sustained throughput (:data:`SUSTAINED_FRACTION` of a dense half-precision peak, the same rule
+  ``run_all.sh``'s start line applies to a probed peak), with an assumed floor per optimiser step (small
+  batches are launch-bound). It needs no GPU and states its assumptions; use it to size a profile before a GPU
   measurement exists.
 
 Both add what has no FLOPs: compilation, checkpoint writes, the Fréchet distances (CPU) and each chapter's
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -33,61 +35,29 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from lib import params as P  # noqa: E402
+from lib.profiles import (  # noqa: E402,F401  (re-exported: budget.X for the scripts and tests)
+    AUTO_HOURS, DEVICES, PROFILE_ORDER, SITTING_HOURS, SUSTAINED_FRACTION, Device, auto_choice,
+    choose_profile, device_key, over_limit, probe_tflops, projected_hours, sustained_tflops, workload_seconds)
 
 CHAPTERS = ("01_supervised", "02_generative", "03_semi_supervised", "04_extras")
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 BUDGET_HOURS = 3.0
-# One throughput assumption for every FLOP-based projection: a sustained fraction of the device's dense
-# half-precision peak. budget.py's device is an H100 SXM: 989 TFLOP/s dense BF16 (NVIDIA H100 Tensor Core GPU
-# datasheet, "BF16 Tensor Core 1,979 teraFLOPS" is with 2:4 sparsity; dense is half); the H200 has the same
-# tensor cores. run_all.sh's start line applies the same fraction to the rate a matmul probe measures on the GPU
-# at hand (start_line), which on an H100 is below the datasheet's peak.
-PEAK_TFLOPS = 989.0
-SUSTAINED_FRACTION = 0.1  # these small networks: kernel launches, memory-bound norms/activations, tiny matmuls
-
-
-def sustained_tflops(peak_tflops: float) -> float:
-    """The throughput every FLOP-based projection assumes on a device of ``peak_tflops`` (dense half precision):
-    :data:`SUSTAINED_FRACTION` of it."""
-    return SUSTAINED_FRACTION * peak_tflops
-
-
+# One throughput assumption for every FLOP-based projection: a sustained fraction
+# (lib.profiles.SUSTAINED_FRACTION) of the device's dense half-precision peak. budget.py's device is an H100
+# SXM: 989 TFLOP/s dense BF16 (NVIDIA H100 Tensor Core GPU datasheet, "BF16 Tensor Core 1,979 teraFLOPS" is
+# with 2:4 sparsity; dense is half); the H200 has the same tensor cores. run_all.sh's start line applies the
+# same fraction to the rate a matmul probe measures on the GPU at hand (start_line), which on an H100 is below
+# the datasheet's peak. The devices, the profiles' order and the choice of `auto` live in lib/profiles.py,
+# which the notebooks' `auto` shares.
+PEAK_TFLOPS = DEVICES["h100"].peak_tflops
 ASSUMED_TFLOPS = sustained_tflops(PEAK_TFLOPS)
-
-
-@dataclass(frozen=True)
-class Device:
-    """A GPU as its datasheet gives it: dense half-precision tensor peak, memory bandwidth and size."""
-
-    name: str
-    peak_tflops: float     # dense FP16/BF16 tensor-core peak (datasheets quote 2:4 sparsity at twice this)
-    bandwidth_gb_s: float
-    memory_gb: float
-    bf16: bool
-    source: str
-
-
-DEVICES = {
-    "t4": Device("NVIDIA T4", 65.0, 320.0, 16.0, False,
-                 "NVIDIA T4 datasheet: 65 TFLOPS mixed precision (FP16/FP32), 320 GB/s, 16 GB GDDR6; no BF16"),
-    "l4": Device("NVIDIA L4", 121.0, 300.0, 24.0, True,
-                 "NVIDIA L4 datasheet: FP16/BF16 tensor 242 TFLOPS with sparsity (121 dense), 300 GB/s, 24 GB"),
-    "a100": Device("NVIDIA A100 80GB SXM", 312.0, 2039.0, 80.0, True,
-                   "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS (624 with sparsity), 2,039 GB/s, 80 GB"),
-    "h100": Device("NVIDIA H100 SXM", PEAK_TFLOPS, 3350.0, 80.0, True,
-                   "NVIDIA H100 datasheet: BF16 tensor 1,979 TFLOPS with sparsity (989 dense), 3.35 TB/s, 80 GB"),
-    "h200": Device("NVIDIA H200 SXM", PEAK_TFLOPS, 4800.0, 141.0, True,
-                   "NVIDIA H200 datasheet: the H100's tensor cores (989 dense BF16), 4.8 TB/s, 141 GB"),
-}
-# every profile, largest first: `auto` on a GPU picks the first whose projection fits its hours
-PROFILE_ORDER = ("full-long", "full", "quick", "smoke")
-AUTO_HOURS = 4.0  # run_all.sh --hours default: what `auto` may choose, and what a profile may take without --yes
 ASSUMED_STEP_MS = 5.0   # floor per optimiser step in eager PyTorch (hundreds of kernel launches)
 # overheads without FLOPs, unless bench/gpu_check.sh measured them on the device:
 ASSUMED_COMPILE_S = 60.0  # seconds to compile one module's training graph (forward + backward), cold
 ASSUMED_DISK_GB_S = 1.0   # checkpoint write speed (torch.save + fsync + rename), GB/s
-# one Fréchet distance: scipy's sqrtm of a 2048 x 2048 product, mostly single-threaded, so from several seconds on
-# a server core to tens on a small or busy CPU; bench/gpu_check.sh measures it on the GPU machine's CPU
+# one Fréchet distance: scipy's sqrtm of a 2048 x 2048 product, mostly single-threaded, so from several
+# seconds on a server core to tens on a small or busy CPU; bench/gpu_check.sh measures it on the GPU
+# machine's CPU
 ASSUMED_FRECHET_S = 10.0
 ASSUMED_NOTEBOOK_S = 60.0  # a chapter's kernel start, imports, figures and HTML export, without a record
 ASSUMED_INDEX_S = 30.0     # the report's index page and report.html after the last chapter, without a record
@@ -155,7 +125,8 @@ def overheads(chapter: str, run: str, p: dict, *, model: str, steps: float, eval
     gb = (2 * evals + 1) * parameters(ckpt_params) * 4 * slots / 1e9
     out.append(Work(chapter, f"{run}: checkpoint writes", gb, "GB", "disk", ""))
     if compiles(p, steps):
-        out.append(Work(chapter, f"{run}: compilation", modules, "graphs", f"compile:{workload or model}", ""))
+        out.append(Work(chapter, f"{run}: compilation", modules, "graphs", f"compile:{workload or model}",
+                        ""))
     return out
 
 
@@ -179,6 +150,20 @@ def scored_samples(p2: dict) -> int:
     ancestral when it draws ``fid_images``), the DCGAN snapshots and the other DDIM settings."""
     return (3 + (p2["ddpm_ancestral_images"] >= p2["fid_images"]) + p2["dcgan_snapshots"]
             + len(compared_ddim(p2)))
+
+
+# the settings that shape each generator's network: a profile that changes one is priced at its own FLOPs
+GENERATOR_SHAPE = {"vae": ("vae_latent", "vae_width", "vae_conditional"),
+                   "dcgan": ("dcgan_nz", "dcgan_width"),
+                   "ddpm": ("ddpm_channels", "ddpm_multipliers", "ddpm_layers_per_block",
+                            "ddpm_attention_resolutions")}
+
+
+def generator_variant(kind: str, profile: str) -> str:
+    """The FLOP-key suffix of ``kind``'s network under ``profile``: "" where it is the full profile's network,
+    else ``@<profile>`` (:func:`count_flops` counts each such network)."""
+    p, full = P.load("02_generative", profile), P.load("02_generative", "full")
+    return "" if all(p[k] == full[k] for k in GENERATOR_SHAPE[kind]) else f"@{profile}"
 
 
 def profile_work(profile: str = "full") -> list[Work]:
@@ -223,8 +208,9 @@ def profile_work(profile: str = "full") -> list[Work]:
                    eval_model=f"{m}@224")
     if p1["recipe_baseline"]:
         other = "presented" if rec == "strong" else "strong"
-        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18", supervised.model_epochs(p1, "resnet18"), n1,
-                   p1[f"{other}_batch_size"], p1[f"{other}_flip_tta"])
+        classifier(ch, f"train resnet18 ({other} recipe)", p1, "resnet18",
+                   supervised.model_epochs(p1, "resnet18"), n1, p1[f"{other}_batch_size"],
+                   p1[f"{other}_flip_tta"])
     n_sweep = p1["sweep_train_subset"] or n1
     sweep_p = {**p1, "compile": p1["sweep_compile"]}
     for b in p1["sweep_batch_sizes"]:
@@ -238,7 +224,8 @@ def profile_work(profile: str = "full") -> list[Work]:
         s = generative.generator_settings(kind, p2)
         units = s["epochs"] * n2
         steps = generative.training_steps(s, n2)  # the chapter's own count: full batches
-        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}", f"train:{kind}", steps,
+        work.append(Work(ch, f"train {kind}", units, "images", f"train:{kind}",
+                         f"train:{kind}{generator_variant(kind, profile)}", steps,
                          s["batch_size"], compiles(p2, steps)))
         every = s.get("eval_every_epochs", s.get("checkpoint_every_epochs", 1))
         evals = s["epochs"] / every
@@ -248,15 +235,15 @@ def profile_work(profile: str = "full") -> list[Work]:
                               # DCGAN: the generator, and the discriminator's three graphs (real images,
                               # detached fakes, fakes with gradients: tests/test_compile_modules.py)
                               modules=4 if kind == "dcgan" else 1))
-    n_fid = p2["fid_images"]
+    n_fid, unet = p2["fid_images"], f"unet_forward{generator_variant('ddpm', profile)}"
     work.append(Work(ch, f"DDPM DDIM sampling ({n_fid} images)", n_fid * p2["ddpm_ddim_steps"],
-                     "image-steps", "unet_forward", "unet_forward"))
+                     "image-steps", "unet_forward", unet))
     work.append(Work(ch, f"DDPM ancestral sampling ({p2['ddpm_ancestral_images']} images)",
                      p2["ddpm_ancestral_images"] * p2["ddpm_ancestral_steps"], "image-steps", "unet_forward",
-                     "unet_forward"))
+                     unet))
     compared = compared_ddim(p2)
     work.append(Work(ch, f"DDIM spacing comparison ({len(compared)} more settings x {n_fid} images)",
-                     n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", "unet_forward"))
+                     n_fid * sum(steps for _, steps in compared), "image-steps", "unet_forward", unet))
     for source, images in (("real", n2), ("reconstructions", n2), ("real + reconstructions", 2 * n2)):
         classifier(ch, f"2.2 classifier ({source})", p2, p2["classifier_model"], p2["classifier_epochs"],
                    images, p2["classifier_batch_size"], p2["classifier_flip_tta"])
@@ -272,8 +259,9 @@ def profile_work(profile: str = "full") -> list[Work]:
         work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps,
                          p3["batch_size"], compiles(p3, steps)))
         work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
-                              evals=steps / p3["eval_every"], eval_images=p3["val_size"], ckpt_params="wrn28_2",
-                              slots=slots3[kind], modules=2 if kind == "mpl" else 1, workload=kind))
+                              evals=steps / p3["eval_every"], eval_images=p3["val_size"],
+                              ckpt_params="wrn28_2", slots=slots3[kind], modules=2 if kind == "mpl" else 1,
+                              workload=kind))
         work.append(Work(ch, f"train {kind}: test", test_images(p3), "images", "eval:wrn28_2", "fwd:wrn28_2"))
     ft = p3["finetune_epochs"] * p3["labelled_size"]
     ft_steps = p3["finetune_epochs"] * -(-p3["labelled_size"] // p3["finetune_batch_size"])
@@ -364,7 +352,8 @@ def unit_rates(gpu_check: dict, *, notebook_record: Path | None = None) -> Rates
         rates.put("unet_forward", 1 / gpu_check["ddpm"]["s_per_image_step"], "measured eager")
     mpl = gpu_check.get("mpl") or {}
     full_ssl_batch = P.load("03_semi_supervised", "full")["batch_size"]
-    # a CPU check measures a reduced labelled batch (same unlabelled ratio): time grows linearly with the batch there
+    # a CPU check measures a reduced labelled batch (same unlabelled ratio): time grows linearly with the
+    # batch there
     scale = mpl.get("labelled_batch", 1) / full_ssl_batch
     for kind in SSL_KINDS:
         sec = _number(mpl, f"{kind}_s_per_step")
@@ -460,7 +449,8 @@ def price(w: Work, rates: dict) -> tuple[float, str] | None:
     (compiled: the floor times the workload's compile speed-up); compilation costs the workload's graphs x
     its seconds per graph."""
     source = getattr(rates, "source", {})
-    if w.unit == "graphs":  # compilation: measured graphs and seconds per graph of this workload, else assumed
+    # compilation: measured graphs and seconds per graph of this workload, else assumed
+    if w.unit == "graphs":
         workload = w.rate.split(":", 1)[1] if ":" in w.rate else ""
         graphs = getattr(rates, "graphs", {}).get(workload, w.units)
         key = w.rate if w.rate in rates else "compile"
@@ -509,7 +499,8 @@ def flop_counter():
 
 def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, float]:
     """FLOPs per unit of every ``Work.flops`` name, counted by ``torch.utils.flop_counter`` on the real
-    (full-width) networks at batch 2 on the CPU and scaled linearly (a few seconds)."""
+    (full-width) networks at batch 2 on the CPU and scaled linearly (a few seconds); chapter 2's generators
+    also as each profile shapes them (:func:`generator_variant`)."""
     import torch
     import torch.nn.functional as F
 
@@ -538,23 +529,28 @@ def count_flops(*, mpl_labelled_batch: int = 128, mpl_mu: int = 7) -> dict[str, 
         out["embed:resnet18"] = out["fwd:resnet18"]
         # pretrained shape, random weights
         classifier("efficientnet_b0@224", build_model("efficientnet_b0", resize_to=224))
-        p2 = P.load("02_generative", "full")
-        for kind in ("vae", "dcgan", "ddpm"):
-            method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10, seed=0)
+        for kind, profile in itertools.product(("vae", "dcgan", "ddpm"), ("full", *PROFILE_ORDER)):
+            v = generator_variant(kind, profile)  # each profile's own network where it differs from full's
+            if f"train:{kind}{v}" in out:
+                continue
+            p2 = P.load("02_generative", profile)
+            method, _ = generative.build_method(kind, generative.generator_settings(kind, p2), total_steps=10,
+                                                seed=0)
             method.setup(cpu, None)
-            out[f"train:{kind}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
-            out[f"fwd:{kind}"] = out[f"train:{kind}"] / 3  # a forward pass: about a third of a step
+            out[f"train:{kind}{v}"] = count(lambda: method.train_step((x.clamp(-1, 1), y))) / 2
+            out[f"fwd:{kind}{v}"] = out[f"train:{kind}{v}"] / 3  # a forward pass: about a third of a step
             if kind == "ddpm":
                 with torch.no_grad():
-                    out["unet_forward"] = count(lambda: method.ema.module(x, torch.tensor([10, 500])).sample) / 2
+                    t = torch.tensor([10, 500])
+                    out[f"unet_forward{v}"] = count(lambda: method.ema.module(x, t).sample) / 2
         # MPL, UDA and supervised steps at labelled batch 2 (unlabelled 2 * mu), scaled to the presented batch
         p3 = P.load("03_semi_supervised", "full", {"batch_size": 2, "mu": mpl_mu})
         ds = D.make_synthetic(64, 10)
         for kind in ("mpl", "uda", "supervised"):
             method = semi_supervised.build_method(kind, p3, total_steps=10)
             method.setup(cpu, None)
-            batch = next(semi_supervised.ssl_batches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:], p3, cpu,
-                                                     unlabelled=kind != "supervised").forever())
+            batch = next(semi_supervised.ssl_batches(ds.train_x[:16], ds.train_y[:16], ds.train_x[16:], p3,
+                                                     cpu, unlabelled=kind != "supervised").forever())
             out[f"ssl:{kind}"] = count(lambda: method.train_step(batch)) * mpl_labelled_batch / 2
         from torchvision.models import (
             inception_v3,  # same layers as pytorch-fid's network, without its weights
@@ -583,21 +579,22 @@ def project(work: list[Work], rates: dict[str, float]) -> tuple[dict[str, float]
 
 def flop_price(w: Work, flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
                step_ms: float = ASSUMED_STEP_MS, fixed: dict | None = None) -> tuple[float, str]:
-    """Seconds of workload ``w`` if it ran at ``tflops`` sustained but no optimiser step faster than ``step_ms``
-    (what has no FLOPs: at ``fixed``, default :func:`overhead_rates`), and the rate it used."""
+    """Seconds of workload ``w`` if it ran at ``tflops`` sustained but no optimiser step faster than
+    ``step_ms`` (what has no FLOPs: at ``fixed``, default :func:`overhead_rates`), and the rate it used."""
     if not w.flops:  # compilation, checkpoints, Fréchet distances, notebooks: their own (assumed) rates
         return price(w, fixed if fixed is not None else overhead_rates())
-    f = w.units * flops.get(w.flops, 0.0)
-    compute, floor = f / (tflops * 1e12), w.steps * step_ms / 1e3
-    if floor > compute:
-        return floor, f"assumed step floor {step_ms:g} ms"
-    return compute, f"FLOP-based at {tflops:.3g} TFLOP/s"
+    f, floor = w.units * flops.get(w.flops, 0.0), w.steps * step_ms / 1e3
+    seconds = workload_seconds(f, floor, tflops)
+    if floor > f / (tflops * 1e12):
+        return seconds, f"assumed step floor {step_ms:g} ms"
+    return seconds, f"FLOP-based at {tflops:.3g} TFLOP/s"
 
 
 def flop_estimate(work: list[Work], flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
                   step_ms: float = ASSUMED_STEP_MS, notebook_record: Path | None = None) -> dict[str, float]:
-    """Seconds per chapter (and ``total``) if every workload ran at ``tflops`` sustained, but no optimiser step
-    faster than ``step_ms`` (:func:`flop_price`); plus ``pflop`` per chapter under ``<chapter>_pflop``."""
+    """Seconds per chapter (and ``total``) if every workload ran at ``tflops`` sustained, but no optimiser
+    step faster than ``step_ms`` (:func:`flop_price`); plus ``pflop`` per chapter under
+    ``<chapter>_pflop``."""
     out = {ch: 0.0 for ch in CHAPTERS}
     pf = {f"{ch}_pflop": 0.0 for ch in CHAPTERS}
     fixed = overhead_rates(notebook_record=notebook_record)
@@ -619,7 +616,8 @@ def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: d
     rows = []
     for w in work:
         row = {"chapter": w.chapter, "workload": w.name, "count": round(w.units), "unit": w.unit,
-               "optimiser steps": round(w.steps), "batch": w.batch or "", "compiles": "yes" if w.compiled else ""}
+               "optimiser steps": round(w.steps), "batch": w.batch or "",
+               "compiles": "yes" if w.compiled else ""}
         if flops:
             row["PFLOP"] = round(w.units * flops.get(w.flops, 0.0) / 1e15, 2) if w.flops else 0.0
             sec, how = flop_price(w, flops, tflops=tflops, step_ms=step_ms, fixed=fixed)
@@ -650,16 +648,18 @@ def describe(profile: str = "full") -> dict[str, str]:
     cut = f" with Cutout-{p1['strong_cutout']}" if p1["strong_cutout"] else ""
     d1 = (f"{models} models x {supervised.epochs_text(p1)} epochs ({p1['recipe']} recipe{cut})"
           + (", ResNet-18 with the other recipe" if p1["recipe_baseline"] else "")
-          + f", {len(p1['sweep_batch_sizes']) * len(p1['sweep_lrs'])} sweep cells x {p1['sweep_epochs']} epochs"
-          + "".join(f", pretrained {m} {p1['pretrained_epochs']} epochs at 224 px" for m in p1["pretrained_models"]))
+          + f", {len(p1['sweep_batch_sizes']) * len(p1['sweep_lrs'])} sweep cells x {p1['sweep_epochs']} "
+          "epochs"
+          + "".join(f", pretrained {m} {p1['pretrained_epochs']} epochs at 224 px"
+                    for m in p1["pretrained_models"]))
     d2 = (f"VAE {p2['vae_epochs']} / DCGAN {p2['dcgan_epochs']} / DDPM {p2['ddpm_epochs']:g} epochs "
           f"({ddpm_steps(p2):,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} samples and "
-          f"{len(p2['ddpm_ddim_compare']) - 1} other DDIM settings, {p2['ddpm_ancestral_images']:,} ancestral "
-          f"(timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
+          f"{len(p2['ddpm_ddim_compare']) - 1} other DDIM settings, {p2['ddpm_ancestral_images']:,} "
+          "ancestral (timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
           f"{p2['classifier_epochs']} epochs; Inception features for FID")
-    d3 = (f"MPL {semi_supervised.steps_of('mpl', p3):,} steps, UDA and supervised {p3['total_steps']:,} each, "
-          "at labelled "
-          f"{p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune {p3['finetune_epochs']} epochs")
+    d3 = (f"MPL {semi_supervised.steps_of('mpl', p3):,} steps, UDA and supervised {p3['total_steps']:,} "
+          f"each, at labelled {p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune "
+          f"{p3['finetune_epochs']} epochs")
     return {"01_supervised": d1, "02_generative": d2, "03_semi_supervised": d3,
             "04_extras": "embeddings of 60,000 images"}
 
@@ -676,32 +676,15 @@ def record_budget(profile: str, flops: dict, tflops: tuple[float, ...] = (ASSUME
         hours.append({"tflops": tf, **{ch: round(est[ch] / 3600, 2) for ch in (*CHAPTERS, "total")}})
     pflop = {ch: round(est[f"{ch}_pflop"], 1) for ch in CHAPTERS}
     units = chapter_units(work)
-    summary = (f"profile {profile}: " + ", ".join(f"{h['total']:.2f} h at {h['tflops']:g} TFLOP/s" for h in hours)
+    summary = (f"profile {profile}: "
+               + ", ".join(f"{h['total']:.2f} h at {h['tflops']:g} TFLOP/s" for h in hours)
                + f" (FLOP-based, {sum(pflop.values()):.0f} PFLOP, overheads included)")
     rows = [{"chapter": ch, "trains": describe(profile)[ch], "PFLOP": pflop[ch],
              **{f"h at {h['tflops']:g} TFLOP/s": h[ch] for h in hours}} for ch in CHAPTERS]
     notebooks = notebook_seconds()[1]  # measured (bench/notebook_overhead.py's record) or assumed
-    return record.save("budget", rows, summary, extra={profile: {"hours": hours, "pflop": pflop, "units": units,
-                                                                "notebooks": notebooks}})
-
-
-def probe_tflops(device, seconds: float = 1.0) -> float:
-    """Dense half-precision matmul TFLOP/s on ``device`` (CUDA): a one-second probe of the GPU's peak."""
-    import time
-
-    import torch
-
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    a = torch.randn(8192, 8192, device=device, dtype=dtype)
-    a @ a  # warm-up
-    torch.cuda.synchronize()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(5):
-            a @ a
-        torch.cuda.synchronize()
-        n += 5
-    return n * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
+    return record.save("budget", rows, summary,
+                       extra={profile: {"hours": hours, "pflop": pflop, "units": units,
+                                        "notebooks": notebooks}})
 
 
 def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: float | None = None,
@@ -725,73 +708,98 @@ def start_line(profile: str, device_name: str, *, flops: dict, peak_tflops: floa
             f"budget {BUDGET_HOURS:g} h on an H100/H200-class GPU")
 
 
-def profile_hours(profile: str, flops: dict, *, peak_tflops: float, step_ms: float = ASSUMED_STEP_MS) -> float:
-    """FLOP-based hours of ``profile`` on a device of ``peak_tflops`` (:data:`SUSTAINED_FRACTION` of it
-    sustained, overheads included)."""
-    est = flop_estimate(profile_work(profile), flops, tflops=sustained_tflops(peak_tflops), step_ms=step_ms)
-    return est["total"] / 3600
+def pricing(profile: str, flops: dict, *, step_ms: float = ASSUMED_STEP_MS) -> list[list]:
+    """``[chapter, FLOP, floor s, fixed s]`` rows that price ``profile`` on any device
+    (:func:`lib.profiles.projected_hours`, as :func:`flop_price` does): per chapter one row for what has no
+    step floor (its FLOPs, and the overheads' seconds at their rates) and one per workload with optimiser
+    steps."""
+    fixed, rows = overhead_rates(), {ch: [ch, 0.0, 0.0, 0.0] for ch in CHAPTERS}
+    out = list(rows.values())
+    for w in profile_work(profile):
+        if not w.flops:
+            rows[w.chapter][3] += flop_price(w, flops, fixed=fixed)[0]
+        elif w.steps:
+            out.append([w.chapter, w.units * flops.get(w.flops, 0.0), w.steps * step_ms / 1e3, 0.0])
+        else:
+            rows[w.chapter][1] += w.units * flops.get(w.flops, 0.0)
+    return out
 
 
-def device_table(flops: dict, *, profiles=PROFILE_ORDER, devices: dict = DEVICES):
-    """Hours of every profile (rows) on every device (columns), FLOP-based at each device's datasheet peak."""
+def profile_hours(profile: str, flops: dict, *, peak_tflops: float, step_ms: float = ASSUMED_STEP_MS,
+                  chapter: str = "total") -> float:
+    """FLOP-based hours of ``profile`` (or of one ``chapter`` of it) on a device of ``peak_tflops``
+    (:data:`SUSTAINED_FRACTION` of it sustained, overheads included)."""
+    return projected_hours(pricing(profile, flops, step_ms=step_ms), peak_tflops)[chapter]
+
+
+def device_table(flops: dict, *, profiles=PROFILE_ORDER, devices: dict = DEVICES, chapters_on: str = "t4"):
+    """Hours of every profile (rows) on every device (columns), FLOP-based at each device's datasheet peak,
+    and each chapter's hours on the device ``chapters_on`` (columns ``<device> <chapter>``)."""
     import pandas as pd
 
-    return pd.DataFrame({key: [round(profile_hours(p, flops, peak_tflops=d.peak_tflops), 2) for p in profiles]
-                         for key, d in devices.items()}, index=pd.Index(profiles, name="profile"))
+    hours = {p: {k: projected_hours(pricing(p, flops), d.peak_tflops) for k, d in devices.items()}
+             for p in profiles}
+    cols = {key: [round(hours[p][key]["total"], 2) for p in profiles] for key in devices}
+    cols.update({f"{chapters_on} {ch}": [round(hours[p][chapters_on][ch], 2) for p in profiles]
+                 for ch in CHAPTERS})
+    return pd.DataFrame(cols, index=pd.Index(profiles, name="profile"))
 
 
-def choose_profile(hours: dict[str, float], limit: float) -> tuple[str, str]:
-    """The largest profile (:data:`PROFILE_ORDER`) whose projected ``hours`` fit ``limit``, and why."""
-    for profile in PROFILE_ORDER:
-        if profile in hours and hours[profile] <= limit:
-            bigger = [f"{p} {hours[p]:.1f} h" for p in PROFILE_ORDER[:PROFILE_ORDER.index(profile)] if p in hours]
-            why = (f"projected {hours[profile]:.1f} h, within --hours {limit:g}"
-                   + (f"; larger profiles do not fit ({', '.join(bigger)})" if bigger else ""))
-            return profile, why
-    smallest = PROFILE_ORDER[-1]
-    return smallest, f"no profile fits --hours {limit:g}; the smallest, {smallest}, projects {hours[smallest]:.1f} h"
+def current_pricing(record: Path | None = None) -> dict[str, list]:
+    """Every profile's :func:`pricing`: the budget_devices record's where it was recorded from the params
+    files as they are now (its work units match), else counted now (FLOPs on the CPU, a minute)."""
+    from lib.profiles import DEVICES_RECORD
 
-
-def over_limit(profile: str, hours: float, limit: float, *, yes: bool) -> str:
-    """The refusal run_all.sh prints for a profile projected over ``limit`` hours without ``--yes`` (or "")."""
-    if yes or hours <= limit:
-        return ""
-    return (f"[run_all] profile {profile} is projected at {hours:.1f} h on this GPU, over --hours {limit:g}: "
-            f"pass --yes to run it anyway, raise --hours, or let --profile auto choose one that fits")
+    path = Path(record or DEVICES_RECORD)
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    units = {p: chapter_units(profile_work(p)) for p in PROFILE_ORDER}
+    if rec.get("pricing") and rec.get("units") == units:
+        return rec["pricing"]
+    flops = count_flops()
+    return {p: pricing(p, flops) for p in PROFILE_ORDER}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="full")
-    ap.add_argument("--rates", default="", help="a gpu_check.json with measured rates (default: FLOP estimate only)")
-    ap.add_argument("--hours", type=float, default=BUDGET_HOURS, help="the budget the total is checked against")
+    ap.add_argument("--rates", default="",
+                    help="a gpu_check.json with measured rates (default: FLOP estimate only)")
+    ap.add_argument("--hours", type=float, default=BUDGET_HOURS,
+                    help="the budget the total is checked against")
     ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                     help="the device's dense half-precision peak (default: an H100's, 989)")
     ap.add_argument("--tflops", type=float, default=None,
                     help=f"assumed sustained TFLOP/s (default: {SUSTAINED_FRACTION * 100:.0f}%% of --peak-tflops)")
-    ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS, help="assumed floor per optimiser step (ms)")
+    ap.add_argument("--step-ms", type=float, default=ASSUMED_STEP_MS,
+                    help="assumed floor per optimiser step (ms)")
     ap.add_argument("--record", action="store_true",
-                    help=f"save the projection at {ASSUMED_TFLOPS:g} and 60 TFLOP/s as $BENCH_DIR/budget.json "
-                         "(the README's source)")
+                    help=f"save the projection at {ASSUMED_TFLOPS:g} and 60 TFLOP/s as "
+                         "$BENCH_DIR/budget.json (the README's source)")
     ap.add_argument("--start-line", action="store_true",
-                    help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU run); "
-                         "exit 3 when it is over --limit-hours without --yes")
+                    help="print only the projected wall time on this CUDA GPU (run_all.sh, before a GPU "
+                         "run); exit 3 when it is over --limit-hours without --yes")
     ap.add_argument("--device", choices=sorted(DEVICES), default=None,
                     help="project on this GPU's datasheet peak instead of --peak-tflops")
     ap.add_argument("--devices", action="store_true",
                     help="the table of every profile's hours on every device (FLOP-based)")
     ap.add_argument("--choose", action="store_true",
-                    help="print the largest profile that fits --limit-hours on this CUDA GPU (run_all.sh's auto)")
+                    help="print the largest profile that fits --limit-hours on this CUDA GPU "
+                         "(run_all.sh's auto)")
     ap.add_argument("--limit-hours", type=float, default=AUTO_HOURS,
-                    help=f"what --choose may pick and --start-line lets run without --yes (default {AUTO_HOURS:g})")
+                    help=f"what --choose may pick and --start-line lets run without --yes "
+                         f"(default {AUTO_HOURS:g})")
     ap.add_argument("--yes", action="store_true", help="with --start-line: run a profile over --limit-hours")
     args = ap.parse_args()
+    import pandas as pd
+
     if args.device:
         args.peak_tflops = DEVICES[args.device].peak_tflops
     tflops = args.tflops or sustained_tflops(args.peak_tflops)
     if args.devices:
-        table = device_table(count_flops())
-        print(table.to_string())
+        flops = count_flops()
+        table = device_table(flops)
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(table.to_string())
         for key, d in DEVICES.items():
             print(f"  {key}: {d.source}")
         if args.record:
@@ -802,17 +810,16 @@ def main() -> int:
             record.save("budget_devices", table.reset_index().to_dict("records"), summary,
                         extra={"devices": {k: vars(d) for k, d in DEVICES.items()},
                                "sustained_fraction": SUSTAINED_FRACTION, "step_ms": ASSUMED_STEP_MS,
-                               "units": {p: chapter_units(profile_work(p)) for p in table.index}})
+                               "units": {p: chapter_units(profile_work(p)) for p in table.index},
+                               "pricing": {p: pricing(p, flops) for p in table.index}})
         return 0
     if args.choose:
         import torch
 
-        peak, flops = probe_tflops(torch.device("cuda")), count_flops()
-        hours = {p: profile_hours(p, flops, peak_tflops=peak) for p in PROFILE_ORDER}
-        profile, why = choose_profile(hours, args.limit_hours)
-        print(f"[run_all] profile auto -> {profile} ({why}; FLOP-based at {SUSTAINED_FRACTION:.0%} of the "
-              f"{peak:.0f} TFLOP/s a matmul probe measured)", file=sys.stderr)
-        print(profile)
+        name = torch.cuda.get_device_name()
+        choice = auto_choice(name, limit=args.limit_hours, pricing=current_pricing())
+        print(f"[run_all] {choice.line(name)}", file=sys.stderr)
+        print(choice.profile)
         return 0
     if args.start_line:
         import torch
@@ -839,14 +846,12 @@ def main() -> int:
     if args.record:
         record_budget(args.profile, flops)
     rates = unit_rates(saved) if saved else None
-    import pandas as pd
-
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(work_table(work, rates, flops, tflops=tflops, step_ms=args.step_ms).to_string(index=False))
     est, fixed = flop_estimate(work, flops, tflops=tflops, step_ms=args.step_ms), overhead_rates()
     print(f"\nprofile {args.profile}, FLOP-based estimate at {tflops:g} TFLOP/s sustained, "
-          f"at least {args.step_ms:g} ms per optimiser step; compilation {fixed.source['compile']}, checkpoints "
-          f"{fixed.source['disk']}, Fréchet distances {fixed.source['fid_cpu']}, notebooks "
+          f"at least {args.step_ms:g} ms per optimiser step; compilation {fixed.source['compile']}, "
+          f"checkpoints {fixed.source['disk']}, Fréchet distances {fixed.source['fid_cpu']}, notebooks "
           f"{fixed.source['notebook:report']}:")
     for ch in (*CHAPTERS, "total"):
         pflop = f"{est[ch + '_pflop']:.0f} PFLOP, " if ch != "total" else ""

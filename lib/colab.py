@@ -4,7 +4,8 @@ Colab already has torch, torchvision, numpy, pandas, matplotlib and scikit-learn
 :func:`setup_colab` installs only the requirements it lacks, at the pinned versions, never touching
 torch or torchvision (reinstalling them would replace Colab's CUDA build). With ``keep_on_drive`` it
 mounts Google Drive and points outputs, checkpoints and the dataset cache there, so a disconnected
-session resumes where it stopped.
+session resumes where it stopped. :func:`gpu_profile` says which profile ``auto`` gives the session's GPU
+(:func:`lib.profiles.auto_choice`, the choice ``run_all.sh`` makes) and how long it is projected to take.
 """
 from __future__ import annotations
 
@@ -54,3 +55,16 @@ def setup_colab(*, keep_on_drive: bool = True, drive_root: str = "/content/drive
         os.environ["CIFAR_REPORT_CACHE"] = str(base / "cache")
         done["outputs"] = os.environ["CIFAR_REPORT_OUTPUTS"]
     return done
+
+
+def gpu_profile(*, limit: float | None = None) -> str:
+    """One line: the profile ``auto`` runs on this session's GPU, its projected hours per chapter, and why."""
+    import torch
+
+    from .profiles import AUTO_HOURS, auto_choice
+
+    if not torch.cuda.is_available():
+        return ("No GPU in this session, so profile auto runs quick on the CPU; for the colab profile choose "
+                "Runtime > Change runtime type > T4 GPU")
+    name = torch.cuda.get_device_name()
+    return auto_choice(name, limit=AUTO_HOURS if limit is None else limit).line(name)

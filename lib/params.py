@@ -7,6 +7,7 @@ A params file has two top-level keys::
     profiles:          # named overrides; a profile may only set keys that ``defaults`` has
       smoke: {epochs: 1}
       quick: {...}
+      colab: {...}
       full: {...}
 
 ``load("01_supervised", "quick")`` returns the defaults with the profile applied, as a plain dict.
@@ -24,7 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
-PROFILES = ("smoke", "quick", "full", "full-long")
+PROFILES = ("smoke", "quick", "colab", "full", "full-long")
 
 
 class ParamError(ValueError):
@@ -32,13 +33,18 @@ class ParamError(ValueError):
 
 
 def resolve_profile(profile: str) -> str:
-    """``auto`` becomes ``full`` when CUDA is available and ``quick`` otherwise; other names
-    pass."""
+    """``auto`` becomes ``quick`` without CUDA and, on a GPU, the largest profile projected to finish within
+    :data:`lib.profiles.AUTO_HOURS` there (:func:`lib.profiles.auto_choice`, the choice ``run_all.sh`` makes);
+    other names pass."""
     if profile != "auto":
         return profile
     import torch
 
-    return "full" if torch.cuda.is_available() else "quick"
+    if not torch.cuda.is_available():
+        return "quick"
+    from .profiles import auto_choice
+
+    return auto_choice(torch.cuda.get_device_name()).profile
 
 
 def _read(path: Path) -> dict:
@@ -94,8 +100,8 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, wh
 
 def load(chapter: str, profile: str = "auto", overrides: Mapping[str, Any] | None = None,
          *, params_dir: Path | str | None = None) -> dict:
-    """Resolved parameters of ``chapter`` under ``profile`` (``smoke``/``quick``/``full``/``auto``/a
-    custom name).
+    """Resolved parameters of ``chapter`` under ``profile`` (``smoke``/``quick``/``colab``/``full``/
+    ``full-long``/``auto``/a custom name).
 
     The result carries ``profile`` (resolved) and ``chapter`` so every saved output can say what
     ran.

@@ -28,8 +28,9 @@
 
 # %%
 # Google Colab only (outside Colab this cell does nothing): fetch the project if lib/ is not beside this
-# notebook, install the packages Colab lacks (never torch), and keep outputs on Google Drive so a
-# disconnected session resumes. REPO_URL is the repository to fetch: point it at your copy.
+# notebook, install the packages Colab lacks (never torch), keep outputs on Google Drive so a
+# disconnected session resumes, and say which profile this GPU gets. REPO_URL is the repository to
+# fetch: point it at your copy.
 REPO_URL = "https://github.com/your-org/cifar10-report.git"
 KEEP_ON_DRIVE = True
 import sys
@@ -44,12 +45,13 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, target], check=True)
         os.chdir(Path(target) / "notebooks")
     sys.path.insert(0, str(next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "lib" / "params.py").is_file())))
-    from lib.colab import setup_colab
+    from lib.colab import gpu_profile, setup_colab
 
     print(setup_colab(keep_on_drive=KEEP_ON_DRIVE))
+    print(gpu_profile())  # the profile `auto` gives this GPU, and how long it is projected to take
 
 # %% tags=["parameters"]
-profile = "auto"   # smoke | quick | full | full-long | auto (full on a GPU, otherwise quick)
+profile = "auto"   # smoke | quick | colab | full | full-long | auto (GPU: largest within 4 h; CPU: quick)
 data = "auto"      # auto ($CIFAR10_ROOT, else torchvision download) | torchvision | path to a folder or archive
 out_dir = ""       # where outputs/<profile>/ goes; "" = the repository's outputs/
 query_image = ""   # your own image file (PNG/JPEG, any size) for 4.2; "" = the shipped assets/plane.png

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import record  # noqa: E402
 
 from lib.chapters.findings import count_line, findings  # noqa: E402
+from lib.profiles import scale_note  # noqa: E402
 from lib.report import CHAPTERS, summary_frame  # noqa: E402
 from lib.report.tables import markdown  # noqa: E402
 
@@ -193,8 +194,7 @@ def results_section(records: Path = RECORDS, profile: str = "quick") -> str:
              "| numbers |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {CHAPTERS[r['chapter']]} ({r['item']}) | {r['claim']} | **{r['verdict']}** | "
               f"{r['margin']} | {r['covers']} | {r['evidence']} |" for r in found.to_dict("records")]
-    caveat = ("" if profile.startswith("full") else f" (profile `{profile}` trains reduced models on "
-              "reduced data for a few epochs: its numbers are not comparable with the presented ones)")
+    caveat = f" (profile `{profile}` {scale_note(profile)})" if scale_note(profile) else ""
     lines += ["", f"Where the numbers come from{caveat}:", "",
               "| chapter | device | data | wall time (s) | commit |", "| --- | --- | --- | --- | --- |"]
     for ch, prov in man["chapters"].items():
@@ -278,10 +278,12 @@ def devices_section(records: Path = RECORDS) -> str:
     if any(budget.chapter_units(budget.profile_work(p)) != u for p, u in rec["units"].items()):
         return f"stale: params/ changed since bench/records/benches/budget_devices.json was recorded ({how})"
     devices = rec["devices"]
-    lines = ["| profile | " + " | ".join(d["name"] for d in devices.values()) + " |",
-             "| --- |" + " --- |" * len(devices)]
-    lines += [f"| `{row['profile']}` | " + " | ".join(f"{row[k]:.2f} h" for k in devices) + " |"
-              for row in rec["rows"]]
+    per_chapter = [k for k in rec["rows"][0] if k.startswith("t4 ")]  # each chapter on a T4, in minutes
+    lines = ["| profile | " + " | ".join(d["name"] for d in devices.values())
+             + "".join(f" | T4: chapter {k[3:5]}" for k in per_chapter) + " |",
+             "| --- |" + " --- |" * (len(devices) + len(per_chapter))]
+    lines += [f"| `{row['profile']}` | " + " | ".join(f"{row[k]:.2f} h" for k in devices)
+              + "".join(f" | {60 * row[k]:.0f} min" for k in per_chapter) + " |" for row in rec["rows"]]
     machine, _ = _where(rec)
     lines += ["", f"Projected by `{rec['command']}` at {commit_text(rec['commit'])} ({rec['date'][:10]}, {machine}): "
               f"FLOPs counted on the real networks, at {rec['sustained_fraction']:.0%} of each device's dense "
@@ -294,10 +296,40 @@ def devices_section(records: Path = RECORDS) -> str:
     return "\n".join(lines)
 
 
+# how bench/peak_memory.py measures (its module docstring says more)
+PEAK_MEMORY_METHOD = ("Each workload is built as its chapter builds it and takes two training steps at its "
+                      "batch under fake tensors (no FLOP computed, no byte allocated), every tensor followed"
+                      " by torch's MemTracker (a module called twice in a step included): *fp16 step* under "
+                      "the CPU's fp16 autocast, with a gradient scaler and fused optimisers as on the T4, by"
+                      " kind; *CUDA/CPU forward* the first forward pass under CUDA's own autocast rules on a"
+                      " fake CUDA device, over the same on the CPU (CUDA keeps group norm, softmax and "
+                      "upsampling in float32, the CPU's rules run them in fp16; the backward cannot run on a"
+                      " fake CUDA device); *float32 step* the two steps without autocast, for scale; *T4 "
+                      "estimate* the fp16 step times the forward ratio, at least 1: the step's peak holds "
+                      "all its forward's saved tensors, and CUDA's rules change only those. Not counted: the"
+                      " CUDA context, cuDNN/cuBLAS workspaces and allocator fragmentation (the 2 GB left "
+                      "below the T4's 16 GB), and the uint8 dataset (0.15 GB).")
+
+
+def peak_memory_section(records: Path = RECORDS) -> str:
+    """Peak memory of every training step of the colab profile at its batch size (bench/peak_memory.py's
+    record), measured on the CPU under fake tensors."""
+    path = records / "benches" / "peak_memory.json"
+    if not path.is_file():
+        return ("not recorded: no bench/records/benches/peak_memory.json (python bench/peak_memory.py "
+                "--record, then python scripts/readme.py record outputs/bench/peak_memory.json)")
+    rec = json.loads(path.read_text())
+    df = pd.DataFrame(rec["rows"])
+    machine, _ = _where(rec)
+    return (df.to_markdown(index=False, floatfmt=".2f") + f"\n\n{rec['summary']}.\n\nMeasured by "
+            f"`{rec['command']}` at {commit_text(rec['commit'])} ({rec['date'][:10]}, {machine}). "
+            + PEAK_MEMORY_METHOD)
+
+
 # each generated section and the page that holds it
 SECTIONS = {"measurements": ("measurements.md", measurements_section),
             "results": ("results.md", results_section), "budget": ("gpu.md", budget_section),
-            "devices": ("gpu.md", devices_section)}
+            "devices": ("gpu.md", devices_section), "peak_memory": ("gpu.md", peak_memory_section)}
 
 
 def render(text: str, records: Path = RECORDS, *, page: str | None = None) -> str:

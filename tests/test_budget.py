@@ -281,15 +281,50 @@ def test_grouped_convolutions_backward_is_counted_once_per_gradient():
 
 def test_auto_chooses_the_largest_profile_that_fits_each_device():
     # hours per profile as measured on three GPUs (injected: no GPU needed)
-    measured = {"NVIDIA T4": {"full-long": 400.0, "full": 30.0, "quick": 0.3, "smoke": 0.02},
-                "NVIDIA A100": {"full-long": 60.0, "full": 8.5, "quick": 0.1, "smoke": 0.01},
-                "NVIDIA H100": {"full-long": 25.0, "full": 2.8, "quick": 0.05, "smoke": 0.01}}
+    measured = {"NVIDIA T4": {"full-long": 400.0, "full": 30.0, "colab": 3.6, "quick": 0.3, "smoke": 0.02},
+                "NVIDIA A100": {"full-long": 60.0, "full": 8.5, "colab": 1.0, "quick": 0.1, "smoke": 0.01},
+                "NVIDIA H100": {"full-long": 25.0, "full": 2.8, "colab": 0.6, "quick": 0.05, "smoke": 0.01}}
     chosen = {gpu: budget.choose_profile(h, 4.0) for gpu, h in measured.items()}
-    assert {gpu: c[0] for gpu, c in chosen.items()} == {"NVIDIA T4": "quick", "NVIDIA A100": "quick",
+    assert {gpu: c[0] for gpu, c in chosen.items()} == {"NVIDIA T4": "colab", "NVIDIA A100": "colab",
                                                         "NVIDIA H100": "full"}
     assert "projected 2.8 h, within --hours 4; larger profiles do not fit (full-long 25.0 h)" == chosen["NVIDIA H100"][1]
     assert budget.choose_profile(measured["NVIDIA A100"], 10.0)[0] == "full"
+    assert budget.choose_profile(measured["NVIDIA T4"], 1.0)[0] == "quick"
     assert budget.choose_profile(measured["NVIDIA T4"], 0.001)[1].startswith("no profile fits --hours 0.001")
+    # a record without some profiles: the smallest projected one, and a clear error when none is
+    assert budget.choose_profile({"full": 30.0, "colab": 3.6}, 1.0) == (
+        "colab", "no profile fits --hours 1; the smallest projected, colab, projects 3.6 h")
+    with pytest.raises(ValueError, match="no projection of any profile"):
+        budget.choose_profile({"laptop": 1.0}, 4.0)
+
+
+def test_auto_projects_a_named_gpu_at_its_datasheet_and_another_at_its_probe():
+    # pricing rows [chapter, FLOP, step-floor s, fixed s]: 1 PFLOP per profile step of size, 360 s fixed
+    pricing = {"full": [["01_supervised", 4e16, 0.0, 360.0]], "colab": [["01_supervised", 1e16, 0.0, 360.0]],
+               "quick": [["01_supervised", 1e14, 3600.0, 0.0]]}
+    h100 = budget.auto_choice("NVIDIA H100 80GB HBM3", pricing=pricing, probe=lambda: pytest.fail("probed"))
+    # 4e16 FLOP at 10% of 989 TFLOP/s = 404 s, + 360 s
+    assert h100.profile == "full" and h100.hours["full"]["total"] == pytest.approx((4e16 / 98.9e12 + 360) / 3600)
+    t4 = budget.auto_choice("Tesla T4", pricing=pricing, limit=1.0)  # full: 6,514 s; colab: 1,898 s
+    assert t4.profile == "colab" and "NVIDIA T4's 65 TFLOP/s datasheet peak" in t4.line("Tesla T4")
+    unknown = budget.auto_choice("NVIDIA GeForce RTX 4090", pricing=pricing, probe=lambda: 165.0, limit=1.0)
+    assert unknown.peak_tflops == 165.0 and "a matmul probe measured" in unknown.peak_source
+    assert t4.hours["quick"]["total"] == pytest.approx(1.0)  # its 3,600 s step floor beats its FLOPs' time
+    assert [budget.device_key(n) for n in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA L4", "NVIDIA H200",
+                                           "NVIDIA GeForce RTX 4090")] == ["t4", "a100", "l4", "h200", None]
+
+
+def test_the_recorded_pricing_gives_the_table_and_the_colab_profile_fits_a_sitting():
+    from lib.profiles import DEVICES_RECORD, recorded_pricing
+
+    rec = json.loads(DEVICES_RECORD.read_text())
+    pricing = recorded_pricing()
+    for row in rec["rows"]:
+        for key, d in budget.DEVICES.items():  # the record's table is its pricing at each datasheet peak
+            assert round(budget.projected_hours(pricing[row["profile"]], d.peak_tflops)["total"], 2) == row[key]
+    colab = budget.projected_hours(pricing["colab"], budget.DEVICES["t4"].peak_tflops)
+    assert all(colab[ch] <= budget.SITTING_HOURS for ch in budget.CHAPTERS) and colab["total"] <= budget.AUTO_HOURS
+    assert budget.projected_hours(pricing["full"], budget.DEVICES["h100"].peak_tflops)["total"] < 3.0
 
 
 def test_a_profile_over_the_limit_needs_yes():
@@ -302,10 +337,14 @@ def test_a_profile_over_the_limit_needs_yes():
 def test_every_profile_on_every_device_from_the_datasheet_peaks():
     flops = {"train:resnet18": 3e9, "train:resnet50": 8e9}
     table = budget.device_table(flops, profiles=("full", "quick"))
-    assert list(table.columns) == list(budget.DEVICES) and list(table.index) == ["full", "quick"]
+    assert list(table.columns) == [*budget.DEVICES, *(f"t4 {ch}" for ch in budget.CHAPTERS)]
+    assert list(table.index) == ["full", "quick"]
     assert table.loc["full", "t4"] > table.loc["full", "a100"] > table.loc["full", "h100"]
     assert table.loc["full", "h100"] == table.loc["full", "h200"]  # the same tensor cores
     assert table.loc["full", "h100"] == round(budget.profile_hours("full", flops, peak_tflops=989.0), 2)
+    chapters = [table.loc["full", f"t4 {ch}"] for ch in budget.CHAPTERS]  # each chapter's hours on a T4
+    assert chapters[0] == round(budget.profile_hours("full", flops, peak_tflops=65.0, chapter="01_supervised"), 2)
+    assert sum(chapters) == pytest.approx(table.loc["full", "t4"], abs=0.03)
     assert all(d.source for d in budget.DEVICES.values()) and not budget.DEVICES["t4"].bf16
 
 

@@ -1,5 +1,7 @@
 """Every method plugs into the loop the same way: a step trains the compiled modules in its state, its updates go through
 Method.optimise (checked against a hand-written step), and fp16 autocast gives each optimiser a gradient scaler."""
+import types
+
 import pytest
 import torch
 import torch.nn as nn
@@ -126,6 +128,26 @@ def test_auto_precision_is_fp16_on_a_gpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert amp_dtype(cuda, "auto") is torch.bfloat16  # A100, H100, H200
     assert amp_dtype(CPU, "auto") is None
+
+
+def test_a_compute_capability_7_5_gpu_gets_fp16_and_loss_scaling(monkeypatch):
+    """Colab's T4 (sm_75) has no bf16 tensor cores: torch's own capability test must lead to fp16 autocast,
+    and fp16 to a GradScaler per optimiser (checked on the CPU: only the capability is faked)."""
+    from lib.train import amp_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a: types.SimpleNamespace(major=7, minor=5, name="Tesla T4"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert amp_dtype(torch.device("cuda"), "auto") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a: types.SimpleNamespace(major=8, minor=0, name="A100"))
+    assert amp_dtype(torch.device("cuda"), "auto") is torch.bfloat16
+    clf = Classifier(nn.Linear(4, 2), torch.optim.SGD(nn.Linear(4, 2).parameters(), lr=0.1))
+    clf.setup(CPU, torch.float16)
+    assert set(clf._scalers) == {"optimizer"}
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -97,12 +97,14 @@ def test_render_replaces_only_between_markers(tmp_path):
     text = "intro\n<!-- measurements:start -->\nold 1\n<!-- measurements:end -->\nmiddle\n" \
            "<!-- results:start -->\nold 2\n<!-- results:end -->\n" \
            "<!-- budget:start -->\nold 3\n<!-- budget:end -->\n" \
-           "<!-- devices:start -->\nold 4\n<!-- devices:end -->\nend\n"
+           "<!-- devices:start -->\nold 4\n<!-- devices:end -->\n" \
+           "<!-- peak_memory:start -->\nold 5\n<!-- peak_memory:end -->\nend\n"
     out = readme.render(text, tmp_path)
     assert out.startswith("intro\n<!-- measurements:start -->\n### Measurements") and out.endswith("end\n")
     assert "old 1" not in out and "old 2" not in out and "old 3" not in out and "\nmiddle\n" in out
     assert "not recorded: no bench/records/benches/budget.json" in out  # no record: said, not kept
     assert "old 4" not in out and "not recorded: no bench/records/benches/budget_devices.json" in out
+    assert "old 5" not in out and "not recorded: no bench/records/benches/peak_memory.json" in out
     assert readme.render(out, tmp_path) == out
     with pytest.raises(ValueError, match="lacks the markers"):
         readme.render("no markers", tmp_path)
@@ -190,3 +192,16 @@ def test_shots_refuse_a_run_that_is_not_recorded(tmp_path):
     (prof / "run.json").write_text(json.dumps({"date": "2026-12-06T00:00:00+00:00", "commit": "c"}))
     with pytest.raises(ValueError, match="record it first"):
         readme.take_shots(prof, tmp_path / "img", tmp_path / "records")
+
+
+def test_the_peak_memory_section_shows_the_recorded_table(tmp_path):
+    rec = {"bench": "peak_memory", "command": "python bench/peak_memory.py --record", "commit": "abc",
+           "date": "2026-01-01T00:00:00+00:00", "machine": MACHINE, "limit_gb": 14.0,
+           "summary": "profile colab: all under 14 GB: yes",
+           "rows": [{"chapter": "02_generative", "workload": "ddpm", "batch": 128, "fp16 step GB": 1.99,
+                     "CUDA/CPU forward": 1.67, "T4 estimate GB": 3.31, "under 14 GB": "yes"}]}
+    (tmp_path / "benches").mkdir()
+    (tmp_path / "benches" / "peak_memory.json").write_text(json.dumps(rec))
+    out = readme.peak_memory_section(tmp_path)
+    assert "| 02_generative | ddpm" in out and "3.31" in out and "profile colab: all under 14 GB: yes." in out
+    assert "`python bench/peak_memory.py --record` at `abc`" in out and out.endswith(readme.PEAK_MEMORY_METHOD)

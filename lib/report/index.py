@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..profiles import scale_note
 from ..storage import write_text_atomic
 from . import CHAPTERS, SPEC_ITEMS, comparison_frame, read_manifest
 from .tables import HTML, STYLE, render
@@ -57,11 +58,9 @@ def build_index(profile_dir: str | Path) -> Path:
     html_dir = profile_dir / "html"
     built = [ch for ch in CHAPTERS if (html_dir / f"{ch}.html").is_file()]
     parts = [f"<h1>CIFAR-10 deep learning report &mdash; profile <code>{esc(profile)}</code></h1>"]
-    if profile not in ("full", "full-long"):
-        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> trains reduced models on "
-                     "reduced data to prove every step quickly; its numbers are not comparable "
-                     "with the presentation's. Run the <code>full</code> profile on a GPU for the "
-                     "real comparison.</p>")
+    if scale_note(profile):
+        parts.append(f"<p class='note'>Profile <b>{esc(profile)}</b> {esc(scale_note(profile))}. Run the "
+                     "<code>full</code> profile on a GPU for the presentation's experiments.</p>")
     links = [f'<a href="{ch}.html">{esc(CHAPTERS[ch])}</a> (<a href="{ch}-code.html">with code</a>)'
              for ch in built]
     if (html_dir / "report.html").is_file():
@@ -81,8 +80,7 @@ def build_index(profile_dir: str | Path) -> Path:
     parts.append("<h2>Presented vs reproduced</h2>")
     if not full:
         parts.append(f"<details><summary>All {len(summary)} presented numbers beside this run's "
-                     f"(folded: profile <b>{esc(profile)}</b> trains reduced models "
-                     "for a few epochs, so its numbers are not comparable)</summary>")
+                     f"(folded: profile <b>{esc(profile)}</b> {esc(scale_note(profile))})</summary>")
     parts.append("<p class='note'>Every result the presentation gives (its other numbers, "
                  "settings, references and log values, are listed under the next heading with the "
                  "table that shows them). <i>reproduced</i>: the presented value, as printed (to within "
