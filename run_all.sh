@@ -31,7 +31,7 @@ if [ -n "$GPUS" ] && ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
   echo "[run_all] --gpus $GPUS: expected a number of processes per node, e.g. --gpus 4" >&2; exit 2
 fi
 if [ "$NNODES" != 1 ] && { [ -z "$GPUS" ] || [ -z "$NODE_RANK" ] || [[ "$MASTER" != *:* ]]; }; then
-  echo "[run_all] --nnodes $NNODES needs --gpus N, --node-rank R and --master HOST:PORT (node 0's address)" >&2
+  echo "[run_all] --nnodes $NNODES needs --gpus N, --node-rank R and --master HOST:PORT of node 0" >&2
   exit 2
 fi
 source scripts/bootstrap.sh
@@ -95,9 +95,16 @@ launch_on_nodes() {
   local args=(--profile "$PROFILE")
   [ -n "$ONLY" ] && args+=(--only "$ONLY")
   [ -n "$DATA" ] && args+=(--data "$DATA")
-  echo "[run_all] training the runs on $GPUS process(es) per node x $NNODES node(s) (log: $OUT/logs/launch.log)"
-  "$PY" -m torch.distributed.run "${nodes[@]}" --nproc-per-node "$GPUS" -m lib.train.launch "${args[@]}" 2>&1 \
-    | tee -a "$OUT/logs/launch.log"
+  echo "[run_all] training the runs on $GPUS process(es) per node x $NNODES node(s)" \
+       "(log: $OUT/logs/launch.log)"
+  # on a CPU, each process uses as many threads as a notebook would (torchrun's default is 1): CPU float sums
+  # depend on the thread count, and the same count trains the same weights as a single-process run
+  local threads=()
+  if [ -n "$CUDA_WHY" ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+    threads=(OMP_NUM_THREADS="$("$PY" -c 'import torch; print(torch.get_num_threads())')")
+  fi
+  env "${threads[@]}" "$PY" -m torch.distributed.run "${nodes[@]}" --nproc-per-node "$GPUS" \
+    -m lib.train.launch "${args[@]}" 2>&1 | tee -a "$OUT/logs/launch.log"
   return "${PIPESTATUS[0]}"
 }
 if [ "$NNODES" != 1 ] && [ "$NODE_RANK" != 0 ]; then  # node 0 holds the lock and renders the notebooks
@@ -119,7 +126,8 @@ if [ -n "$GPUS" ]; then
   if launch_on_nodes; then
     echo "[run_all] every run trained ($(( $(date +%s) - t0 )) s); rendering the notebooks"
   else
-    failed+=("training on $GPUS process(es) per node: some runs failed (the summary above, $OUT/logs/launch.log); their notebooks train them again")
+    failed+=("training on $GPUS process(es) per node: some runs failed (the summary above," \
+             "$OUT/logs/launch.log); their notebooks train them again")
   fi
 fi
 for nb in notebooks/[0-9][0-9]_*.ipynb; do

@@ -624,7 +624,8 @@ def run_seconds(work: list[Work], flops: dict[str, float], *, tflops: float = AS
 def saved_flops() -> dict[str, float]:
     """FLOPs per unit as a device check saved them (``outputs/bench/gpu_check.json``, else the committed
     record), so a launch need not count them again; counted (:func:`count_flops`) when neither has them."""
-    for path in (ROOT / "outputs" / "bench" / "gpu_check.json", ROOT / "bench" / "records" / "benches" / "gpu_check.json"):
+    saved = ROOT / "outputs" / "bench" / "gpu_check.json"
+    for path in (saved, ROOT / "bench" / "records" / "benches" / "gpu_check.json"):
         flops = json.loads(path.read_text()).get("flops") if path.is_file() else None
         if isinstance(flops, dict) and flops and "error" not in flops:
             return flops
@@ -831,17 +832,18 @@ def print_gpus(profile: str, n: int, *, only: str = "") -> int:
         print(f"--gpus must be at least 1, got {n}", file=sys.stderr)
         return 2
     table, plans, seconds = gpus_table(profile, sorted({1, 2, 4, 8, n}), only=only)
-    print(f"profile {profile}: {len(seconds)} training runs, FLOP-based at {ASSUMED_TFLOPS:g} TFLOP/s sustained per "
-          f"GPU, at least {ASSUMED_STEP_MS:g} ms per optimiser step")
+    print(f"profile {profile}: {len(seconds)} training runs, FLOP-based at {ASSUMED_TFLOPS:g} TFLOP/s "
+          f"sustained per GPU, at least {ASSUMED_STEP_MS:g} ms per optimiser step")
     if "on all ranks (h)" in table:
         how = ("this version trains them so" if data_parallel_available() else
                "this version has no lib.train.distributed and trains them on one rank: the makespan column")
-        print(f"data-parallel runs on all ranks at {DATA_PARALLEL_EFFICIENCY:.0%} efficiency per added GPU (assumed "
-              f"until a GPU measures it); {how}")
+        print(f"data-parallel runs on all ranks at {DATA_PARALLEL_EFFICIENCY:.0%} efficiency per added GPU "
+              f"(assumed until a GPU measures it); {how}")
     with pd.option_context("display.width", 200):
         print(table.to_string(index=False))
     s = plans[n]
-    print(f"\nassignment on {n} rank(s): each rank takes the next run when it finishes (* = on all ranks together)")
+    print(f"\nassignment on {n} rank(s): each rank takes the next run when it finishes "
+          "(* = on all ranks together)")
     for rank, keys in enumerate(s.ranks):
         own = ", ".join(f"{k.split('/', 1)[1]}{'*' if s.times[k][0] < 0 else ''} ({seconds[k] / 60:.1f} min)"
                         for k in keys)
@@ -875,8 +877,8 @@ def main() -> int:
                     help=f"what --choose may pick and --start-line lets run without --yes (default {AUTO_HOURS:g})")
     ap.add_argument("--yes", action="store_true", help="with --start-line: run a profile over --limit-hours")
     ap.add_argument("--gpus", type=int, default=0,
-                    help="project the plan's wall time on 1, 2, 4, 8 and this many ranks (run_all.sh --gpus N), "
-                         "with the launcher's own assignment, and show the assignment for N")
+                    help="project the plan's wall time on 1, 2, 4, 8 and this many ranks (run_all.sh "
+                         "--gpus N) with the launcher's own assignment, and show the assignment for N")
     ap.add_argument("--only", default="", help="with --gpus: these chapters only (e.g. 01,03)")
     args = ap.parse_args()
     if args.gpus:

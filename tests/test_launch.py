@@ -112,12 +112,26 @@ def train(name):
             raise RuntimeError("this run cannot train")
     return go
 
+def together():  # a data-parallel run: every rank inside one process group
+    import torch.distributed as dist
+    assert dist.is_initialized() and dist.get_world_size() == world
+    (out / "together").mkdir(exist_ok=True)
+    (out / "together" / str(dist.get_rank())).write_text("")
+
+def alone(name):  # any other run: no process group, so the training loop trains it by itself
+    def go():
+        import torch.distributed as dist
+        assert not dist.is_initialized()
+        train(name)()
+    return go
+
 names = ["broken", "on_broken", "a", "b", "c", "d", "e", "vae", "on_vae"]
 after = {"on_broken": ("00_test/broken",), "on_vae": ("00_test/vae",)}
-runs = [PlannedRun("00_test", n, n, train=train(n), locate=lambda: None, after=after.get(n, ()))
+runs = [PlannedRun("00_test", n, n, train=alone(n), locate=lambda: None, after=after.get(n, ()))
         for n in names]
-keys = [r.key for r in runs]
-launch.train_all(store, rank, world, runs, keys, out, data_parallel=False, prefix="t/")
+runs.append(PlannedRun("00_test", "dp", "dp", train=together, locate=lambda: None, data_parallel=True))
+keys = ["00_test/dp"] + [r.key for r in runs[:-1]]
+launch.train_all(store, rank, world, runs, keys, out, data_parallel=True, prefix="t/")
 if rank == 0:
     while int(store.add("t/ranks_done", 0)) < world:
         time.sleep(0.1)
@@ -132,6 +146,7 @@ def free_port() -> int:
 
 
 def test_queue_on_three_ranks_trains_each_run_once_logs_failures_and_goes_on(tmp_path):
+    """Three processes meeting as torchrun's workers do (RANK, WORLD_SIZE, MASTER_ADDR/PORT)."""
     script = tmp_path / "rank.py"
     script.write_text(QUEUE_RANK)
     port, world = free_port(), 3
@@ -155,6 +170,9 @@ def test_queue_on_three_ranks_trains_each_run_once_logs_failures_and_goes_on(tmp
     assert results["00_test/on_broken"] == {**results["00_test/on_broken"], "status": "failed",
                                             "error": "not started: 00_test/broken failed"}
     assert {results[k]["status"] for k in results if "broken" not in k} == {"trained"}
+    # the data-parallel run trained on all three ranks together, in a process group of three
+    assert sorted(f.name for f in (tmp_path / "together").iterdir()) == ["0", "1", "2"]
+    assert results["00_test/dp"]["rank"] == 0
     summary, ok = launch.summary(results, {}, 1.0)
     assert not ok and f"FAILED  00_test/broken: RuntimeError: this run cannot train; log: {log}" in summary
 
