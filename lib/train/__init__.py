@@ -6,7 +6,9 @@ extends.
 * :mod:`.loop` -- :func:`fit`, :func:`train_and_test`, :class:`Run`;
 * :mod:`.divergence` -- :class:`Diverged`, raised when training turns non-finite;
 * :mod:`.optim` -- optimisers and learning-rate schedules;
-* :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter.
+* :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter;
+* :mod:`.schedule` -- :class:`~.schedule.PlannedRun` (a chapter's plan of runs) and the order ranks
+  take them in; :mod:`.launch` -- ``python -m lib.train.launch``, which trains a plan under torchrun.
 """
 from .device import (
            amp_dtype,
