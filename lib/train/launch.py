@@ -42,6 +42,8 @@ CHAPTER_PLANS = {"01_supervised": "lib.chapters.supervised", "02_generative": "l
                  "03_semi_supervised": "lib.chapters.semi_supervised", "04_extras": "lib.chapters.extras"}
 POLL_S = 2.0  # how often a rank waiting for a run (or rank 0 for the others) looks at the store
 WAIT = timedelta(days=7)  # the store's timeout: a rank may wait as long as the longest run trains
+# a data-parallel run's collectives: a rank silent this long has died, and the others stop its run
+COLLECTIVE_WAIT = timedelta(minutes=30)
 
 
 def chapters(only: str = "") -> list[str]:
@@ -113,14 +115,17 @@ def pin_device() -> None:
 
 
 # ------------------------------------------------------------------------------- one run
-def run_log(profile_dir: Path, run: PlannedRun) -> Path:
-    return profile_dir / "logs" / "runs" / run.chapter / f"{run.name}.log"
+def run_log(profile_dir: Path, run: PlannedRun, rank: int = 0) -> Path:
+    """A run's log; rank ``r`` > 0 of a data-parallel run writes ``<run>.rank<r>.log``."""
+    own = f".rank{rank}" if rank else ""
+    return profile_dir / "logs" / "runs" / run.chapter / f"{run.name}{own}.log"
 
 
-def execute(run: PlannedRun, profile_dir: Path, rank: int) -> dict:
-    """Train ``run`` with its output in its log; never raises for a failed run: returns
-    ``{status: trained | reused | failed, seconds, log, error, folder, rank}``."""
-    log = run_log(profile_dir, run)
+def execute(run: PlannedRun, profile_dir: Path, rank: int, *, together: bool = False) -> dict:
+    """Train ``run`` with its output in its log (``together``: one log per rank); never raises for
+    a failed run: returns ``{status: trained | reused | failed, seconds, log, error, folder,
+    rank}``."""
+    log = run_log(profile_dir, run, rank if together else 0)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0, error, folder = time.perf_counter(), "", None
     with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
@@ -165,10 +170,10 @@ def train_all(store: dist.Store, rank: int, world: int, runs: list[PlannedRun], 
     for key in together:
         run = by_key[key]
         dist.init_process_group(backend(), store=dist.PrefixStore(f"{prefix}group/{key}/", store),
-                                rank=rank, world_size=world, timeout=WAIT)
+                                rank=rank, world_size=world, timeout=COLLECTIVE_WAIT)
         try:
             say(rank, f"{key}: training on all {world} ranks together")
-            result = execute(run, profile_dir, rank)
+            result = execute(run, profile_dir, rank, together=True)
         finally:
             dist.destroy_process_group()
         if rank == 0:
