@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Rebuild the report: run every chapter notebook with papermill under one parameter profile, export HTML.
 #   ./run_all.sh [--profile auto|smoke|quick|colab|full|full-long] [--only 01,03] [--data PATH] [--hours H] [--yes]
+#                [--gpus N [--nnodes M --node-rank R --master HOST:PORT]]
 # On a GPU, auto picks the largest profile projected to fit --hours (default 4); a profile projected over it runs
-# only with --yes.
+# only with --yes. --gpus N first trains every run of the chapters on N processes per node under torchrun
+# (one GPU each; on a CPU, N gloo processes), then renders the notebooks, which find every run finished.
 # Outputs go to outputs/<profile>/ (or $CIFAR_REPORT_OUTPUTS/<profile>/): tables, figures, notebooks, html/.
 set -uo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
 ARGS="$*"
-PROFILE=auto ONLY="" DATA="" HOURS=4 YES=""
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
+PROFILE=auto ONLY="" DATA="" HOURS=4 YES="" GPUS="" NNODES=1 NODE_RANK="" MASTER=""
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
@@ -17,10 +19,21 @@ while [ $# -gt 0 ]; do
     --data) DATA="${2:?--data needs a path}"; shift 2 ;;
     --hours) HOURS="${2:?--hours needs a number of hours}"; shift 2 ;;
     --yes) YES="--yes"; shift ;;
+    --gpus) GPUS="${2:?--gpus needs a number of processes per node}"; shift 2 ;;
+    --nnodes) NNODES="${2:?--nnodes needs a number of nodes}"; shift 2 ;;
+    --node-rank) NODE_RANK="${2:?--node-rank needs the rank of this node, 0 to nnodes-1}"; shift 2 ;;
+    --master) MASTER="${2:?--master needs HOST:PORT of node 0}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+if [ -n "$GPUS" ] && ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "[run_all] --gpus $GPUS: expected a number of processes per node, e.g. --gpus 4" >&2; exit 2
+fi
+if [ "$NNODES" != 1 ] && { [ -z "$GPUS" ] || [ -z "$NODE_RANK" ] || [[ "$MASTER" != *:* ]]; }; then
+  echo "[run_all] --nnodes $NNODES needs --gpus N, --node-rank R and --master HOST:PORT of node 0" >&2
+  exit 2
+fi
 source scripts/bootstrap.sh
 
 # why CUDA is unusable here ("" when it works): the torch build or the driver
@@ -65,9 +78,38 @@ if [ -z "$CUDA_WHY" ]; then
   esac
   rm -f "$start_err"
 fi
+if [ -n "$GPUS" ] && [ -z "$CUDA_WHY" ]; then
+  have=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+  if [ "$GPUS" -gt "$have" ]; then
+    echo "[run_all] --gpus $GPUS, but this node has $have GPU(s); pass --gpus $have" >&2; exit 2
+  fi
+fi
 export CIFAR_REPORT_OUTPUTS="${CIFAR_REPORT_OUTPUTS:-$ROOT/outputs}"
 OUT="$CIFAR_REPORT_OUTPUTS/$PROFILE"
 mkdir -p "$OUT/notebooks" "$OUT/html" "$OUT/logs"
+# torchrun's arguments for --gpus: one node, or node NODE_RANK of NNODES meeting at MASTER
+launch_on_nodes() {
+  local nodes=(--standalone)
+  [ "$NNODES" != 1 ] && nodes=(--nnodes "$NNODES" --node-rank "$NODE_RANK" --master-addr "${MASTER%:*}"
+                               --master-port "${MASTER##*:}")
+  local args=(--profile "$PROFILE")
+  [ -n "$ONLY" ] && args+=(--only "$ONLY")
+  [ -n "$DATA" ] && args+=(--data "$DATA")
+  echo "[run_all] training the runs on $GPUS process(es) per node x $NNODES node(s)" \
+       "(log: $OUT/logs/launch.log)"
+  # on a CPU, each process uses as many threads as a notebook would (torchrun's default is 1): CPU float sums
+  # depend on the thread count, and the same count trains the same weights as a single-process run
+  local threads=()
+  if [ -n "$CUDA_WHY" ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+    threads=(OMP_NUM_THREADS="$("$PY" -c 'import torch; print(torch.get_num_threads())')")
+  fi
+  env "${threads[@]}" "$PY" -m torch.distributed.run "${nodes[@]}" --nproc-per-node "$GPUS" \
+    -m lib.train.launch "${args[@]}" 2>&1 | tee -a "$OUT/logs/launch.log"
+  return "${PIPESTATUS[0]}"
+}
+if [ "$NNODES" != 1 ] && [ "$NODE_RANK" != 0 ]; then  # node 0 holds the lock and renders the notebooks
+  launch_on_nodes; exit $?
+fi
 # one writer per profile: a second run_all.sh or a notebook on the same profile stops, saying who holds it
 "$PY" -m lib.storage lock "$OUT" $$ "./run_all.sh $ARGS" || exit 1
 trap 'rm -rf "$OUT/.lock"' EXIT
@@ -77,12 +119,22 @@ export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$OUT/cache/inductor}"
 export CIFAR_REPORT_PROGRESS=log   # one plain line per evaluation instead of progress-bar frames in the HTML
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning:matplotlib}"
 
-failed=() done_=() times=()
+failed=() done_=() times=() ran_logs=()
 start_all=$(date +%s)
+if [ -n "$GPUS" ]; then
+  t0=$(date +%s)
+  if launch_on_nodes; then
+    echo "[run_all] every run trained ($(( $(date +%s) - t0 )) s); rendering the notebooks"
+  else
+    failed+=("training on $GPUS process(es) per node: some runs failed (the summary above," \
+             "$OUT/logs/launch.log); their notebooks train them again")
+  fi
+fi
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   ch="$(basename "$nb" .ipynb)"
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",${ch:0:2},"* ]]; then continue; fi
   echo "[run_all] $ch: running (log: $OUT/logs/$ch.log)"
+  ran_logs+=("$OUT/logs/$ch.log")
   t0=$(date +%s)
   tmp="$OUT/notebooks/.$ch.running.ipynb"
   args=(-p profile "$PROFILE")
@@ -105,6 +157,11 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
     tail -n 15 "$OUT/logs/$ch.log" | sed 's/^/    /'
   fi
 done
+if [ -n "$GPUS" ]; then  # fit logs "<run>: step i/n" for every run it trains: none should be in a notebook
+  trained_in=$(grep -lE ': step [0-9]+/[0-9]+ ' "${ran_logs[@]}" 2>/dev/null)
+  if [ -z "$trained_in" ]; then echo "[run_all] no run trained in a notebook: the launch trained them all"
+  else echo "[run_all] runs trained inside a notebook (not finished by the launch): $trained_in"; fi
+fi
 "$PY" -m lib.report.export finish "$OUT" >"$OUT/logs/export.log" 2>&1 \
   || failed+=("index page / report.html: see $OUT/logs/export.log")
 echo "[run_all] report: $OUT/html/index.html ($(( $(date +%s) - start_all )) s)"

@@ -23,6 +23,7 @@ notebook run and HTML export beyond its workloads (measured by ``bench/notebook_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
@@ -605,6 +606,66 @@ def flop_estimate(work: list[Work], flops: dict[str, float], *, tflops: float = 
     return {**out, **pf}
 
 
+def run_seconds(work: list[Work], flops: dict[str, float], *, tflops: float = ASSUMED_TFLOPS,
+                step_ms: float = ASSUMED_STEP_MS) -> dict[str, float]:
+    """FLOP-based seconds (:func:`flop_price`) of each workload with what belongs to it: ``train
+    resnet18`` sums its training, ``train resnet18: evaluation``, ``: test``, ``: checkpoint writes``
+    and ``: compilation``. The chapters' plans price their runs by these names."""
+    fixed, out = overhead_rates(), {}
+    for w in work:
+        name = w.name.split(": ", 1)[0]
+        out[name] = out.get(name, 0.0) + flop_price(w, flops, tflops=tflops, step_ms=step_ms, fixed=fixed)[0]
+    return out
+
+
+def saved_flops() -> dict[str, float]:
+    """FLOPs per unit as a device check saved them (``outputs/bench/gpu_check.json``, else the committed
+    record), so a launch need not count them again; counted (:func:`count_flops`) when neither has them."""
+    saved = ROOT / "outputs" / "bench" / "gpu_check.json"
+    for path in (saved, ROOT / "bench" / "records" / "benches" / "gpu_check.json"):
+        flops = json.loads(path.read_text()).get("flops") if path.is_file() else None
+        if isinstance(flops, dict) and flops and "error" not in flops:
+            return flops
+    return count_flops()
+
+
+def gpus_table(profile: str, ranks: list[int], *, only: str = "", efficiency: float | None = None):
+    """The plan of ``profile`` (lib.train.launch.build_plan) scheduled as the launcher schedules it
+    (lib.train.schedule: longest chain first, each free rank takes the next run) on each of ``ranks``: the
+    training makespan, the speed-up over one rank, and the rest of the profile (sampling, FID, notebooks),
+    which the notebooks run on one process afterwards. FLOP-based (:func:`run_seconds`). Returns (table, the
+    schedules by rank count, each run's seconds)."""
+    import pandas as pd
+
+    from lib.train import launch, schedule
+
+    efficiency = schedule.DATA_PARALLEL_EFFICIENCY if efficiency is None else efficiency
+    runs = launch.build_plan(profile, only=only)
+    work = [w for w in profile_work(profile) if not only or w.chapter in launch.chapters(only)]
+    by_work = run_seconds(work, saved_flops())
+    seconds = launch.estimated_seconds(runs, by_work)
+    rest = sum(by_work.values()) - sum(by_work[w] for w in {r.work for r in runs})
+
+    def schedules(plan):
+        ordered = schedule.order(plan, seconds)
+        return {n: schedule.simulate(ordered, seconds, n, efficiency=efficiency) for n in sorted({1, *ranks})}
+
+    alone = schedules([dataclasses.replace(r, data_parallel=False) for r in runs])
+    together = schedules(runs) if any(r.data_parallel for r in runs) else None
+    plans = together or alone
+    rows = []
+    for n in ranks:
+        row = {"ranks": n, "training makespan (h)": round(plans[n].makespan / 3600, 3),
+               "speed-up": round(plans[1].makespan / plans[n].makespan, 2) if plans[n].makespan else 1.0}
+        if together:
+            row["data-parallel runs on one rank (h)"] = round(alone[n].makespan / 3600, 3)
+            row["on all ranks (h)"] = round(together[n].makespan / 3600, 3)
+        row["then notebooks etc. (h)"] = round(rest / 3600, 3)
+        row["total (h)"] = round((plans[n].makespan + rest) / 3600, 3)
+        rows.append(row)
+    return pd.DataFrame(rows), {n: plans[n] for n in ranks}, seconds
+
+
 def work_table(work: list[Work], rates: dict[str, float] | None = None, flops: dict[str, float] | None = None,
                *, tflops: float = ASSUMED_TFLOPS, step_ms: float = ASSUMED_STEP_MS):
     """One row per workload: its count, optimiser steps at its batch, whether it compiles, FLOPs and projected
@@ -759,6 +820,33 @@ def current_pricing(record: Path | None = None) -> dict[str, list]:
     return {p: pricing(p, flops) for p in PROFILE_ORDER}
 
 
+def print_gpus(profile: str, n: int, *, only: str = "") -> int:
+    """``--gpus N``: :func:`gpus_table` for 1, 2, 4, 8 and ``n`` ranks and the assignment on ``n``."""
+    import pandas as pd
+
+    from lib.train.schedule import DATA_PARALLEL_EFFICIENCY
+
+    if n < 1:
+        print(f"--gpus must be at least 1, got {n}", file=sys.stderr)
+        return 2
+    table, plans, seconds = gpus_table(profile, sorted({1, 2, 4, 8, n}), only=only)
+    print(f"profile {profile}: {len(seconds)} training runs, FLOP-based at {ASSUMED_TFLOPS:g} TFLOP/s "
+          f"sustained per GPU, at least {ASSUMED_STEP_MS:g} ms per optimiser step")
+    if "on all ranks (h)" in table:
+        print(f"data-parallel runs on all ranks at {DATA_PARALLEL_EFFICIENCY:.0%} efficiency per added GPU "
+              "(assumed until a GPU measures it); the column beside it: each on one rank instead")
+    with pd.option_context("display.width", 200):
+        print(table.to_string(index=False))
+    s = plans[n]
+    print(f"\nassignment on {n} rank(s): each rank takes the next run when it finishes "
+          "(* = on all ranks together)")
+    for rank, keys in enumerate(s.ranks):
+        own = ", ".join(f"{k.split('/', 1)[1]}{'*' if s.times[k][0] < 0 else ''} ({seconds[k] / 60:.1f} min)"
+                        for k in keys)
+        print(f"  rank {rank}, done at {max(s.times[k][2] for k in keys) / 3600 if keys else 0:.2f} h: {own}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="full")
@@ -789,7 +877,13 @@ def main() -> int:
                     help=f"what --choose may pick and --start-line lets run without --yes "
                          f"(default {AUTO_HOURS:g})")
     ap.add_argument("--yes", action="store_true", help="with --start-line: run a profile over --limit-hours")
+    ap.add_argument("--gpus", type=int, default=0,
+                    help="project the plan's wall time on 1, 2, 4, 8 and this many ranks (run_all.sh "
+                         "--gpus N) with the launcher's own assignment, and show the assignment for N")
+    ap.add_argument("--only", default="", help="with --gpus: these chapters only (e.g. 01,03)")
     args = ap.parse_args()
+    if args.gpus:
+        return print_gpus(args.profile, args.gpus, only=args.only)
     import pandas as pd
 
     if args.device:

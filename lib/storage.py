@@ -168,11 +168,17 @@ def index_path(profile_dir: str | Path, chapter: str = SUPERVISED_CHAPTER) -> Pa
 
 
 def record_checkpoint(ckpt_root: str | Path, run_name: str, info: dict) -> None:
-    """Keep ``<ckpt_root>/index.json``: run name -> best checkpoint and what built it."""
+    """Keep ``<ckpt_root>/index.json``: run name -> best checkpoint and what built it. Runs trained
+    at once by several processes (lib.train.launch) take turns: each update holds a file lock."""
+    import fcntl
+
     path = Path(ckpt_root) / "index.json"
-    index = json.loads(path.read_text()) if path.is_file() else {}
-    index[run_name] = info
-    write_text_atomic(path, json.dumps(index, indent=2, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(".index.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        index = json.loads(path.read_text()) if path.is_file() else {}
+        index[run_name] = info
+        write_text_atomic(path, json.dumps(index, indent=2, default=str))
 
 
 def indexed_checkpoint(profile_dir: str | Path, run_name: str) -> tuple[Path, dict]:

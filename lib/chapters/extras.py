@@ -431,3 +431,9 @@ def xyz_figure(ex: XYZ, images: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                     color=colors[name], fontsize=10)
         a.axis("off")
     return fig
+
+
+def plan(params: dict, *, profile_dir: str | Path) -> list:
+    """Notebook 04 trains nothing: it embeds with chapter 1's classifiers (see
+    :func:`lib.chapters.supervised.plan`)."""
+    return []

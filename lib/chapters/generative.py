@@ -98,6 +98,16 @@ def build_method(kind: str, s: dict, *, total_steps: int, seed: int) -> tuple[Me
     return method, count_parameters(unet)
 
 
+def generator_folder(kind: str, splits, params: dict, *, ckpt_root: Path) -> Path:
+    """The checkpoint folder :func:`train_generator` trains ``kind`` in: keyed by its settings
+    (DDPM's sampling settings left out), seed, data source, split sizes and steps."""
+    s = generator_settings(kind, params)
+    shaping = {k: v for k, v in s.items() if kind != "ddpm" or k not in SAMPLING_SETTINGS}
+    return storage.run_dir(ckpt_root, kind, {
+        "kind": kind, "settings": shaping, "seed": params["seed"], "data": splits.source,
+        "sizes": splits.sizes(), "total": training_steps(s, len(splits.train_y))})
+
+
 def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                     tb_root: Path | None = None) -> TrainedGenerator:
     """Train ``kind`` (vae | dcgan | ddpm) on the training split with its ``<kind>_*`` params
@@ -117,10 +127,7 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
                            normalize_fn=to_signed)
     steps_per_epoch = len(loader)
     total = training_steps(s, len(splits.train_y))
-    shaping = {k: v for k, v in s.items() if kind != "ddpm" or k not in SAMPLING_SETTINGS}
-    ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, "settings": shaping, "seed": params["seed"], "data": splits.source,
-        "sizes": splits.sizes(), "total": total})
+    ckpt_dir = generator_folder(kind, splits, params, ckpt_root=ckpt_root)
     method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
     evaluate = None
     if kind == "vae":  # the epoch chosen on validation loss
@@ -409,25 +416,43 @@ def sampling_times(samples: dict[str, Samples], *, fid_images: int) -> pd.DataFr
                          for s in samples.values()])
 
 
+# the 2.2 classifiers: training images -> how they are made (None: the real ones)
+AUGMENTATION_RUNS = {"real images": None, "VAE reconstructions": "reconstructions",
+                     "real + VAE reconstructions": "real+reconstructions"}
+
+
+def augmentation_splits(vae: VAE, splits, label: str):
+    """The splits the 2.2 classifier ``label`` (of :data:`AUGMENTATION_RUNS`) trains on."""
+    mode = AUGMENTATION_RUNS[label]
+    return splits if mode is None else reconstruction_splits(vae, splits, mode=mode)
+
+
+def augmentation_run_name(params: dict, label: str) -> str:
+    return (f"{params['classifier_model']}-"
+            + label.replace(" + ", "-and-").replace(" ", "-").lower())
+
+
+def train_augmentation_classifier(label: str, splits, params: dict, *, ckpt_root: Path,
+                                  tb_root: Path | None = None):
+    """Train the 2.2 classifier ``label`` on ``splits`` (:func:`augmentation_splits`)."""
+    from .supervised import train_classifier
+
+    return train_classifier(params["classifier_model"], splits, classifier_params(params),
+                            ckpt_root=ckpt_root, tb_root=tb_root,
+                            run_name=augmentation_run_name(params, label))
+
+
 def augmentation_experiment(vae: VAE, splits, params: dict, *, ckpt_root: Path,
                             tb_root: Path | None = None,
                             presented: tuple = PRESENTED["vae_augmentation_accuracy"]):
     """SPEC 2.2: the chapter-1 classifier trained on real images, on VAE reconstructions (labels
     kept), and on both; selected on real validation images, tested once on real test images. Returns
     (table, trained runs)."""
-    from .supervised import train_classifier
-
     cp = classifier_params(params)
-    runs = {"real images": splits,
-            "VAE reconstructions": reconstruction_splits(vae, splits, mode="reconstructions"),
-            "real + VAE reconstructions": reconstruction_splits(vae, splits,
-                                                                mode="real+reconstructions")}
     trained, rows = {}, []
-    for label, sp in runs.items():
-        run = (f"{params['classifier_model']}-"
-               + label.replace(" + ", "-and-").replace(" ", "-").lower())
-        t = train_classifier(params["classifier_model"], sp, cp, ckpt_root=ckpt_root,
-                             tb_root=tb_root, run_name=run)
+    for label in AUGMENTATION_RUNS:
+        sp = augmentation_splits(vae, splits, label)
+        t = train_augmentation_classifier(label, sp, params, ckpt_root=ckpt_root, tb_root=tb_root)
         trained[label] = t
         rows.append({"training images": label, "n train": len(sp.train_y),
                      "test acc (%)": round(100 * t.test_acc, 2),
@@ -468,3 +493,48 @@ def sample_class_counts(classifier: nn.Module, samples: dict[str, Samples],
         images = s.images if s.model == "ddpm" else trained[s.model].sample(n, seed=seed)[0]
         counts[s.label] = class_histogram(classifier, images)
     return counts
+
+
+class _SameImages:
+    """Stands in for the VAE where only the reconstructions' source and sizes matter (a run's
+    folder): "reconstructs" each image as itself."""
+
+    @staticmethod
+    def reconstruct(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+def plan(params: dict, *, profile_dir: str | Path) -> list:
+    """Every run notebook 02 trains under ``params`` (:class:`lib.train.schedule.PlannedRun`): the
+    VAE, DCGAN and DDPM, then the 2.2 classifiers (those on reconstructions after the VAE).
+    Generators named in ``data_parallel`` train on all ranks together. Nothing is loaded until a
+    run's folder or training is asked for."""
+    from ..train.schedule import PlannedRun, lazy, roots, runs_named
+    from .supervised import classifier_folder, load_splits
+
+    chapter = params["chapter"]
+    ckpt_root, tb_root = roots(profile_dir, chapter)
+    splits = lazy(lambda: load_splits(params))
+    runs = runs_named(GENERATORS, params, splits, profile_dir=profile_dir, train=train_generator,
+                      locate=generator_folder)
+    vae = f"{chapter}/vae"
+    work = {"real images": "real", "VAE reconstructions": "reconstructions",
+            "real + VAE reconstructions": "real + reconstructions"}
+    for label, mode in AUGMENTATION_RUNS.items():
+        def train(label=label):
+            vae_method = (train_generator("vae", splits(), params, ckpt_root=ckpt_root).method
+                          if AUGMENTATION_RUNS[label] else None)  # finished: loaded, not trained
+            sp = augmentation_splits(vae_method, splits(), label)
+            return train_augmentation_classifier(label, sp, params, ckpt_root=ckpt_root,
+                                                 tb_root=tb_root)
+
+        def locate(label=label):
+            sp = augmentation_splits(_SameImages(), splits(), label)
+            return classifier_folder(params["classifier_model"], sp, classifier_params(params),
+                                     ckpt_root=ckpt_root,
+                                     run_name=augmentation_run_name(params, label))
+
+        runs.append(PlannedRun(chapter, augmentation_run_name(params, label),
+                               f"2.2 classifier ({work[label]})", train=train, locate=locate,
+                               after=(vae,) if mode else ()))
+    return runs

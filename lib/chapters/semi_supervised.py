@@ -255,6 +255,13 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
     return method
 
 
+def ssl_folder(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path) -> Path:
+    """The checkpoint folder :func:`train_ssl` trains ``kind`` in."""
+    keys = {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params)}
+    return storage.run_dir(ckpt_root, kind, {
+        "kind": kind, **keys, "data": splits.source, "sizes": splits.sizes()})
+
+
 def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
               tb_root: Path | None = None, stop_after: int | None = None) -> SSLRun:
     """Train ``kind`` through :func:`lib.train.fit`: validation top-1 of the evaluated network (MPL:
@@ -263,8 +270,7 @@ def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
     parameters reuses/resumes it."""
     device = pick_device(params["device"])
     keys = {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params)}
-    ckpt_dir = storage.run_dir(ckpt_root, kind, {
-        "kind": kind, **keys, "data": splits.source, "sizes": splits.sizes()})
+    ckpt_dir = ssl_folder(kind, splits, params, ckpt_root=ckpt_root)
     method = build_method(kind, params)
     batches, val, test = _loaders(splits, params, device, unlabelled=kind != "supervised")
     return _run(kind, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
@@ -331,6 +337,15 @@ def finetune_method(student: nn.Module, params: dict) -> Supervised:
                      label_smoothing=p["finetune_label_smoothing"])
 
 
+def finetune_folder(checkpoint: Path, best_step: int, params: dict, *, ckpt_root: Path) -> Path:
+    """The checkpoint folder :func:`finetune` trains in, from the MPL ``checkpoint`` chosen at
+    ``best_step``."""
+    return storage.run_dir(ckpt_root, "finetune", {
+        "from": str(checkpoint), "best_step": best_step,
+        **{k: params[k] for k in FINETUNE_KEYS}, "fill": params["fill"],
+        "normalization": params["normalization"]})
+
+
 def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path,
              tb_root: Path | None = None) -> SSLRun:
     """SPEC 3.5's final step, as the reference runs it: the selected MPL student (its EMA) without
@@ -343,10 +358,7 @@ def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path,
     total = p["finetune_epochs"] * len(loader)
     method = finetune_method(run.model, p)
     _, val, test = _loaders(splits, p, device, unlabelled=False)
-    ckpt_dir = storage.run_dir(ckpt_root, "finetune", {
-        "from": str(run.checkpoint), "best_step": run.best_step,
-        **{k: p[k] for k in FINETUNE_KEYS}, "fill": p["fill"],
-        "normalization": p["normalization"]})
+    ckpt_dir = finetune_folder(run.checkpoint, run.best_step, p, ckpt_root=ckpt_root)
     eval_every = max(1, p["finetune_eval_every_epochs"] * len(loader))
     def batches(start: int):
         return (SSLBatch(x, y, None, None) for x, y in loader.forever(start))
@@ -455,3 +467,36 @@ def hyperparameter_table(params: dict, splits: SSLSplits, presented: dict) -> pd
 def randaugment_table(params: dict) -> pd.DataFrame:
     """The strong augmentation's op pool: each op's range and the value used at this magnitude."""
     return pd.DataFrame(strong_augmentation(params).table())
+
+
+def plan(params: dict, *, profile_dir: str | Path) -> list:
+    """Every run notebook 03 trains under ``params`` (:class:`lib.train.schedule.PlannedRun`): MPL,
+    UDA and supervised only, then MPL's finetune, whose folder is known once MPL has finished
+    (it is keyed by the checkpoint MPL chose). Methods named in ``data_parallel`` train on all
+    ranks together. Nothing is loaded until a run's folder or training is asked for."""
+    from ..train.schedule import PlannedRun, lazy, roots, runs_named
+
+    chapter = params["chapter"]
+    ckpt_root, tb_root = roots(profile_dir, chapter)
+    splits = lazy(lambda: load_ssl_splits(params))
+    runs = runs_named(KINDS, params, splits, profile_dir=profile_dir, train=train_ssl,
+                      locate=ssl_folder)
+
+    def finetune_run():  # MPL is finished by now: this loads it
+        mpl = train_ssl("mpl", splits(), params, ckpt_root=ckpt_root)
+        return finetune(mpl, splits(), params, ckpt_root=ckpt_root, tb_root=tb_root)
+
+    def locate_finetune() -> Path | None:
+        mpl = ssl_folder("mpl", splits(), params, ckpt_root=ckpt_root)
+        last, best = mpl / "last.pt", mpl / "best.pt"
+        if not last.is_file():
+            return None
+        ck = storage.load_checkpoint(last)
+        if ck["step"] < steps_of("mpl", params):
+            return None
+        return finetune_folder(best if best.is_file() else last, int(ck["best"].get("step", 0)),
+                               params, ckpt_root=ckpt_root)
+
+    runs.append(PlannedRun(chapter, "finetune", "MPL finetune", train=finetune_run,
+                           locate=locate_finetune, after=(f"{chapter}/mpl",)))
+    return runs

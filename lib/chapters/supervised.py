@@ -119,6 +119,20 @@ class Trained(Run):
         return self.test["labels"]
 
 
+def classifier_folder(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
+                      recipe_name: str | None = None, epochs: int | None = None,
+                      overrides: dict | None = None, run_name: str | None = None,
+                      model_kwargs: dict | None = None) -> Path:
+    """The checkpoint folder :func:`train_classifier` trains in with the same arguments: keyed by
+    everything that shapes training."""
+    rec = {**recipe(params, recipe_name), **(overrides or {})}
+    keyed = {k: v for k, v in rec.items() if k != "cutout" or v}  # no Cutout: keyed as before it existed
+    return storage.run_dir(ckpt_root, run_name or name, {
+        "model": name, "width": params["width"], "epochs": epochs or model_epochs(params, name),
+        "recipe": keyed, "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
+        **({"model_kwargs": model_kwargs} if model_kwargs else {})})
+
+
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                      tb_root: Path | None = None, recipe_name: str | None = None,
                      epochs: int | None = None, overrides: dict | None = None,
@@ -136,11 +150,9 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     device = pick_device(params["device"])
     channels_last = device.type == "cuda"
     run_name = run_name or name
-    keyed = {k: v for k, v in rec.items() if k != "cutout" or v}  # no Cutout: keyed as before it existed
-    ckpt_dir = storage.run_dir(ckpt_root, run_name, {
-        "model": name, "width": params["width"], "epochs": epochs, "recipe": keyed,
-        "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
-        **({"model_kwargs": model_kwargs} if model_kwargs else {})})
+    ckpt_dir = classifier_folder(name, splits, params, ckpt_root=ckpt_root, recipe_name=recipe_name,
+                                 epochs=epochs, overrides=overrides, run_name=run_name,
+                                 model_kwargs=model_kwargs)
     torch.manual_seed(params["seed"])
     model = build_model(name, width=params["width"], **(model_kwargs or {}))
     n_params, flops = count_parameters(model), flops_per_image(model)
@@ -200,14 +212,18 @@ def train_pretrained(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     from ..models.efficientnet import PretrainedWeightsUnavailable
 
     try:
-        run = train_classifier(name, splits, {**params, "width": 1.0}, ckpt_root=ckpt_root,
-                               tb_root=tb_root, recipe_name="finetune",
-                               epochs=params["pretrained_epochs"],
-                               run_name=pretrained_run_name(name),
-                               model_kwargs={"pretrained": True})
+        run = train_classifier(name, splits, ckpt_root=ckpt_root, tb_root=tb_root,
+                               **pretrained_arguments(params, name))
     except PretrainedWeightsUnavailable as err:
         return None, str(err)
     return run, ""
+
+
+def pretrained_arguments(params: dict, name: str) -> dict:
+    """The :func:`train_classifier` arguments (after the splits) of the pretrained ``name``."""
+    return {"params": {**params, "width": 1.0}, "recipe_name": "finetune",
+            "epochs": params["pretrained_epochs"], "run_name": pretrained_run_name(name),
+            "model_kwargs": {"pretrained": True}}
 
 
 def pretrained_run_name(name: str) -> str:
@@ -444,3 +460,50 @@ def class_report_intervals(logits: torch.Tensor, labels: torch.Tensor,
 def first_of_each(labels: torch.Tensor, class_ids) -> torch.Tensor:
     """Index of the first item of each class in ``class_ids`` (for reproducible example figures)."""
     return torch.stack([(labels == c).nonzero()[0, 0] for c in class_ids])
+
+
+def plan(params: dict, *, profile_dir: str | Path) -> list:
+    """Every run notebook 01 trains under ``params`` (:class:`lib.train.schedule.PlannedRun`), in
+    the notebook's order: the accuracy table's models, the other recipe's ResNet-18, the
+    pretrained fine-tunes, the 1.2 figure's extra DRNs and the 1.7 sweep cells. Nothing is loaded
+    until a run's folder or training is asked for."""
+    from ..train.schedule import PlannedRun, lazy, roots
+    from . import sweep
+
+    chapter = params["chapter"]
+    ckpt_root, tb_root = roots(profile_dir, chapter)
+    splits = lazy(lambda: load_splits(params))
+    cell_splits = lazy(lambda: sweep.sweep_splits(splits(), params))
+    other = "presented" if params["recipe"] == "strong" else "strong"
+    runs = []
+
+    def add(name, work, kw, *, data=splits, train=None, tb=True):
+        p, kw = kw.pop("params", params), {k: v for k, v in kw.items() if k != "name"}
+        runs.append(PlannedRun(
+            chapter, kw.get("run_name", name), work,
+            train=train or (lambda: train_classifier(name, data(), p, ckpt_root=ckpt_root,
+                                                     tb_root=tb_root if tb else None, **kw)),
+            locate=lambda: classifier_folder(name, data(), p, ckpt_root=ckpt_root, **kw)))
+
+    for name in params["models"]:
+        add(name, f"train {name}", {})
+    if params["recipe_baseline"]:
+        add("resnet18", f"train resnet18 ({other} recipe)",
+            {"recipe_name": other, "run_name": f"resnet18-{other}-recipe"})
+    for name in params["pretrained_models"]:
+        def fine_tune(name=name):
+            run, message = train_pretrained(name, splits(), params, ckpt_root=ckpt_root,
+                                            tb_root=tb_root)
+            if run is None:
+                raise RuntimeError(message)
+            return run
+
+        add(name, f"fine-tune pretrained {name} at 224 px", pretrained_arguments(params, name),
+            train=fine_tune)
+    for name in params["activation_map_models"]:
+        if name not in params["models"]:
+            add(name, f"train {name}", {})
+    for bs, lr in sweep.sweep_cells(params):  # as sweep.train_cell: no TensorBoard
+        kw = sweep.cell_arguments(params, bs, lr)
+        add(kw["name"], f"sweep cell b{bs} lr{lr:g}", kw, data=cell_splits, tb=False)
+    return runs

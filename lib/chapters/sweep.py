@@ -33,6 +33,37 @@ def cell_name(model: str, batch_size: int, lr: float) -> str:
     return f"sweep-{model}-b{batch_size}-lr{lr:g}"
 
 
+def sweep_cells(params: dict) -> list[tuple[int, float]]:
+    """The (batch size, learning rate) cells of the sweep, in the table's order."""
+    return [(bs, lr) for bs in params["sweep_batch_sizes"] for lr in params["sweep_lrs"]]
+
+
+def sweep_splits(splits: Splits, params: dict) -> Splits:
+    """The splits every sweep cell trains on: a class-balanced ``sweep_train_subset`` of the
+    training split when set."""
+    if not params["sweep_train_subset"]:
+        return splits
+    tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"],
+                         seed=params["seed"])
+    return Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y,
+                  source=splits.source)
+
+
+def cell_arguments(params: dict, batch_size: int, lr: float) -> dict:
+    """The :func:`lib.chapters.supervised.train_classifier` arguments of one cell (after the
+    splits), with the sweep's own ``compile``."""
+    return {"name": params["sweep_model"], "params": {**params, "compile": params["sweep_compile"]},
+            "recipe_name": "presented", "epochs": params["sweep_epochs"],
+            "overrides": {"batch_size": batch_size, "lr": lr},
+            "run_name": cell_name(params["sweep_model"], batch_size, lr)}
+
+
+def train_cell(splits: Splits, params: dict, batch_size: int, lr: float, *, ckpt_root: Path):
+    """Train one sweep cell on :func:`sweep_splits`' splits (``splits``)."""
+    kw = cell_arguments(params, batch_size, lr)
+    return train_classifier(kw.pop("name"), splits, kw.pop("params"), ckpt_root=ckpt_root, **kw)
+
+
 def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path,
                    report=None) -> pd.DataFrame:
     """SPEC 1.7: train ``sweep_model`` with the presented recipe for every (batch size, learning
@@ -44,31 +75,22 @@ def batch_lr_sweep(splits: Splits, params: dict, *, ckpt_root: Path,
     """
     from .supervised import run_id
 
-    if params["sweep_train_subset"]:
-        tx, ty = D.subsample(splits.train_x, splits.train_y, params["sweep_train_subset"],
-                             seed=params["seed"])
-        splits = Splits(tx, ty, splits.val_x, splits.val_y, splits.test_x, splits.test_y,
-                        source=splits.source)
-    sweep_params = {**params, "compile": params["sweep_compile"]}
+    splits = sweep_splits(splits, params)
     rows = []
-    for bs in params["sweep_batch_sizes"]:
-        for lr in params["sweep_lrs"]:
-            t = train_classifier(params["sweep_model"], splits, sweep_params, ckpt_root=ckpt_root,
-                                 recipe_name="presented", epochs=params["sweep_epochs"],
-                                 overrides={"batch_size": bs, "lr": lr},
-                                 run_name=cell_name(params["sweep_model"], bs, lr))
-            if report is not None:
-                report.predictions(cell_name(params["sweep_model"], bs, lr), t.test_logits,
-                                   t.test_labels, item="1.7", run=run_id(t), scores=True)
-            val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
-                                device=next(t.model.parameters()).device, train=False)
-            val_logits, val_labels = predict(t.model, val)
-            rows.append({"batch size": bs, "learning rate": lr,
-                         "val AUC": round(macro_auc(val_logits, val_labels), 4),
-                         "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
-                         "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
-                         "wall time (s)": round(t.wall_time_s, 1),
-                         "compiled": compiled_cell(t.compilation)})
+    for bs, lr in sweep_cells(params):
+        t = train_cell(splits, params, bs, lr, ckpt_root=ckpt_root)
+        if report is not None:
+            report.predictions(cell_name(params["sweep_model"], bs, lr), t.test_logits,
+                               t.test_labels, item="1.7", run=run_id(t), scores=True)
+        val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
+                          device=next(t.model.parameters()).device, train=False)
+        val_logits, val_labels = predict(t.model, val)
+        rows.append({"batch size": bs, "learning rate": lr,
+                     "val AUC": round(macro_auc(val_logits, val_labels), 4),
+                     "test AUC": round(macro_auc(t.test_logits, t.test_labels), 4),
+                     "test acc (%)": round(100 * t.test_acc, 2), "epochs": t.epochs,
+                     "wall time (s)": round(t.wall_time_s, 1),
+                     "compiled": compiled_cell(t.compilation)})
     df = pd.DataFrame(rows)
     df["best on validation"] = df["val AUC"] == df["val AUC"].max()
     return df

@@ -8,6 +8,8 @@ extends.
 * :mod:`.optim` -- optimisers and learning-rate schedules;
 * :mod:`.device` -- device, autocast dtype, seeding and the ``compile`` parameter;
 * :mod:`.distributed` -- one run trained data-parallel on several ranks (``torchrun``).
+* :mod:`.schedule` -- :class:`~.schedule.PlannedRun` (a chapter's plan of runs) and the order ranks
+  take them in; :mod:`.launch` -- ``python -m lib.train.launch``, which trains a plan under torchrun.
 """
 from .device import (
            amp_dtype,
