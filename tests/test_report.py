@@ -147,3 +147,19 @@ def test_index_figures_link_to_the_image_where_the_chapter_has_no_page(tmp_path)
     entry = {"chapter": "01_supervised", "path": "01_supervised/curve.png", "title": "Curve"}
     assert 'href="../01_supervised/curve.png"' in figure_thumbnails([entry], built=[])
     assert figure_thumbnails([], built=[]) == ""
+
+
+def test_sample_grids_show_the_pixels_as_drawn():
+    """32 x 32 samples are drawn pixel for pixel (nearest), not smoothed: each panel holds exactly
+    torchvision's grid of the first nrow x nrow images."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from lib.report import figures
+
+    x = torch.randint(0, 256, (70, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fig = figures.sample_grid({"a": x, "b": x[:4]}, nrow=8)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert [im.get_interpolation() for im in images] == ["nearest", "nearest"]
+    expected = make_grid(x[:64], nrow=8, padding=1, pad_value=255).permute(1, 2, 0).numpy()
+    assert (images[0].get_array() == expected).all()

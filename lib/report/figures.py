@@ -81,7 +81,7 @@ def sample_grid(images: dict[str, torch.Tensor], *, nrow: int = 8, title: str = 
                              squeeze=False)
     for ax, (name, x) in zip(axes[0], images.items()):
         grid = make_grid(x[: nrow * nrow], nrow=nrow, padding=1, pad_value=255)
-        ax.imshow(grid.permute(1, 2, 0).numpy())
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")  # pixels as drawn; PNG ~3x smaller
         ax.set(title=name, xticks=[], yticks=[])
     if title:
         fig.suptitle(title)
@@ -98,10 +98,10 @@ def neighbours_figure(samples: dict[str, torch.Tensor], train: torch.Tensor, *,
                              layout="constrained", squeeze=False)
     for r, (name, img) in enumerate(rows):
         idx, dist = nearest_neighbours(img[None], train, k=k)
-        axes[r, 0].imshow(img.permute(1, 2, 0).numpy())
+        axes[r, 0].imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
         axes[r, 0].set_ylabel(name, fontsize=8)
         for c in range(k):
-            axes[r, c + 1].imshow(train[idx[0, c]].permute(1, 2, 0).numpy())
+            axes[r, c + 1].imshow(train[idx[0, c]].permute(1, 2, 0).numpy(), interpolation="nearest")
             axes[r, c + 1].set_title(f"L2 {dist[0, c]:.2f}", fontsize=7)
         for ax in axes[r]:
             ax.set(xticks=[], yticks=[])
