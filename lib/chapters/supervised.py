@@ -498,7 +498,8 @@ def plan(params: dict, *, profile_dir: str | Path) -> list:
                 raise RuntimeError(message)
             return run
 
-        add(name, f"fine-tune pretrained {name} at 224 px", pretrained_arguments(params, name),
+        size = PRESENTED["efficientnet_pretrained_resolution"]
+        add(name, f"fine-tune pretrained {name} at {size} px", pretrained_arguments(params, name),
             train=fine_tune)
     for name in params["activation_map_models"]:
         if name not in params["models"]:
