@@ -129,3 +129,10 @@ def test_chapter_2_fid_replicates_follow_the_compared_rows():
     for lb, value in zip(fid["model"], fid["FID"]):
         assert ivs[lb].estimate == value and ivs[lb].low < value < ivs[lb].high
     assert G.compared_fids(fid, samples)["ddpm"][2] == "DDPM, DDIM 10 steps"
+
+
+def test_an_interval_rounded_to_a_tables_precision_still_holds_the_value_shown():
+    iv = I.Interval(0.1111, 0.1111, 0.1111).rounded(3)  # degenerate: every resample gave 1/9
+    assert (iv.estimate, iv.low, iv.high) == (0.111, 0.111, 0.112)
+    iv = I.Interval(0.5004, 0.4517, 0.5491).rounded(3)
+    assert (iv.estimate, iv.low, iv.high) == (0.5, 0.451, 0.55)

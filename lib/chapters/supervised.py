@@ -436,7 +436,7 @@ def accuracy_interval(run) -> Interval:
 def class_report_intervals(logits: torch.Tensor, labels: torch.Tensor,
                            classes) -> dict[str, Interval]:
     """The 95% interval over the test images of every number :func:`class_report_comparisons`
-    gives, keyed the same way (one paired bootstrap for all of them)."""
+    gives, keyed the same way (one paired bootstrap for all of them), at the table's 3 decimals."""
     classes = list(classes)
     if "cat" not in classes:
         raise ValueError(f"no class named 'cat' among {classes}: the 1.10 'all but cat' row needs it")
@@ -453,7 +453,7 @@ def class_report_intervals(logits: torch.Tensor, labels: torch.Tensor,
     for name, iv in zip(names, ivs):
         key = {"accuracy": "1.10/accuracy", "all but cat": "1.10/all_but_cat"}.get(
             name, "1.10/" + name.replace(" ", "_"))
-        out[key] = iv
+        out[key] = iv.rounded(3)
     return out
 
 

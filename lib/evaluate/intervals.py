@@ -57,6 +57,15 @@ class Interval:
     def scaled(self, k: float) -> "Interval":
         return Interval(k * self.estimate, k * self.low, k * self.high)
 
+    def rounded(self, decimals: int) -> "Interval":
+        """At the precision a table reports its value: the estimate rounded, the bounds rounded
+        outwards, so the interval still holds the value shown (a degenerate interval at 0.1111
+        holds a reported 0.111)."""
+        k = 10.0 ** decimals
+        estimate = round(self.estimate, decimals)
+        return Interval(estimate, min(np.floor(self.low * k) / k, estimate),
+                        max(np.ceil(self.high * k) / k, estimate))
+
     def text(self, fmt: str = ".2f", unit: str = "") -> str:
         return (f"{self.estimate:+{fmt}}{unit} [{self.low:+{fmt}}, {self.high:+{fmt}}]")
 
