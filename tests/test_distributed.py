@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -146,13 +147,18 @@ def chapter_3(out: Path):
     data-parallel: the student, the test accuracy and the files the run left."""
     from lib import params as P
     from lib.chapters import semi_supervised
+    from lib.train import method as train_method
 
     p = P.load("03_semi_supervised", "smoke", {"data": "synthetic", "device": "cpu",
                                                "teacher_dropout": 0.0, "student_dropout": 0.0,
                                                "data_parallel": ["mpl"]})
     out = out / "chapter-3"
-    run = semi_supervised.train_ssl("mpl", semi_supervised.load_ssl_splits(p), p,
-                                    ckpt_root=out / "ckpt", tb_root=out / "tb")
+    # in NCHW: oneDNN's channels_last kernels round differently at half the batch, and MPL's
+    # feedback amplifies rounding (the layout alone moves this student by 2.2e-3 in its 8 steps)
+    with mock.patch.object(semi_supervised, "channels_last", lambda device: False), \
+            mock.patch.object(train_method, "channels_last", lambda device: False):
+        run = semi_supervised.train_ssl("mpl", semi_supervised.load_ssl_splits(p), p,
+                                        ckpt_root=out / "ckpt", tb_root=out / "tb")
     return {"student": {k: v.clone() for k, v in run.method.student.state_dict().items()},
             "test_acc": run.test["acc"],
             "files": sorted(str(f.relative_to(out).parent) for f in out.rglob("*") if f.is_file())}

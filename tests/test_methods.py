@@ -161,3 +161,19 @@ def test_the_ddpm_unets_take_the_layout_the_params_choose(channels_last):
         assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert torch.isfinite(method.train_step((x, torch.zeros(2, dtype=torch.long)))["loss"])
+
+
+def test_classifiers_and_their_batches_are_channels_last_on_cpu_and_cuda_only():
+    from lib.train import channels_last
+
+    assert channels_last("cpu") and channels_last(torch.device("cuda")) and not channels_last("mps")
+    model = build_model("resnet18", width=0.125)
+    clf = Classifier(model, make_optimizer(model.parameters(), name="sgd", lr=0.1))
+    clf.setup(CPU, None)
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x, y = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.arange(4)
+    xb, _ = next(BatchLoader(x, y, batch_size=4, device=CPU, train=False, channels_last=True).epoch())
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    logits = clf.state["model"](xb)
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()

@@ -122,17 +122,19 @@ def train_generator(kind: str, splits, params: dict, *, ckpt_root: Path,
     """
     s = generator_settings(kind, params)
     device = pick_device(params["device"])
-    loader = BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"],
-                           device=device, seed=params["seed"], padding=0,  # flips only
-                           normalize_fn=to_signed)
-    steps_per_epoch = len(loader)
     total = training_steps(s, len(splits.train_y))
     ckpt_dir = generator_folder(kind, splits, params, ckpt_root=ckpt_root)
     method, n_params = build_method(kind, s, total_steps=total, seed=params["seed"])
+    layout_cl = method.memory_format(device) == torch.channels_last  # batches in the nets' layout
+    loader = BatchLoader(splits.train_x, splits.train_y, batch_size=s["batch_size"],
+                           device=device, seed=params["seed"], padding=0,  # flips only
+                           normalize_fn=to_signed, channels_last=layout_cl)
+    steps_per_epoch = len(loader)
     evaluate = None
     if kind == "vae":  # the epoch chosen on validation loss
         val = BatchLoader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"],
-                            device=device, train=False, normalize_fn=to_signed)
+                            device=device, train=False, normalize_fn=to_signed,
+                            channels_last=layout_cl)
         evaluate = lambda: method.evaluate(val)  # noqa: E731
     if kind == "dcgan":  # generator snapshots, scored by FID after training
         evaluate = snapshot_hook(method, ckpt_dir, steps_per_epoch=steps_per_epoch,

@@ -34,7 +34,7 @@ from ..train import (
     train_and_test,
     warmup_cosine,
 )
-from ..train.device import compiled_cell
+from ..train.device import channels_last, compiled_cell
 from ..train.distributed import marked_runs
 
 
@@ -184,12 +184,12 @@ def ssl_batches(labelled_x, labelled_y, unlabelled_x, params: dict, device, *,
                       unlabelled_batch=params["batch_size"] * params["mu"] if unlabelled else 0,
                       device=device, seed=params["seed"], strong=strong_augmentation(params),
                       fill=params["fill"], mean=mean, std=std,
-                      channels_last=torch.device(device).type == "cuda")
+                      channels_last=channels_last(device))
 
 
 def _loaders(splits: SSLSplits, params: dict, device, *, unlabelled: bool,
              labelled_batch: int | None = None):
-    cl = device.type == "cuda"
+    cl = channels_last(device)
     batches = ssl_batches(splits.labelled_x, splits.labelled_y, splits.unlabelled_x, params,
                           device, unlabelled=unlabelled, labelled_batch=labelled_batch)
     norm = _normalizer(params)
@@ -316,7 +316,7 @@ def finetune_batches(splits: SSLSplits, params: dict, device) -> BatchLoader:
     false``)."""
     p = params
     return BatchLoader(splits.labelled_x, splits.labelled_y, batch_size=p["finetune_batch_size"],
-                       device=device, seed=p["seed"], channels_last=device.type == "cuda",
+                       device=device, seed=p["seed"], channels_last=channels_last(device),
                        normalize_fn=_normalizer(p), fill=p["fill"],
                        strong=strong_augmentation(p) if p["finetune_randaugment"] else None,
                        shuffle=p["finetune_shuffle"], drop_last=p["finetune_drop_last"])

@@ -26,7 +26,7 @@ from ..evaluate import intervals
 from ..evaluate.intervals import Interval, counted
 from ..spec import PRESENTED, REFERENCE
 from ..train import Run, make_optimizer, make_scheduler, pick_device, train_and_test
-from ..train.device import compiled_cell
+from ..train.device import channels_last, compiled_cell
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "scheduler",
                "step_size_epochs", "gamma", "warmup_epochs", "label_smoothing", "flip_tta", "cutout")
@@ -148,7 +148,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     rec = {**recipe(params, recipe_name), **(overrides or {})}
     epochs = epochs or model_epochs(params, name)
     device = pick_device(params["device"])
-    channels_last = device.type == "cuda"
+    layout_cl = channels_last(device)
     run_name = run_name or name
     ckpt_dir = classifier_folder(name, splits, params, ckpt_root=ckpt_root, recipe_name=recipe_name,
                                  epochs=epochs, overrides=overrides, run_name=run_name,
@@ -158,7 +158,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     n_params, flops = count_parameters(model), flops_per_image(model)
 
     def loader(x, y, **kw):
-        return BatchLoader(x, y, device=device, channels_last=channels_last, **kw)
+        return BatchLoader(x, y, device=device, channels_last=layout_cl, **kw)
 
     train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"],
                    seed=params["seed"], strong=Cutout(rec["cutout"]) if rec["cutout"] else None)
@@ -246,7 +246,10 @@ def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *,
     path, info = storage.indexed_checkpoint(profile_dir, run_name)
     model = build_model(info["model"], width=info["width"])
     model.load_state_dict(storage.load_checkpoint(path)["method"]["model"])
-    return model.to(device).eval(), info
+    model = model.to(device).eval()
+    if channels_last(device):  # the layout it trained in (lib.train.device.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    return model, info
 
 
 def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str,

@@ -13,6 +13,7 @@ extends.
 """
 from .device import (
            amp_dtype,
+           channels_last,
            device_description,
            maybe_compile,
            pick_device,
@@ -24,7 +25,7 @@ from .loop import FitResult, Run, StepTimer, fit, train_and_test
 from .method import EMA, Method, StepCounter, move_optimizer
 from .optim import decay_groups, make_optimizer, make_scheduler, warmup_cosine
 
-__all__ = ["Diverged", "EMA", "FitResult", "Method", "Run", "StepCounter", "StepTimer", "amp_dtype",
+__all__ = ["Diverged", "EMA", "FitResult", "Method", "Run", "StepCounter", "StepTimer", "amp_dtype", "channels_last",
            "decay_groups", "device_description", "fit", "make_optimizer", "make_scheduler",
            "maybe_compile", "move_optimizer", "pick_device", "resolve_compile", "seed_everything",
            "train_and_test", "warmup_cosine"]

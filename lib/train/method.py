@@ -16,7 +16,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from .device import OneGraph, compile_record, maybe_compile, resolve_compile
+from .device import OneGraph, channels_last, compile_record, maybe_compile, resolve_compile
 from .distributed import Shard, convert_sync_batchnorm
 
 
@@ -106,7 +106,7 @@ class Method:
 
     def setup(self, device: torch.device, autocast_dtype: torch.dtype | None, *,
               compile: bool | str | None = None) -> None:
-        """Called by the loop before training: move modules to ``device`` (channels_last on CUDA),
+        """Called by the loop before training: move modules to ``device`` (channels_last on CUDA and CPU),
         move optimiser state after them and switch optimisers to torch's fused kernels on CUDA,
         compile the ``compiled`` modules (``compile``: auto / true / false; None keeps the previous
         choice), and, under fp16 autocast, give each optimiser a gradient scaler."""
@@ -148,8 +148,9 @@ class Method:
 
     def memory_format(self, device: torch.device) -> torch.memory_format | None:
         """The layout :meth:`setup` gives the method's modules on ``device`` (None: leave it):
-        channels_last on CUDA, where convolutions run fastest in it."""
-        return torch.channels_last if device.type == "cuda" else None
+        channels_last where :func:`lib.train.device.channels_last` says convolutions run fastest
+        in it."""
+        return torch.channels_last if channels_last(device) else None
 
     def net(self, name: str) -> nn.Module:
         """The network ``name`` as training calls it: compiled after :meth:`setup` when ``compile``
