@@ -4,6 +4,7 @@ per iteration, at a profile's batch sizes and width (default: quick, one torch t
 
     python bench/ssl_step.py [--profile quick] [--kinds mpl,uda] [--steps 30]
     python bench/ssl_step.py --against /path/to/other/checkout   # both, rounds interleaved: a ratio
+    python bench/ssl_step.py --threads 2      # torch threads other than the profile's cpu_threads
 
 With ``--against`` each round runs this checkout and the other one in turn, each in its own process
 (``lib`` imported from that checkout), so both see the same machine load; the summary gives the
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child(root: Path, kind: str, profile: str, steps: int) -> dict:
+def child(root: Path, kind: str, profile: str, steps: int, threads: int = 0) -> dict:
     """One measurement with ``lib`` from ``root``; the sync counter always from this checkout."""
     sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location("syncs", ROOT / "lib/train/syncs.py")
@@ -36,7 +37,7 @@ def child(root: Path, kind: str, profile: str, steps: int) -> dict:
 
     p = P.load("03_semi_supervised", profile, {"data": "synthetic"})
     p.update(labelled_size=400, val_size=100, unlabelled_size=1000)  # the synthetic set's 2,000
-    torch.set_num_threads(max(1, p.get("cpu_threads", 0)))
+    torch.set_num_threads(threads or max(1, p.get("cpu_threads", 0)))
     splits = S.load_ssl_splits(p)
     cpu = torch.device("cpu")
     method = S.build_method(kind, p)
@@ -68,11 +69,12 @@ def main() -> None:
     ap.add_argument("--kinds", default="mpl,uda")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the profile's cpu_threads)")
     ap.add_argument("--against", type=Path, help="another checkout to measure in the same run")
     ap.add_argument("--child", nargs=2, metavar=("ROOT", "KIND"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(Path(a.child[0]), a.child[1], a.profile, a.steps)))
+        print(json.dumps(child(Path(a.child[0]), a.child[1], a.profile, a.steps, a.threads)))
         return
     sys.path.insert(0, str(ROOT / "bench"))
     from record import save
@@ -83,7 +85,7 @@ def main() -> None:
         for kind in a.kinds.split(","):
             for label, root in roots.items():
                 out = subprocess.run([sys.executable, __file__, "--profile", a.profile, "--steps",
-                                      str(a.steps), "--child", str(root), kind],
+                                      str(a.steps), "--threads", str(a.threads), "--child", str(root), kind],
                                      capture_output=True, text=True, check=True)
                 runs.setdefault((kind, label), []).append(json.loads(out.stdout.splitlines()[-1]))
     rows = []
@@ -100,7 +102,8 @@ def main() -> None:
         print(f"{kind:6} {label:14} {row['batch_s']:8.4f} {row['step_s']:8.4f} "
               f"{row['total_s']:8.4f}  {sum(row['batch_syncs'].values())} "
               f"{row['batch_syncs']} / {sum(row['step_syncs'].values())}")
-    summary = f"{a.profile} profile, {a.rounds} rounds x {a.steps} steps"
+    threads = a.threads or "the profile's"
+    summary = f"{a.profile} profile, {a.rounds} rounds x {a.steps} steps, {threads} torch threads"
     if a.against:
         ratios = {k: next(r["total_s"] for r in rows if r["method"] == k and
                           r["checkout"] == "against") /
