@@ -116,7 +116,7 @@ def main() -> None:
             f"{k} {total[k, 'against']:.3f} -> {total[k, 'this checkout']:.3f} ({v:.2f}x)"
             for k, v in ratios.items())
         print(summary)
-    save(f"ssl_step_{a.profile}", rows, summary)
+    save(f"ssl_step_{a.profile}" + (f"_t{a.threads}" if a.threads else ""), rows, summary)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ def bf16_native() -> bool:
 def channels_last(device: torch.device | str) -> bool:
     """Whether convolution networks and their batches use the channels_last layout on ``device``:
     on CUDA (where convolutions run fastest in it) and on CPUs, where oneDNN's convolutions train
-    the quick profile's quarter-width ResNets, EfficientNet-B0 and WRN 1.2-1.9x faster in it and
-    the DRNs within 5% (``python bench/train_speed.py --layouts --width 0.25``); MPS keeps
-    torch's default."""
+    the quick profile's quarter-width ResNets, EfficientNet-B0 and WRN 1.3-1.7x faster in it and
+    the DRNs about as fast (0.89-1.11x; ``python bench/train_speed.py --layouts --width 0.25``);
+    MPS keeps torch's default."""
     return torch.device(device).type in ("cuda", "cpu")
 
 
