@@ -716,7 +716,7 @@ def describe(profile: str = "full") -> dict[str, str]:
     d2 = (f"VAE {p2['vae_epochs']} / DCGAN {p2['dcgan_epochs']} / DDPM {p2['ddpm_epochs']:g} epochs "
           f"({ddpm_steps(p2):,} steps); {p2['fid_images']:,} DDIM-{p2['ddpm_ddim_steps']} samples and "
           f"{len(p2['ddpm_ddim_compare']) - 1} other DDIM settings, {p2['ddpm_ancestral_images']:,} "
-          "ancestral (timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
+          f"ancestral (timing); {p2['dcgan_snapshots']} DCGAN snapshots FID-scored; three 2.2 classifiers x "
           f"{p2['classifier_epochs']} epochs; Inception features for FID")
     d3 = (f"MPL {semi_supervised.steps_of('mpl', p3):,} steps, UDA and supervised {p3['total_steps']:,} "
           f"each, at labelled {p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune "
