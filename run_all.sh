@@ -108,7 +108,13 @@ launch_on_nodes() {
   return "${PIPESTATUS[0]}"
 }
 if [ "$NNODES" != 1 ] && [ "$NODE_RANK" != 0 ]; then  # node 0 holds the lock and renders the notebooks
-  launch_on_nodes; exit $?
+  launch_on_nodes; rc=$?
+  if [ "$rc" = 0 ]; then
+    echo "[run_all] node $NODE_RANK: its share of the runs is trained; node 0 renders the notebooks into $OUT"
+  else
+    echo "[run_all] node $NODE_RANK: the launch failed (exit $rc); node 0's summary names the failed runs" >&2
+  fi
+  exit "$rc"
 fi
 # one writer per profile: a second run_all.sh or a notebook on the same profile stops, saying who holds it
 "$PY" -m lib.storage lock "$OUT" $$ "./run_all.sh $ARGS" || exit 1
