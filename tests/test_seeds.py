@@ -26,6 +26,11 @@ def test_training_seeds_put_seed_first_and_reject_lists_without_it():
         supervised.training_seeds({"seed": 0, "seeds": [0, "1"]})
     assert [supervised.seed_run_name("resnet18", s, {"seed": 0}) for s in (0, 1)] == \
         ["resnet18", "resnet18-s1"]
+    # the 1.8 table's epochs say how many seeds the accuracy table trained
+    assert supervised.recipe_runs(P.load("01_supervised", "full-long"))["strong"] == \
+        "200 (accuracy table, each model with 3 seeds)"
+    assert supervised.recipe_runs(P.load("01_supervised", "full"))["strong"] == \
+        "40, resnet18 60 (accuracy table)"
 
 
 def test_the_plan_trains_each_table_model_once_per_seed_and_keeps_the_seed_runs_folder(tmp_path):

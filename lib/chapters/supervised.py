@@ -399,7 +399,9 @@ def recipe_runs(params: dict) -> dict[str, str]:
     """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
     other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
     other = "presented" if params["recipe"] == "strong" else "strong"
-    runs = {params["recipe"]: [f"{epochs_text(params)} (accuracy table)"], other: []}
+    seeds = len(training_seeds(params))
+    each = f", each model with {seeds} seeds" if seeds > 1 else ""
+    runs = {params["recipe"]: [f"{epochs_text(params)} (accuracy table{each})"], other: []}
     if params["recipe_baseline"]:
         runs[other].append(f"{model_epochs(params, 'resnet18')} (ResNet-18 {other}-recipe row)")
     runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
