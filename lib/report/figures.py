@@ -58,7 +58,7 @@ def seed_spread(accuracies: dict[str, list[float]], presented: dict[str, float],
     ax.set(xticks=x, ylim=(min(values) - pad, max(values) + pad), ylabel="test accuracy (%)",
            title=title)
     ax.set_xticklabels(names, rotation=20, ha="right")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return fig
 
 
