@@ -203,6 +203,10 @@ def profile_work(profile: str = "full") -> list[Work]:
     for m in [*p1["models"], *p1["activation_map_models"]]:
         classifier(ch, f"train {m}", p1, m, supervised.model_epochs(p1, m), n1, p1[f"{rec}_batch_size"],
                    p1[f"{rec}_flip_tta"])
+    for m in p1["models"]:  # the accuracy table's models again with each other training seed
+        for s in supervised.training_seeds(p1)[1:]:
+            classifier(ch, f"train {m} seed {s}", p1, m, supervised.model_epochs(p1, m), n1,
+                       p1[f"{rec}_batch_size"], p1[f"{rec}_flip_tta"])
     for m in p1["pretrained_models"]:  # fine-tuned at 224 px
         classifier(ch, f"fine-tune pretrained {m} at 224 px", p1, m, p1["pretrained_epochs"], n1,
                    p1["finetune_batch_size"], p1["finetune_flip_tta"], rate=f"train:{m}@224",
@@ -707,7 +711,9 @@ def describe(profile: str = "full") -> dict[str, str]:
     p1, p2, p3 = (P.load(c, profile) for c in CHAPTERS[:3])
     models = len(p1["models"]) + len(p1["activation_map_models"])
     cut = f" with Cutout-{p1['strong_cutout']}" if p1["strong_cutout"] else ""
+    seeds = len(supervised.training_seeds(p1))
     d1 = (f"{models} models x {supervised.epochs_text(p1)} epochs ({p1['recipe']} recipe{cut})"
+          + (f", the {len(p1['models'])} table models with {seeds - 1} more seeds" if seeds > 1 else "")
           + (", ResNet-18 with the other recipe" if p1["recipe_baseline"] else "")
           + f", {len(p1['sweep_batch_sizes']) * len(p1['sweep_lrs'])} sweep cells x {p1['sweep_epochs']} "
           "epochs"

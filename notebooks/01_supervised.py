@@ -106,14 +106,20 @@ report.text("1.1", "Model descriptions (markdown above) and the parameter / FLOP
 # row trains ResNet-18 with the other recipe for the same epochs, so the table shows what the recipe
 # itself is worth. The full profile adds ImageNet-pretrained EfficientNet-B0 fine-tuned at 224x224
 # as its own row (slide 1.1: "98%+"; its presented column holds that lower bound); without timm's
-# weights the row says "not run: no weights".
+# weights the row says "not run: no weights". With several training `seeds` (full-long: 3), each
+# model of the table trains once per seed on the same split and is tested on the same images; the
+# table adds each seed's accuracy with their mean and standard deviation, a figure shows the spread,
+# and the comparisons and findings use every seed. The reproduced column stays the `seed` run, the
+# one the later sections use.
 
 # %%
 ckpt_root = report.work_dir("checkpoints")
 tb_root = report.work_dir("tensorboard")
 results = [supervised.train_classifier(name, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for name in params["models"]]
-for r in results:
-    report.compare(f"1.4/{r.name}", 100 * r.test_acc, interval=supervised.accuracy_interval(r))
+seed_runs = {r.name: supervised.train_seeds(r, splits, params, ckpt_root=ckpt_root, tb_root=tb_root) for r in results}
+for name, runs in seed_runs.items():  # one run per seed; with one seed, the run itself
+    report.compare(f"1.4/{name}", supervised.mean_accuracy(runs), interval=supervised.accuracy_interval(runs),
+                   note=f"mean over {len(runs)} seeds" if len(runs) > 1 else "")
 other_recipe = "presented" if params["recipe"] == "strong" else "strong"
 baseline = [supervised.train_classifier("resnet18", splits, params, ckpt_root=ckpt_root, tb_root=tb_root, recipe_name=other_recipe,
                                run_name=f"resnet18-{other_recipe}-recipe")] if params["recipe_baseline"] else []
@@ -134,12 +140,19 @@ claimed = {supervised.pretrained_run_name(n): PRESENTED["efficientnet_pretrained
 accuracy = supervised.accuracy_table(results + baseline + pretrained,
                                      {**PRESENTED["accuracy"], **claimed},
                                      profile=params["profile"], source=splits.source,
-                                     n_test=len(splits.test_y))
+                                     n_test=len(splits.test_y), seeds=seed_runs)
 not_run = supervised.not_run_rows(not_run, profile=params["profile"], source=splits.source)
 display(report.table(pd.concat([accuracy, not_run], ignore_index=True),
                      "accuracy", item="1.4", title="CIFAR-10 test accuracy, presented vs reproduced"))
-for r in results + baseline + pretrained:  # each test image's prediction, for the intervals
+extra_seeds = [r for runs in seed_runs.values() for r in runs[1:]]
+for r in results + extra_seeds + baseline + pretrained:  # each test image's prediction, for the intervals
     report.predictions(r.name, r.test_logits, r.test_labels, item="1.4", run=supervised.run_id(r))
+if extra_seeds:
+    seed_accuracies = {name: [100 * r.test_acc for r in runs] for name, runs in seed_runs.items()}
+    report.figure(figures.seed_spread(seed_accuracies, PRESENTED["accuracy"],
+                                      title=f"test accuracy over {len(supervised.training_seeds(params))} seeds, "
+                                            f"profile {params['profile']}"),
+                  "accuracy_seeds", item="1.4", title="Test accuracy of each seed, mean and std");
 
 # %% [markdown]
 # ## 1.5 Reference table (kuangliu/pytorch-cifar)
@@ -151,9 +164,11 @@ for r in results + baseline + pretrained:  # each test image's prediction, for t
 display(report.table(pd.DataFrame({"model": list(REFERENCE["pytorch_cifar"]),
                                    "test acc (%), pytorch-cifar README": list(REFERENCE["pytorch_cifar"].values())}),
                      "reference_pytorch_cifar", item="1.5", title="Reference: kuangliu/pytorch-cifar (cited, not run here)"))
-report.table(supervised.resnet_margin_table({r.name: round(100 * r.test_acc, 2) for r in results}),
+report.table(supervised.resnet_margin_table({name: round(supervised.mean_accuracy(runs), 2)
+                                             for name, runs in seed_runs.items()}),
              "resnet_margin", item="1.5",
-             title=f"The slide's +{PRESENTED['resnet_margin_over_pytorch_cifar']:g}%: ResNets minus the pytorch-cifar rows")
+             title=f"The slide's +{PRESENTED['resnet_margin_over_pytorch_cifar']:g}%: ResNets minus the pytorch-cifar rows",
+             notes=f"This run: the mean over {len(supervised.training_seeds(params))} seeds." if extra_seeds else "")
 
 # %% [markdown]
 # ## 1.6 Training and validation accuracy per epoch
@@ -291,7 +306,8 @@ report.table(class_report, "classification_report", item="1.10",
 # %% [markdown]
 # ## Summary: every number of chapter 1, presented vs this run
 # Status: *reproduced* when the presented value, as printed, meets this run's 95% interval (a
-# bootstrap over the test images: it covers test-set sampling, not run-to-run variation); *better*
+# bootstrap over the test images: it covers test-set sampling, not run-to-run variation, except for
+# the 1.4 rows when the models trained with several `seeds`: then it resamples the seeds too); *better*
 # or *worse* only when it lies wholly outside. The smoke and quick profiles train reduced models, so
 # only the full profile's numbers are comparable with the presentation.
 

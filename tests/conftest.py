@@ -62,3 +62,23 @@ def smoke_report(tmp_path_factory):
     proc = run_all(out, "--profile", "smoke", "--data", smoke_data_arg())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "smoke", proc
+
+
+def smoke_params(tmp_path, chapter: str, **smoke) -> Path:
+    """A copy of params/ under ``tmp_path`` whose smoke profile of ``chapter`` also sets ``smoke``; for
+    chapter 1 it starts from a few hundred images, one sweep cell and no extra DRNs (pass it as
+    CIFAR_REPORT_PARAMS_DIR)."""
+    import yaml
+
+    from lib import params as P
+
+    small = {"01_supervised": dict(activation_map_models=[], sweep_batch_sizes=[64], sweep_lrs=[0.001],
+                                   train_subset=300, val_size=50, sweep_train_subset=200, cam_images=8)}
+    folder = tmp_path / "params"
+    folder.mkdir()
+    for f in P.PARAMS_DIR.glob("*.yaml"):
+        doc = yaml.safe_load(f.read_text())
+        if f.stem == chapter:
+            doc["profiles"]["smoke"].update({**small.get(chapter, {}), **smoke})
+        (folder / f.name).write_text(yaml.safe_dump(doc))
+    return folder

@@ -23,6 +23,11 @@ def test_work_follows_the_params_files():
     assert r18.units == 60 * 45_000 and r18.steps == 60 * (45_000 // 512)
     assert full["train resnet50"].units == 40 * 45_000
     assert long_["train resnet18"].units == 200 * 45_000  # full-long: 200 epochs
+    # full-long's seeds [0, 1, 2]: each table model twice more, the same work; full trains seed 0 alone
+    for model in ("resnet18", "efficientnet_b0"):
+        assert long_[f"train {model} seed 1"].units == long_[f"train {model} seed 2"].units == \
+            long_[f"train {model}"].units
+    assert "train drn_a_18 seed 1" not in long_ and not any(" seed " in name for name in full)
     assert full["train ddpm"].steps == 150 * (45_000 // 128) == 52_650
     assert full["DDPM ancestral sampling (500 images)"].units == 500 * 1000  # a timing sample
     assert full["DDIM spacing comparison (3 more settings x 5000 images)"].units == 5000 * (100 + 20 + 20)

@@ -137,6 +137,48 @@ def test_the_cat_check_names_the_lowest_classes(tmp_path):
     assert "cat 0.900" in f.evidence and "resnet18" in f.covers
 
 
+def chapter_1_seeds(folder, accuracies, *, seeds):
+    """Chapter 1 trained with several seeds: ``accuracies`` is one {model: accuracy} per seed, each
+    seed's predictions saved under its run name (``resnet18``, ``resnet18-s1``, ...)."""
+    models = list(accuracies[0])
+    params(folder, models=models, sweep_model="resnet18", seed=seeds[0], seeds=seeds)
+    for k, (s, acc) in enumerate(zip(seeds, accuracies)):
+        for i, (m, a) in enumerate(acc.items()):
+            name = m if s == seeds[0] else f"{m}-s{s}"
+            save(folder, name, **predictions(a, 2000, seed=10 * k + i))
+    write(folder, "accuracy", [{"model": m, "status": "run",
+                                "reproduced test acc (%)": 100 * accuracies[0][m],
+                                f"test acc mean over {len(seeds)} seeds (%)":
+                                    100 * np.mean([acc[m] for acc in accuracies]),
+                                "best val acc (%)": 50.0} for m in models])
+
+
+RESNETS, OTHERS = ["resnet18", "resnet50", "resnet101"], ["drn_c_26", "drn_d_22", "efficientnet_b0"]
+
+
+def test_chapter_1_model_comparisons_rest_on_every_seed(tmp_path):
+    ahead = {**dict.fromkeys(RESNETS, 0.9), **dict.fromkeys(OTHERS, 0.6)}
+    behind = {**dict.fromkeys(RESNETS, 0.6), **dict.fromkeys(OTHERS, 0.9)}
+    # the ResNets ahead with both seeds: holds, and the interval says it covers the seeds
+    chapter_1_seeds(tmp_path / "both", [ahead, ahead], seeds=[0, 1])
+    f = only(F.supervised_findings(tmp_path / "both"), "1.4", "The ResNets beat")
+    assert f.verdict == F.HOLDS and f.covers.startswith("2 seeds and test sampling")
+    assert "(means over 2 seeds)" in f.evidence
+    # ahead with seed 0 and behind with seed 3: the seed-0 run alone holds, the two seeds cannot decide
+    chapter_1_seeds(tmp_path / "flip", [ahead, behind], seeds=[0, 3])
+    f = only(F.supervised_findings(tmp_path / "flip"), "1.4", "The ResNets beat")
+    assert f.verdict == F.UNDECIDED and f.low < 0 < f.high and "2 seeds" in f.covers
+    params(tmp_path / "flip", models=list(ahead), sweep_model="resnet18", seed=0, seeds=[])
+    f = only(F.supervised_findings(tmp_path / "flip"), "1.4", "The ResNets beat")
+    assert f.verdict == F.HOLDS and f.covers.startswith("test-set sampling only")
+    # deeper is better with three seeds; the estimate is the mean over seeds (+10 pp per step)
+    deep = {"resnet18": 0.7, "resnet50": 0.8, "resnet101": 0.9, "drn_c_26": 0.5}
+    chapter_1_seeds(tmp_path / "depth", [deep, deep, deep], seeds=[2, 0, 1])
+    f = only(F.supervised_findings(tmp_path / "depth"), "1.4", "Deeper")
+    assert f.verdict == F.HOLDS and f.covers.startswith("3 seeds") and f.estimate == pytest.approx(10)
+    assert "resnet18 70.00%" in f.evidence
+
+
 # ---------------------------------------------------------------------------------- chapter 2
 def chapter_2(folder, scenario):
     good, bad, n = SCENARIOS[scenario]

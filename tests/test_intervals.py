@@ -136,3 +136,49 @@ def test_an_interval_rounded_to_a_tables_precision_still_holds_the_value_shown()
     assert (iv.estimate, iv.low, iv.high) == (0.111, 0.111, 0.112)
     iv = I.Interval(0.5004, 0.4517, 0.5491).rounded(3)
     assert (iv.estimate, iv.low, iv.high) == (0.5, 0.451, 0.55)
+
+
+# ------------------------------------------------------------------ two levels: seeds and test images
+def mean(c, axis):
+    return c.mean(axis)
+
+
+def test_seeds_without_spread_give_the_one_level_bootstrap_exactly():
+    rng = np.random.default_rng(1)
+    a, b = (rng.random(2000) < 0.8).astype(float), (rng.random(2000) < 0.7).astype(float)
+    # three seeds that agree on every image: resampling them changes nothing
+    assert I.seeds_bootstrap((np.stack([a, a, a]),), mean) == [I.mean_interval(a)]
+    assert I.seeds_bootstrap((np.stack([a, a]), np.stack([b, b, b])),
+                             lambda x, y, axis: x.mean(axis) - y.mean(axis)) == \
+        [I.paired_difference(a, b)]
+
+
+def test_rows_constant_over_the_images_give_the_bootstrap_over_seeds():
+    # seed 0 gets every image wrong, seed 1 every one right: the mean of two seeds drawn with
+    # replacement is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4, so its 95% interval is [0, 1]
+    [iv] = I.seeds_bootstrap((np.stack([np.zeros(300), np.ones(300)]),), mean)
+    assert (iv.estimate, iv.low, iv.high) == (0.5, 0.0, 1.0)
+
+
+def test_spread_between_seeds_widens_the_interval():
+    rng = np.random.default_rng(2)
+    x = (rng.random(1000) < 0.8).astype(float)
+    flip = rng.random((4, 1000))
+    close = np.stack([np.where(f < 0.01, 1 - x, x) for f in flip])     # seeds differ on 1%
+    apart = np.stack([np.where(f < 0.01 + 0.1 * i, 1 - x, x) for i, f in enumerate(flip)])  # up to 31%
+    one = I.mean_interval(x)
+    [near] = I.seeds_bootstrap((close,), mean)
+    [far] = I.seeds_bootstrap((apart,), mean)
+    width = one.high - one.low
+    assert abs((near.high - near.low) - width) < 0.2 * width
+    assert far.high - far.low > 2 * width
+    assert far.estimate == pytest.approx(apart.mean()) and far.low <= far.estimate <= far.high
+    assert I.seeds_bootstrap((apart,), mean) == [far]  # seeded: the same interval again
+    assert I.seeds_bootstrap((apart,), mean, seed=1) != [far]
+
+
+def test_seeds_bootstrap_rejects_samples_that_are_not_seeds_by_items():
+    with pytest.raises(ValueError, match=r"\(seeds, items\)"):
+        I.seeds_bootstrap((np.ones(10),), mean)
+    with pytest.raises(ValueError, match="same items"):
+        I.seeds_bootstrap((np.ones((2, 10)), np.ones((2, 11))), lambda x, y, axis: x.mean(axis))

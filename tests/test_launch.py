@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lib import params as P
 from lib.train import launch, schedule
@@ -180,17 +179,9 @@ def test_queue_on_three_ranks_trains_each_run_once_logs_failures_and_goes_on(tmp
 # ------------------------------------------------------------------------------ a chapter after the launcher
 def tiny_params(tmp_path: Path) -> Path:
     """A params folder whose smoke profile of chapter 1 trains three small runs on synthetic data."""
-    folder = tmp_path / "params"
-    folder.mkdir()
-    for f in P.PARAMS_DIR.glob("*.yaml"):
-        doc = yaml.safe_load(f.read_text())
-        if f.stem == "01_supervised":
-            doc["profiles"]["smoke"].update(
-                models=["resnet18"], activation_map_models=[], sweep_batch_sizes=[64],
-                sweep_lrs=[0.001], train_subset=300, val_size=50, test_subset=60, sweep_train_subset=200,
-                cam_images=8)
-        (folder / f.name).write_text(yaml.safe_dump(doc))
-    return folder
+    from conftest import smoke_params
+
+    return smoke_params(tmp_path, "01_supervised", models=["resnet18"], test_subset=60)
 
 
 def test_launcher_trains_the_plan_and_the_notebook_after_it_trains_nothing(tmp_path):

@@ -31,6 +31,12 @@ TEST_SAMPLING = ("test-set sampling only: images resampled (paired across the mo
                  "one training run each")
 
 
+def seeds_and_test_sampling(n: int) -> str:
+    """What a two-level interval (:func:`lib.evaluate.intervals.seeds_bootstrap`) covers."""
+    return (f"{n} seeds and test sampling: each model's {n} training runs resampled, then the test "
+            "images (paired across the models compared)")
+
+
 @dataclass
 class Finding:
     chapter: str
@@ -136,14 +142,46 @@ def _presented_order(models) -> str:
     return " < ".join(f"{m} {acc[m]:g}" for m in models)
 
 
+def _seeds(folder: Path) -> list[int]:
+    """The training seeds of chapter 1's table models in the run saved in ``folder``
+    (:func:`lib.chapters.supervised.training_seeds`); ``[]`` where it trained one seed."""
+    path = Path(folder) / "params.json"
+    p = json.loads(path.read_text()) if path.is_file() else {}
+    if len(p.get("seeds") or []) < 2:
+        return []
+    from .supervised import training_seeds
+
+    return training_seeds(p)
+
+
+def _compared(folder: Path, models: list[str], seeds: list[int]) -> tuple:
+    """Samples and resampling of the paired margins of ``models``: their per-image correctness and
+    :func:`lib.evaluate.intervals.bootstrap` with one training run each; with several ``seeds``,
+    ``(seeds, images)`` per model and the two-level :func:`lib.evaluate.intervals.seeds_bootstrap`.
+    Returns ``(correctness by model, resample, what the interval covers)``."""
+    if not seeds:
+        return dict(zip(models, _correct(folder, models))), I.bootstrap, TEST_SAMPLING
+    from .supervised import seed_run_name
+
+    names = [seed_run_name(m, s, {"seed": seeds[0]}) for m in models for s in seeds]
+    c = np.array(_correct(folder, names)).reshape(len(models), len(seeds), -1)
+    return dict(zip(models, c)), I.seeds_bootstrap, seeds_and_test_sampling(len(seeds))
+
+
 def supervised_findings(folder: Path) -> list[Finding]:
     ch = "01_supervised"
     folder = Path(folder)
     acc = _read(folder, "accuracy")
+    seeds = _seeds(folder)
+    over = f" (means over {len(seeds)} seeds)" if seeds else ""
 
     def accuracies() -> dict[str, float]:
         df = _need(acc, "accuracy")
         df = df[df["status"] == "run"]
+        if seeds:
+            from .supervised import seed_columns
+
+            return dict(zip(df["model"], df[seed_columns(len(seeds))[0]]))
         return dict(zip(df["model"], df["reproduced test acc (%)"]))
 
     def resnets_beat_others():
@@ -153,13 +191,13 @@ def supervised_findings(folder: Path) -> list[Finding]:
                  and m in PRESENTED["accuracy"]]
         if not res or not other:
             raise KeyError("needs ResNet and DRN/EfficientNet rows")
-        c = dict(zip(res + other, _correct(folder, res + other)))
-        parts = I.bootstrap(*_pairs([(c[r], c[o]) for r in res for o in other]))
+        c, resample, covers = _compared(folder, res + other, seeds)
+        parts = resample(*_pairs([(c[r], c[o]) for r in res for o in other]))
         worst, best_other = min(res, key=a.get), max(other, key=a.get)
-        return Margin([_pct(p) for p in parts], "pp", TEST_SAMPLING + "; one part per (ResNet, "
+        return Margin([_pct(p) for p in parts], "pp", covers + "; one part per (ResNet, "
                       "other) pair",
                       f"weakest ResNet {worst} {a[worst]:.2f}% vs best other {best_other} "
-                      f"{a[best_other]:.2f}%")
+                      f"{a[best_other]:.2f}%" + over)
 
     def deeper_is_better():
         a = accuracies()
@@ -167,11 +205,12 @@ def supervised_findings(folder: Path) -> list[Finding]:
                      key=RESNET_DEPTH.get)
         if len(res) < 2:
             raise KeyError("needs two ResNet depths")
-        c = _correct(folder, res)
-        parts = I.bootstrap(*_pairs(list(zip(c[1:], c))))
-        return Margin([_pct(p) for p in parts], "pp", TEST_SAMPLING + "; one part per step up "
+        c, resample, covers = _compared(folder, res, seeds)
+        c = [c[m] for m in res]
+        parts = resample(*_pairs(list(zip(c[1:], c))))
+        return Margin([_pct(p) for p in parts], "pp", covers + "; one part per step up "
                       "in depth",
-                      ", ".join(f"{m} {a[m]:.2f}%" for m in res))
+                      ", ".join(f"{m} {a[m]:.2f}%" for m in res) + over)
 
     def cat_has_lowest_recall():
         p = _params(folder)

@@ -97,6 +97,7 @@ class Trained(Run):
     epochs: int
     parameters: int
     flops: int
+    seed: int        # training seed: initialisation, batch order and augmentation
 
     @property
     def model(self) -> torch.nn.Module:
@@ -119,41 +120,69 @@ class Trained(Run):
         return self.test["labels"]
 
 
+def training_seeds(params: dict) -> list[int]:
+    """The training seeds of the accuracy table's models: ``seed`` first, then the other ``seeds``
+    in their order (``[]`` = ``seed`` alone)."""
+    seed, seeds = params["seed"], list(params.get("seeds") or [params["seed"]])
+    where = f"params/{params.get('chapter', '01_supervised')}.yaml"
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
+    if bad:
+        raise ValueError(f"seeds must be integers, got {bad} in {where}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds} repeat a seed in {where}: each seed trains one run")
+    if seed not in seeds:
+        raise ValueError(f"seeds {seeds} must include seed ({seed}) in {where}: its run is the one "
+                         f"the CAM, the confusion matrix and chapter 4 use; e.g. seeds: "
+                         f"{[seed, *seeds]}")
+    return [seed] + [s for s in seeds if s != seed]
+
+
+def seed_run_name(name: str, seed: int, params: dict) -> str:
+    """The run name of ``name`` trained with ``seed``: ``name`` itself for the chapter's ``seed``,
+    else e.g. ``resnet18-s1``."""
+    return name if seed == params["seed"] else f"{name}-s{seed}"
+
+
 def classifier_folder(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                       recipe_name: str | None = None, epochs: int | None = None,
                       overrides: dict | None = None, run_name: str | None = None,
-                      model_kwargs: dict | None = None) -> Path:
+                      model_kwargs: dict | None = None, seed: int | None = None) -> Path:
     """The checkpoint folder :func:`train_classifier` trains in with the same arguments: keyed by
-    everything that shapes training."""
+    everything that shapes training (a training ``seed`` other than the split's keys both)."""
     rec = {**recipe(params, recipe_name), **(overrides or {})}
     keyed = {k: v for k, v in rec.items() if k != "cutout" or v}  # no Cutout: keyed as before it existed
-    return storage.run_dir(ckpt_root, run_name or name, {
+    seed = params["seed"] if seed is None else seed
+    split_seed = {"split_seed": params["seed"]} if seed != params["seed"] else {}
+    return storage.run_dir(ckpt_root, run_name or seed_run_name(name, seed, params), {
         "model": name, "width": params["width"], "epochs": epochs or model_epochs(params, name),
-        "recipe": keyed, "seed": params["seed"], "data": splits.source, "sizes": splits.sizes(),
-        **({"model_kwargs": model_kwargs} if model_kwargs else {})})
+        "recipe": keyed, "seed": seed, **split_seed, "data": splits.source,
+        "sizes": splits.sizes(), **({"model_kwargs": model_kwargs} if model_kwargs else {})})
 
 
 def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                      tb_root: Path | None = None, recipe_name: str | None = None,
                      epochs: int | None = None, overrides: dict | None = None,
-                     run_name: str | None = None, model_kwargs: dict | None = None) -> Trained:
+                     run_name: str | None = None, model_kwargs: dict | None = None,
+                     seed: int | None = None) -> Trained:
     """Train registered model ``name`` with a recipe, select the best epoch on validation, report
     test once.
 
     ``overrides`` replaces recipe keys (e.g. ``{"batch_size": 32, "lr": 1e-4}`` for the sweep);
-    ``model_kwargs`` go to :func:`lib.models.build_model` (e.g. ``{"pretrained": True}``). The
-    checkpoint folder is keyed by everything that shapes training, so a changed parameter never
-    resumes a stale run.
+    ``model_kwargs`` go to :func:`lib.models.build_model` (e.g. ``{"pretrained": True}``); ``seed``
+    (default ``params['seed']``) seeds initialisation, batch order and augmentation, while the
+    splits stay those given. The checkpoint folder is keyed by everything that shapes training, so
+    a changed parameter never resumes a stale run.
     """
     rec = {**recipe(params, recipe_name), **(overrides or {})}
     epochs = epochs or model_epochs(params, name)
     device = pick_device(params["device"])
     layout_cl = channels_last(device)
-    run_name = run_name or name
+    seed = params["seed"] if seed is None else seed
+    run_name = run_name or seed_run_name(name, seed, params)
     ckpt_dir = classifier_folder(name, splits, params, ckpt_root=ckpt_root, recipe_name=recipe_name,
                                  epochs=epochs, overrides=overrides, run_name=run_name,
-                                 model_kwargs=model_kwargs)
-    torch.manual_seed(params["seed"])
+                                 model_kwargs=model_kwargs, seed=seed)
+    torch.manual_seed(seed)
     model = build_model(name, width=params["width"], **(model_kwargs or {}))
     n_params, flops = count_parameters(model), flops_per_image(model)
 
@@ -161,7 +190,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
         return BatchLoader(x, y, device=device, channels_last=layout_cl, **kw)
 
     train = loader(splits.train_x, splits.train_y, batch_size=rec["batch_size"],
-                   seed=params["seed"], strong=Cutout(rec["cutout"]) if rec["cutout"] else None)
+                   seed=seed, strong=Cutout(rec["cutout"]) if rec["cutout"] else None)
     val = loader(splits.val_x, splits.val_y, batch_size=params["eval_batch_size"], train=False)
     steps_per_epoch = len(train)
     total = epochs * steps_per_epoch
@@ -190,7 +219,7 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
     run = train_and_test(method, train.forever, name=run_name, test=test, total_steps=total,
                          evaluate=evaluate, steps_per_epoch=steps_per_epoch, ckpt_dir=ckpt_dir,
                          tb_dir=(Path(tb_root) / run_name) if tb_root else None, device=device,
-                         amp=params["amp"], seed=params["seed"],
+                         amp=params["amp"], seed=seed,
                          log_every=max(1, steps_per_epoch // 4), compile=params["compile"],
                          compile_min_steps=params["compile_min_steps"],
                          config={"model": name, "width": params["width"], "epochs": epochs,
@@ -201,7 +230,16 @@ def train_classifier(name: str, splits: Splits, params: dict, *, ckpt_root: Path
         "val_acc": run.best.get("value"), "test_acc": run.test["acc"], "data": splits.source,
         "profile": params["profile"], "epochs": epochs})
     return Trained(**vars(run), recipe=rec, recipe_name=recipe_name or params["recipe"],
-                   epochs=epochs, parameters=n_params, flops=flops)
+                   epochs=epochs, parameters=n_params, flops=flops, seed=seed)
+
+
+def train_seeds(first: Trained, splits: Splits, params: dict, *, ckpt_root: Path,
+                tb_root: Path | None = None) -> list[Trained]:
+    """``first`` (a model of the accuracy table, trained with ``seed``) and the same model trained
+    with each other of :func:`training_seeds`, in that order, on the same splits."""
+    return [first] + [train_classifier(first.name, splits, params, ckpt_root=ckpt_root,
+                                       tb_root=tb_root, seed=s)
+                      for s in training_seeds(params)[1:]]
 
 
 def train_pretrained(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
@@ -252,9 +290,22 @@ def load_classifier(profile_dir: str | Path, run_name: str = "resnet18", *,
     return model, info
 
 
+def seed_columns(n: int) -> tuple[str, str]:
+    """The accuracy table's mean and standard-deviation columns over ``n`` seeds."""
+    return (f"test acc mean over {n} seeds (%)", f"test acc std over {n} seeds (pp)")
+
+
 def accuracy_table(results: list[Trained], presented: dict[str, float], *, profile: str,
-                   source: str, n_test: int) -> pd.DataFrame:
-    """SPEC 1.4: test accuracy of each model (chosen on validation) beside the presented value."""
+                   source: str, n_test: int,
+                   seeds: dict[str, list[Trained]] | None = None) -> pd.DataFrame:
+    """SPEC 1.4: test accuracy of each model (chosen on validation) beside the presented value.
+
+    ``seeds`` maps a row's run name to its runs over :func:`training_seeds` (:func:`train_seeds`).
+    Where one has several, the table adds each seed's test accuracy, their mean and sample standard
+    deviation and the seed count (rows of one run leave mean and std empty); the reproduced,
+    difference and other columns stay those of the ``seed`` run. With one seed it is unchanged.
+    """
+    several = {k: v for k, v in (seeds or {}).items() if len(v) > 1}
     rows = []
     for r in results:
         pres = presented.get(r.name)
@@ -269,7 +320,25 @@ def accuracy_table(results: list[Trained], presented: dict[str, float], *, profi
             "compiled": compiled_cell(r.compilation),
             "profile": profile, "data": source, "test images": n_test,
         })
-    return pd.DataFrame(rows)
+    if not several:
+        return pd.DataFrame(rows)
+    order = list(dict.fromkeys(run.seed for runs in several.values() for run in runs))
+    count = max(len(runs) for runs in several.values())
+    mean_col, std_col = seed_columns(count)
+    for r, row in zip(results, rows):
+        runs = several.get(r.name, [r])
+        acc = {run.seed: 100 * run.test_acc for run in runs}
+        row.update({f"test acc seed {s} (%)": round(acc[s], 2) if s in acc else None
+                    for s in order})
+        values = np.array(list(acc.values()))
+        row.update({mean_col: round(values.mean(), 2) if len(runs) > 1 else None,
+                    std_col: round(values.std(ddof=1), 2) if len(runs) > 1 else None,
+                    "seeds": len(runs)})
+    df = pd.DataFrame(rows)
+    cols = list(df.columns)
+    added = cols[cols.index("test images") + 1:]
+    at = cols.index("difference (pp)")
+    return df[cols[:at] + added + cols[at:cols.index("test images") + 1]]
 
 
 NOT_ON_SLIDE = "not on the slide"
@@ -330,7 +399,9 @@ def recipe_runs(params: dict) -> dict[str, str]:
     """What each recipe trained in this profile, with epochs: the accuracy table's recipe, the
     other one's ResNet-18 baseline row, and the 1.7 sweep (always the presented recipe)."""
     other = "presented" if params["recipe"] == "strong" else "strong"
-    runs = {params["recipe"]: [f"{epochs_text(params)} (accuracy table)"], other: []}
+    seeds = len(training_seeds(params))
+    each = f", each model with {seeds} seeds" if seeds > 1 else ""
+    runs = {params["recipe"]: [f"{epochs_text(params)} (accuracy table{each})"], other: []}
     if params["recipe_baseline"]:
         runs[other].append(f"{model_epochs(params, 'resnet18')} (ResNet-18 {other}-recipe row)")
     runs["presented"].append(f"{params['sweep_epochs']} (1.7 sweep)")
@@ -428,11 +499,30 @@ def run_id(run) -> str:
     return run.checkpoint.parent.name if run.checkpoint is not None else run.name
 
 
+def seed_correct(runs: list) -> np.ndarray:
+    """Each test image's correctness (0/1) under each of ``runs`` (one model's seeds, tested on
+    the same images, checked): ``(runs, images)``."""
+    for r in runs[1:]:
+        if not torch.equal(r.test_labels, runs[0].test_labels):
+            raise ValueError(f"{r.name} was tested on other images than {runs[0].name}")
+    return np.stack([(r.test_logits.argmax(1) == r.test_labels).numpy() for r in runs])
+
+
+def mean_accuracy(runs: list) -> float:
+    """Mean test accuracy (%) of ``runs`` (one model's seeds)."""
+    return float(np.mean([100 * r.test_acc for r in runs]))
+
+
 @counted("intervals")
 def accuracy_interval(run) -> Interval:
-    """Test accuracy (%) of a run with its 95% bootstrap interval over the test images."""
-    correct = (run.test_logits.argmax(1) == run.test_labels).numpy()
-    return intervals.mean_interval(correct).scaled(100)
+    """Test accuracy (%) of a run with its 95% bootstrap interval over the test images; of a list
+    of runs (one model's seeds), their mean accuracy with a two-level interval that covers the seeds
+    and the test images (:func:`lib.evaluate.intervals.seeds_bootstrap`)."""
+    runs = list(run) if isinstance(run, (list, tuple)) else [run]
+    correct = seed_correct(runs)
+    if len(runs) == 1:
+        return intervals.mean_interval(correct[0]).scaled(100)
+    return intervals.seeds_bootstrap((correct,), lambda c, axis: c.mean(axis))[0].scaled(100)
 
 
 @counted("intervals")
@@ -467,9 +557,10 @@ def first_of_each(labels: torch.Tensor, class_ids) -> torch.Tensor:
 
 def plan(params: dict, *, profile_dir: str | Path) -> list:
     """Every run notebook 01 trains under ``params`` (:class:`lib.train.schedule.PlannedRun`), in
-    the notebook's order: the accuracy table's models, the other recipe's ResNet-18, the
-    pretrained fine-tunes, the 1.2 figure's extra DRNs and the 1.7 sweep cells. Nothing is loaded
-    until a run's folder or training is asked for."""
+    the notebook's order: the accuracy table's models, their runs with the other
+    :func:`training_seeds`, the other recipe's ResNet-18, the pretrained fine-tunes, the 1.2
+    figure's extra DRNs and the 1.7 sweep cells. Nothing is loaded until a run's folder or
+    training is asked for."""
     from ..train.schedule import PlannedRun, lazy, roots
     from . import sweep
 
@@ -490,6 +581,9 @@ def plan(params: dict, *, profile_dir: str | Path) -> list:
 
     for name in params["models"]:
         add(name, f"train {name}", {})
+    for name in params["models"]:
+        for s in training_seeds(params)[1:]:
+            add(name, f"train {name} seed {s}", {"seed": s, "run_name": seed_run_name(name, s, params)})
     if params["recipe_baseline"]:
         add("resnet18", f"train resnet18 ({other} recipe)",
             {"recipe_name": other, "run_name": f"resnet18-{other}-recipe"})

@@ -5,7 +5,9 @@ intervals come from :func:`scipy.stats.bootstrap` over those images: *paired* (t
 images for every side) whenever two models are compared on the same test set. FID is not a mean; its
 replicates come from :func:`fid_replicates` (generated images resampled, the reference statistics
 fixed); a resample with duplicates inflates FID, so only the replicates' spread is used, centred on
-the estimate (:func:`replicate_interval`). Every resampling is seeded, so an interval is reproducible.
+the estimate (:func:`replicate_interval`). Where a model trained with several seeds,
+:func:`seeds_bootstrap` resamples the seeds too, so the interval covers run-to-run variation as well.
+Every resampling is seeded, so an interval is reproducible.
 
 A claim becomes a *margin* (positive on the claim's side) with an interval; :func:`verdict` reads it:
 **holds** when the whole interval lies above zero, **does not hold** when it lies below, **not
@@ -112,6 +114,46 @@ def bootstrap(samples: tuple, statistic: Callable, *, paired: bool = True,
                           rng=np.random.default_rng(seed))
     low, high = (np.atleast_1d(res.confidence_interval.low),
                  np.atleast_1d(res.confidence_interval.high))
+    return [Interval(float(e), float(lo), float(hi)) for e, lo, hi in zip(estimate, low, high)]
+
+
+def seeds_bootstrap(samples: tuple, statistic: Callable, *, resamples: int = RESAMPLES,
+                    seed: int = SEED) -> list[Interval]:
+    """Percentile intervals that cover the spread between training seeds and test-set sampling: a
+    two-level bootstrap of a vectorised ``statistic(*values, axis=-1)`` (as :func:`bootstrap`'s).
+
+    Each of ``samples`` is ``(seeds, n)``: one row per training seed of one model, one column per
+    test item, the same items in the same order in every sample (the seed counts may differ). Each
+    resample first draws every sample's seeds with replacement, independently (runs of two models
+    with the same seed are not matched pairs), and averages the drawn rows; then it draws ``n``
+    items with replacement, the same items for every sample (paired, as :func:`bootstrap`). The
+    estimate is the statistic of the rows' means. Averaging the seeds before the statistic is exact
+    for statistics that are means over the items (accuracy, recall and their differences), which
+    this is for. One seed per sample makes it a one-level paired bootstrap over the items; rows
+    that do not vary over the items make it a bootstrap over the seeds alone.
+    """
+    samples = tuple(np.asarray(s, dtype=float) for s in samples)
+    if not samples or any(s.ndim != 2 or not len(s) for s in samples):
+        raise ValueError("each sample must be a (seeds, items) array with at least one seed, got "
+                         f"shapes {[s.shape for s in samples]}")
+    n = samples[0].shape[1]
+    if any(s.shape[1] != n for s in samples):
+        raise ValueError(f"every sample needs the same items, got shapes {[s.shape for s in samples]}")
+    estimate = np.atleast_1d(statistic(*(s.mean(0) for s in samples), axis=-1))
+    rng = np.random.default_rng(seed)
+    batch = max(1, 5_000_000 // (n * len(samples)))  # ~40 MB of resampled values at a time
+    reps = []
+    for start in range(0, resamples, batch):
+        b = min(batch, resamples - start)
+        items = rng.integers(n, size=(b, n))
+        values = []
+        for s in samples:
+            counts = resampled_weights(rng.integers(len(s), size=(b, len(s))), len(s))
+            values.append(np.take_along_axis((counts / len(s)) @ s, items, axis=-1))
+        out = np.asarray(statistic(*values, axis=-1))
+        reps.append(out.reshape(-1, b))
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(np.concatenate(reps, axis=1), [alpha, 1 - alpha], axis=1)
     return [Interval(float(e), float(lo), float(hi)) for e, lo, hi in zip(estimate, low, high)]
 
 

@@ -36,6 +36,32 @@ def training_curves(histories: dict[str, pd.DataFrame], *, train_col: str = "tra
     return fig
 
 
+def seed_spread(accuracies: dict[str, list[float]], presented: dict[str, float], *,
+                title: str = "") -> plt.Figure:
+    """SPEC 1.4 with several training seeds: each model's test accuracy (%) per seed as points, their
+    mean as a bar with the sample standard deviation as its error bar, and the presented value as a
+    red tick."""
+    names = list(accuracies)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2), 4), layout="constrained")
+    x = np.arange(len(names))
+    means = [np.mean(accuracies[m]) for m in names]
+    stds = [np.std(accuracies[m], ddof=1) if len(accuracies[m]) > 1 else 0.0 for m in names]
+    ax.bar(x, means, yerr=stds, color="lightsteelblue", capsize=5, label="mean ± std over seeds")
+    ticked = [i for i, m in enumerate(names) if m in presented]
+    for i, m in enumerate(names):
+        ax.scatter(np.full(len(accuracies[m]), i), accuracies[m], color="black", s=18, zorder=3,
+                   label="one seed" if i == 0 else None)
+    ax.scatter(ticked, [presented[names[i]] for i in ticked], marker="_", s=400, color="red",
+               zorder=3, label="presented")
+    values = [v for m in names for v in accuracies[m]] + [presented[m] for m in names if m in presented]
+    pad = max(1.0, 0.1 * (max(values) - min(values)))
+    ax.set(xticks=x, ylim=(min(values) - pad, max(values) + pad), ylabel="test accuracy (%)",
+           title=title)
+    ax.set_xticklabels(names, rotation=20, ha="right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    return fig
+
+
 def confusion_matrix_figure(logits, labels, classes, *, title: str = "") -> plt.Figure:
     """SPEC 1.9: confusion matrix heatmap (rows true class, columns predicted), counts annotated."""
     from sklearn.metrics import confusion_matrix
