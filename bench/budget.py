@@ -259,15 +259,17 @@ def profile_work(profile: str = "full") -> list[Work]:
 
     ch = "03_semi_supervised"
     slots3 = {"mpl": 2 * SLOTS["sgd"] + 1, "uda": SLOTS["sgd+ema"], "supervised": SLOTS["sgd+ema"]}
-    for kind in SSL_KINDS:
+    seeds3 = semi_supervised.training_seeds(p3)
+    for kind, run in [(k, f"train {k}{f' seed {s}' if s != seeds3[0] else ''}")  # each training seed
+                      for k in SSL_KINDS for s in seeds3]:
         steps = semi_supervised.steps_of(kind, p3)
-        work.append(Work(ch, f"train {kind}", steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps,
+        work.append(Work(ch, run, steps, "steps", f"ssl:{kind}", f"ssl:{kind}", steps,
                          p3["batch_size"], compiles(p3, steps)))
-        work.extend(overheads(ch, f"train {kind}", p3, model="wrn28_2", steps=steps,
+        work.extend(overheads(ch, run, p3, model="wrn28_2", steps=steps,
                               evals=steps / p3["eval_every"], eval_images=p3["val_size"],
                               ckpt_params="wrn28_2", slots=slots3[kind], modules=2 if kind == "mpl" else 1,
                               workload=kind))
-        work.append(Work(ch, f"train {kind}: test", test_images(p3), "images", "eval:wrn28_2", "fwd:wrn28_2"))
+        work.append(Work(ch, f"{run}: test", test_images(p3), "images", "eval:wrn28_2", "fwd:wrn28_2"))
     ft = p3["finetune_epochs"] * p3["labelled_size"]
     ft_steps = p3["finetune_epochs"] * -(-p3["labelled_size"] // p3["finetune_batch_size"])
     work.append(Work(ch, "MPL finetune", ft, "images", "train:wrn28_2", "train:wrn28_2", ft_steps,
@@ -712,6 +714,7 @@ def describe(profile: str = "full") -> dict[str, str]:
     models = len(p1["models"]) + len(p1["activation_map_models"])
     cut = f" with Cutout-{p1['strong_cutout']}" if p1["strong_cutout"] else ""
     seeds = len(supervised.training_seeds(p1))
+    seeds3 = semi_supervised.training_seeds(p3)
     d1 = (f"{models} models x {supervised.epochs_text(p1)} epochs ({p1['recipe']} recipe{cut})"
           + (f", the {len(p1['models'])} table models with {seeds - 1} more seeds" if seeds > 1 else "")
           + (", ResNet-18 with the other recipe" if p1["recipe_baseline"] else "")
@@ -726,7 +729,8 @@ def describe(profile: str = "full") -> dict[str, str]:
           f"{p2['classifier_epochs']} epochs; Inception features for FID")
     d3 = (f"MPL {semi_supervised.steps_of('mpl', p3):,} steps, UDA and supervised {p3['total_steps']:,} "
           f"each, at labelled {p3['batch_size']} + unlabelled {p3['batch_size'] * p3['mu']}; finetune "
-          f"{p3['finetune_epochs']} epochs")
+          f"{p3['finetune_epochs']} epochs"
+          + (f"; MPL, UDA and supervised with {len(seeds3) - 1} more seeds" if len(seeds3) > 1 else ""))
     return {"01_supervised": d1, "02_generative": d2, "03_semi_supervised": d3,
             "04_extras": "embeddings of 60,000 images"}
 

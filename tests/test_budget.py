@@ -35,6 +35,12 @@ def test_work_follows_the_params_files():
     assert full["FID Inception features"].units == 50_000 + 2 * 5_000 + (3 + 5 + 3) * 5_000
     assert full["train mpl"].units == 65_000 and full["train uda"].units == 30_000  # mpl_total_steps
     assert long_["train mpl"].units == long_["train uda"].units == 300_000
+    # chapter 3's methods with full-long's seeds [0, 1, 2]: twice more each, the same steps; no finetune
+    for kind in ("mpl", "uda", "supervised"):
+        assert [long_[f"train {kind} seed {s}"].units for s in (1, 2)] == [300_000, 300_000]
+        assert long_[f"train {kind} seed 1: test"].units == long_[f"train {kind}: test"].units
+    assert not any("finetune seed" in name for name in long_)
+    assert "MPL, UDA and supervised with 2 more seeds" in budget.describe("full-long")["03_semi_supervised"]
     sweep = [w for name, w in full.items() if name.startswith("sweep cell") and ":" not in name]
     assert len(sweep) == 10
     assert sum(w.steps for w in sweep) == 2 * 10 * sum(45_000 // b for b in (16, 32, 64, 128, 256))

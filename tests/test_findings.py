@@ -273,6 +273,37 @@ def test_chapter_3_claims_are_the_slides_own():
     assert "seeds" in found[2].claim or "seed" not in found[2].covers
 
 
+def chapter_3_seeds(folder, accuracies, *, seeds):
+    """Chapter 3 trained with several seeds: ``accuracies`` is one (MPL, UDA) top-1 pair per seed,
+    each seed's predictions saved under its run name (``ssl-mpl``, ``ssl-mpl-s1``, ...)."""
+    params(folder, seed=seeds[0], seeds=seeds, chapter="03_semi_supervised")
+    for k, (s, pair) in enumerate(zip(seeds, accuracies)):
+        for i, (kind, a) in enumerate(zip(("mpl", "uda"), pair)):
+            save(folder, f"ssl-{kind}" + ("" if s == seeds[0] else f"-s{s}"),
+                 **predictions(a, 2000, seed=10 * k + i))
+    mean = "top-1 test acc mean over %d seeds (%%)" % len(seeds)
+    write(folder, "results", [{"result": f"this run: {label}", "top-1 test acc (%)": 100 * accuracies[0][i],
+                               mean: 100 * np.mean([pair[i] for pair in accuracies])}
+                              for i, label in enumerate(("MPL", "UDA only"))])
+
+
+def test_chapter_3_mpl_beats_uda_rests_on_every_seed(tmp_path):
+    # MPL ahead with both seeds: holds, and the interval says it covers the seeds
+    chapter_3_seeds(tmp_path / "both", [(0.9, 0.6), (0.88, 0.62)], seeds=[0, 1])
+    f = only(F.semi_supervised_findings(tmp_path / "both"), "3.1")
+    assert f.verdict == F.HOLDS and f.covers.startswith("2 seeds and test sampling")
+    assert f.evidence == "MPL 89.00%, UDA only 61.00% (means over 2 seeds)"
+    assert f.estimate == pytest.approx(28)  # the mean over the seeds: (30 + 26) / 2 pp
+    # ahead with seed 0 and behind with seed 3: the seed-0 run alone holds, the two seeds cannot decide
+    chapter_3_seeds(tmp_path / "flip", [(0.9, 0.6), (0.6, 0.9)], seeds=[0, 3])
+    f = only(F.semi_supervised_findings(tmp_path / "flip"), "3.1")
+    assert f.verdict == F.UNDECIDED and f.low < 0 < f.high and "2 seeds" in f.covers
+    params(tmp_path / "flip", seed=0, seeds=[], chapter="03_semi_supervised")
+    f = only(F.semi_supervised_findings(tmp_path / "flip"), "3.1")
+    assert f.verdict == F.HOLDS and f.covers == F.TEST_SAMPLING
+    assert f.evidence == "MPL 90.00%, UDA only 60.00%"  # one seed: the finding as it always was
+
+
 # ---------------------------------------------------------------------------------- chapter 4
 def chapter_4(folder, scenario):
     rng = np.random.default_rng(0)

@@ -69,7 +69,15 @@ def test_every_planned_run_is_priced_by_the_budget(profile):
     assert {r.work for r in runs} <= names
     assert len({r.key for r in runs}) == len(runs)
     p2, p3 = P.load("02_generative", profile), P.load("03_semi_supervised", profile)
-    assert {r.name for r in runs if r.data_parallel} == {*p2["data_parallel"], *p3["data_parallel"]}
+    # a marked method's runs with the other training seeds (mpl-s1, ...) train data-parallel as it does
+    assert {re.sub(r"-s\d+$", "", r.name) for r in runs if r.data_parallel} == \
+        {*p2["data_parallel"], *p3["data_parallel"]}
+    from lib.chapters.semi_supervised import training_seeds
+
+    seeds = [f"{k}-s{s}" for k in ("mpl", "uda", "supervised") for s in training_seeds(p3)[1:]]
+    assert [r.name for r in runs if r.chapter == "03_semi_supervised" and re.search(r"-s\d+$", r.name)] == seeds
+    assert all(r.data_parallel == (r.name.split("-s")[0] in p3["data_parallel"])
+               for r in runs if r.chapter == "03_semi_supervised")
     assert next(r for r in runs if r.name == "finetune").after == ("03_semi_supervised/mpl",)
 
 

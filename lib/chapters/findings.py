@@ -143,8 +143,8 @@ def _presented_order(models) -> str:
 
 
 def _seeds(folder: Path) -> list[int]:
-    """The training seeds of chapter 1's table models in the run saved in ``folder``
-    (:func:`lib.chapters.supervised.training_seeds`); ``[]`` where it trained one seed."""
+    """The training seeds of chapter 1's table models or chapter 3's methods in the run saved in
+    ``folder`` (:func:`lib.chapters.supervised.training_seeds`); ``[]`` where it trained one seed."""
     path = Path(folder) / "params.json"
     p = json.loads(path.read_text()) if path.is_file() else {}
     if len(p.get("seeds") or []) < 2:
@@ -154,16 +154,18 @@ def _seeds(folder: Path) -> list[int]:
     return training_seeds(p)
 
 
-def _compared(folder: Path, models: list[str], seeds: list[int]) -> tuple:
+def _compared(folder: Path, models: list[str], seeds: list[int], prefix: str = "") -> tuple:
     """Samples and resampling of the paired margins of ``models``: their per-image correctness and
     :func:`lib.evaluate.intervals.bootstrap` with one training run each; with several ``seeds``,
     ``(seeds, images)`` per model and the two-level :func:`lib.evaluate.intervals.seeds_bootstrap`.
-    Returns ``(correctness by model, resample, what the interval covers)``."""
+    The per-example results are saved as ``prefix`` + run name. Returns ``(correctness by model,
+    resample, what the interval covers)``."""
     if not seeds:
-        return dict(zip(models, _correct(folder, models))), I.bootstrap, TEST_SAMPLING
+        return (dict(zip(models, _correct(folder, [prefix + m for m in models]))), I.bootstrap,
+                TEST_SAMPLING)
     from .supervised import seed_run_name
 
-    names = [seed_run_name(m, s, {"seed": seeds[0]}) for m in models for s in seeds]
+    names = [prefix + seed_run_name(m, s, {"seed": seeds[0]}) for m in models for s in seeds]
     c = np.array(_correct(folder, names)).reshape(len(models), len(seeds), -1)
     return dict(zip(models, c)), I.seeds_bootstrap, seeds_and_test_sampling(len(seeds))
 
@@ -371,18 +373,30 @@ def _first_number(text: str) -> float:
 def semi_supervised_findings(folder: Path) -> list[Finding]:
     ch = "03_semi_supervised"
     folder = Path(folder)
+    seeds = _seeds(folder)
 
-    def accuracies() -> dict[str, float]:
+    def accuracies(mean: bool = False) -> dict[str, float]:
+        """Top-1 (%) of each method; ``mean``: over the seeds where the run trained several."""
         df = _need(_read(folder, "results"), "results")
         rows = df[df["result"].str.startswith("this run: ")]
+        if mean and seeds:
+            from .semi_supervised import seed_columns
+
+            rows = rows.assign(**{"top-1 test acc (%)": rows[seed_columns(len(seeds))[0]]})
         return {r.split(": ", 1)[1].split(" (")[0]: v
                 for r, v in zip(rows["result"], rows["top-1 test acc (%)"])}
 
     def mpl_beats_uda():
-        a = accuracies()
-        mpl, uda = _correct(folder, [f"ssl-{SSL_RUNS['MPL']}", f"ssl-{SSL_RUNS['UDA only']}"])
-        return Margin(I.paired_difference(mpl, uda).scaled(100), "pp", TEST_SAMPLING,
-                      f"MPL {a['MPL']:.2f}%, UDA only {a['UDA only']:.2f}%")
+        a = accuracies(mean=True)
+        if not seeds:
+            mpl, uda = _correct(folder, [f"ssl-{SSL_RUNS['MPL']}", f"ssl-{SSL_RUNS['UDA only']}"])
+            return Margin(I.paired_difference(mpl, uda).scaled(100), "pp", TEST_SAMPLING,
+                          f"MPL {a['MPL']:.2f}%, UDA only {a['UDA only']:.2f}%")
+        methods = [SSL_RUNS["MPL"], SSL_RUNS["UDA only"]]
+        c, resample, covers = _compared(folder, methods, seeds, prefix="ssl-")
+        [part] = resample(*_pairs([(c[methods[0]], c[methods[1]])]))
+        return Margin(_pct(part), "pp", covers, f"MPL {a['MPL']:.2f}%, UDA only {a['UDA only']:.2f}% "
+                      f"(means over {len(seeds)} seeds)")
 
     def finetune_adds():
         a = accuracies()

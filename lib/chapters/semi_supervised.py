@@ -6,13 +6,15 @@ the finetune, and the chapter's tables (the reference-recipe and SSL-methods tab
   class), 5,000 validation (model selection), 41,000 unlabelled (labels dropped), and the test set
   (reported once).
 * :func:`train_ssl` / :func:`finetune` -- one call per row of the results table (methods in
-  :mod:`lib.methods.ssl`, batches from :class:`lib.batches.SSLBatches`).
+  :mod:`lib.methods.ssl`, batches from :class:`lib.batches.SSLBatches`); :func:`train_seeds` trains a
+  method again with each other of :func:`training_seeds` on the same split.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -36,6 +38,9 @@ from ..train import (
 )
 from ..train.device import channels_last, compiled_cell
 from ..train.distributed import marked_runs
+from .supervised import accuracy_interval as _accuracy_interval
+from .supervised import seed_run_name
+from .supervised import training_seeds as _training_seeds
 
 
 @dataclass
@@ -135,6 +140,7 @@ class SSLRun(Run):
 
     parameters: int
     tb_dir: Path | None
+    seed: int        # training seed: initialisation, batch order and augmentation
 
     @property
     def kind(self) -> str:
@@ -255,29 +261,60 @@ def build_method(kind: str, params: dict, *, total_steps: int | None = None) -> 
     return method
 
 
-def ssl_folder(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path) -> Path:
-    """The checkpoint folder :func:`train_ssl` trains ``kind`` in."""
-    keys = {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params)}
-    return storage.run_dir(ckpt_root, kind, {
-        "kind": kind, **keys, "data": splits.source, "sizes": splits.sizes()})
+def training_seeds(params: dict) -> list[int]:
+    """The training seeds of MPL, UDA and supervised: ``seed`` first, then the other ``seeds``
+    (:func:`lib.chapters.supervised.training_seeds`; ``[]`` = ``seed`` alone)."""
+    return _training_seeds(params, used_by="the finetune, the training log and the curves")
+
+
+def _train_keys(kind: str, params: dict, seed: int) -> dict:
+    """What shapes the training of ``kind`` with training ``seed`` (a seed other than ``params``'
+    keys the split's seed too)."""
+    split_seed = {"split_seed": params["seed"]} if seed != params["seed"] else {}
+    return {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params),
+            "seed": seed, **split_seed}
+
+
+def ssl_folder(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
+               seed: int | None = None) -> Path:
+    """The checkpoint folder :func:`train_ssl` trains ``kind`` in (with training ``seed``, default
+    ``params['seed']``; another seed's run is named e.g. ``mpl-s1``)."""
+    seed = params["seed"] if seed is None else seed
+    return storage.run_dir(ckpt_root, seed_run_name(kind, seed, params), {
+        "kind": kind, **_train_keys(kind, params, seed), "data": splits.source,
+        "sizes": splits.sizes()})
 
 
 def train_ssl(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,
-              tb_root: Path | None = None, stop_after: int | None = None) -> SSLRun:
+              tb_root: Path | None = None, stop_after: int | None = None,
+              seed: int | None = None) -> SSLRun:
     """Train ``kind`` through :func:`lib.train.fit`: validation top-1 of the evaluated network (MPL:
     the student's EMA; UDA: the teacher's EMA; supervised: its EMA) every ``eval_every`` steps picks
     ``best.pt``; the test set is evaluated once, on that checkpoint. Re-running with the same
-    parameters reuses/resumes it."""
+    parameters reuses/resumes it. ``seed`` (default ``params['seed']``) seeds initialisation, batch
+    order and augmentation, while the splits stay those given."""
     device = pick_device(params["device"])
-    keys = {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params)}
-    ckpt_dir = ssl_folder(kind, splits, params, ckpt_root=ckpt_root)
+    seed = params["seed"] if seed is None else seed
+    name = seed_run_name(kind, seed, params)
+    keys = _train_keys(kind, params, seed)
+    ckpt_dir = ssl_folder(kind, splits, params, ckpt_root=ckpt_root, seed=seed)
+    params = {**params, "seed": seed}
     method = build_method(kind, params)
     batches, val, test = _loaders(splits, params, device, unlabelled=kind != "supervised")
-    return _run(kind, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
-                tb_dir=(Path(tb_root) / kind) if tb_root else None,
+    return _run(name, method, batches.forever, val, test, params, device, ckpt_dir=ckpt_dir,
+                tb_dir=(Path(tb_root) / name) if tb_root else None,
                 total_steps=keys["total_steps"], eval_every=params["eval_every"],
                 stop_after=stop_after, config={"kind": kind, **keys},
                 data_parallel=kind in marked_runs(params, KINDS))
+
+
+def train_seeds(first: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path,
+                tb_root: Path | None = None) -> list[SSLRun]:
+    """``first`` (one of :data:`KINDS`, trained with ``seed``) and the same method trained with
+    each other of :func:`training_seeds`, in that order, on the same splits."""
+    return [first] + [train_ssl(first.name, splits, params, ckpt_root=ckpt_root, tb_root=tb_root,
+                                seed=s)
+                      for s in training_seeds(params)[1:]]
 
 
 def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_dir, total_steps,
@@ -301,7 +338,8 @@ def _run(kind, method, batches_fn, val, test, params, device, *, ckpt_dir, tb_di
                              compile=params["compile"],
                              compile_min_steps=params["compile_min_steps"],
                              data_parallel=data_parallel, sync_batchnorm=params["sync_batchnorm"])
-    return SSLRun(**vars(run), parameters=count_parameters(method.eval_model), tb_dir=tb_dir)
+    return SSLRun(**vars(run), parameters=count_parameters(method.eval_model), tb_dir=tb_dir,
+                  seed=params["seed"])
 
 
 class _Finetune(Supervised):
@@ -368,12 +406,24 @@ def finetune(run: SSLRun, splits: SSLSplits, params: dict, *, ckpt_root: Path,
                 eval_every=eval_every, config={"kind": "finetune", "from": str(run.checkpoint)})
 
 
+def seed_columns(n: int) -> tuple[str, str]:
+    """The results table's mean and standard-deviation columns over ``n`` seeds."""
+    return (f"top-1 test acc mean over {n} seeds (%)", f"top-1 test acc std over {n} seeds (pp)")
+
+
 def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, source: str,
-                  n_test: int, std: dict | None = None) -> pd.DataFrame:
+                  n_test: int, std: dict | None = None,
+                  seeds: dict[str, list[SSLRun]] | None = None) -> pd.DataFrame:
     """SPEC 3.6/3.7: paper, reference-code and presented values (with the paper's std over runs
     where ``std`` gives it), then this run's methods (test top-1 / top-5 of the
-    validation-selected checkpoint)."""
+    validation-selected checkpoint).
+
+    ``seeds`` maps a method to its runs over :func:`training_seeds` (:func:`train_seeds`). Where
+    one has several, the table adds each seed's top-1, their mean and sample standard deviation and
+    the seed count (rows of one run leave mean and std empty); the other columns stay those of the
+    ``seed`` run. With one seed it is unchanged."""
     std = std or {}
+    several = {k: v for k, v in (seeds or {}).items() if len(v) > 1}
     rows = [{"result": k, "top-1 test acc (%)": v, "± std (%)": std.get(k),
              "source": "MPL paper" if k.startswith("paper") else
              ("kekmodel/MPL-pytorch (300k steps)" if k.startswith("reference") else "presentation")}
@@ -387,16 +437,30 @@ def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, sou
                      "s / step": round(r.seconds_per_step, 3), "source": f"this run ({profile})",
                      "device": r.device, "compiled": compiled_cell(r.compilation),
                      "data": source, "test images": n_test})
-    return pd.DataFrame(rows)
+    if not several:
+        return pd.DataFrame(rows)
+    order = list(dict.fromkeys(run.seed for kind_runs in several.values() for run in kind_runs))
+    mean_col, std_col = seed_columns(max(len(v) for v in several.values()))
+    added = [*(f"top-1 test acc seed {s} (%)" for s in order), mean_col, std_col, "seeds"]
+    for kind, row in zip(runs, rows[len(presented):]):
+        acc = {run.seed: 100 * run.test["acc"] for run in several.get(kind, [runs[kind]])}
+        values = np.array(list(acc.values()))
+        row.update({f"top-1 test acc seed {s} (%)": round(acc[s], 2) if s in acc else None
+                    for s in order})
+        row.update({mean_col: round(values.mean(), 2) if len(acc) > 1 else None,
+                    std_col: round(values.std(ddof=1), 2) if len(acc) > 1 else None,
+                    "seeds": len(acc)})
+    df = pd.DataFrame(rows)
+    cols = [c for c in df.columns if c not in added]
+    at = cols.index("± std (%)") + 1
+    return df[cols[:at] + added + cols[at:]]
 
 
-@counted("intervals")
-def accuracy_interval(run: SSLRun):
-    """Test top-1 (%) of a run with its 95% bootstrap interval over the test images."""
-    from ..evaluate.intervals import mean_interval
-
-    correct = (run.test["logits"].argmax(1) == run.test["labels"]).numpy()
-    return mean_interval(correct).scaled(100)
+def accuracy_interval(run: SSLRun | list[SSLRun]):
+    """Test top-1 (%) of a run with its 95% bootstrap interval over the test images; of a list of
+    runs (one method's seeds), their mean with a two-level interval over the seeds and the test
+    images (:func:`lib.chapters.supervised.accuracy_interval`)."""
+    return _accuracy_interval(run)
 
 
 @counted("intervals")
@@ -471,7 +535,7 @@ def randaugment_table(params: dict) -> pd.DataFrame:
 
 def plan(params: dict, *, profile_dir: str | Path) -> list:
     """Every run notebook 03 trains under ``params`` (:class:`lib.train.schedule.PlannedRun`): MPL,
-    UDA and supervised only, then MPL's finetune, whose folder is known once MPL has finished
+    UDA and supervised only, their runs with the other :func:`training_seeds`, then MPL's finetune, whose folder is known once MPL has finished
     (it is keyed by the checkpoint MPL chose). Methods named in ``data_parallel`` train on all
     ranks together. Nothing is loaded until a run's folder or training is asked for."""
     from ..train.schedule import PlannedRun, lazy, roots, runs_named
@@ -481,6 +545,15 @@ def plan(params: dict, *, profile_dir: str | Path) -> list:
     splits = lazy(lambda: load_ssl_splits(params))
     runs = runs_named(KINDS, params, splits, profile_dir=profile_dir, train=train_ssl,
                       locate=ssl_folder)
+    for kind in KINDS:  # each method again with each other training seed, on the same split
+        for s in training_seeds(params)[1:]:
+            runs.append(PlannedRun(
+                chapter, seed_run_name(kind, s, params), f"train {kind} seed {s}",
+                train=lambda k=kind, s=s: train_ssl(k, splits(), params, ckpt_root=ckpt_root,
+                                                    tb_root=tb_root, seed=s),
+                locate=lambda k=kind, s=s: ssl_folder(k, splits(), params, ckpt_root=ckpt_root,
+                                                      seed=s),
+                data_parallel=kind in params["data_parallel"]))
 
     def finetune_run():  # MPL is finished by now: this loads it
         mpl = train_ssl("mpl", splits(), params, ckpt_root=ckpt_root)

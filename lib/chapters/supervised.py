@@ -120,9 +120,11 @@ class Trained(Run):
         return self.test["labels"]
 
 
-def training_seeds(params: dict) -> list[int]:
+def training_seeds(params: dict, *,
+                   used_by: str = "the CAM, the confusion matrix and chapter 4") -> list[int]:
     """The training seeds of the accuracy table's models: ``seed`` first, then the other ``seeds``
-    in their order (``[]`` = ``seed`` alone)."""
+    in their order (``[]`` = ``seed`` alone). ``used_by`` names what uses the ``seed`` run only (for
+    the error)."""
     seed, seeds = params["seed"], list(params.get("seeds") or [params["seed"]])
     where = f"params/{params.get('chapter', '01_supervised')}.yaml"
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
@@ -132,7 +134,7 @@ def training_seeds(params: dict) -> list[int]:
         raise ValueError(f"seeds {seeds} repeat a seed in {where}: each seed trains one run")
     if seed not in seeds:
         raise ValueError(f"seeds {seeds} must include seed ({seed}) in {where}: its run is the one "
-                         f"the CAM, the confusion matrix and chapter 4 use; e.g. seeds: "
+                         f"{used_by} use; e.g. seeds: "
                          f"{[seed, *seeds]}")
     return [seed] + [s for s in seeds if s != seed]
 
@@ -501,11 +503,12 @@ def run_id(run) -> str:
 
 def seed_correct(runs: list) -> np.ndarray:
     """Each test image's correctness (0/1) under each of ``runs`` (one model's seeds, tested on
-    the same images, checked): ``(runs, images)``."""
+    the same images, checked; any :class:`lib.train.Run` whose test kept logits and labels):
+    ``(runs, images)``."""
     for r in runs[1:]:
-        if not torch.equal(r.test_labels, runs[0].test_labels):
+        if not torch.equal(r.test["labels"], runs[0].test["labels"]):
             raise ValueError(f"{r.name} was tested on other images than {runs[0].name}")
-    return np.stack([(r.test_logits.argmax(1) == r.test_labels).numpy() for r in runs])
+    return np.stack([(r.test["logits"].argmax(1) == r.test["labels"]).numpy() for r in runs])
 
 
 def mean_accuracy(runs: list) -> float:
