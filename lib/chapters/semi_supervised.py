@@ -450,7 +450,7 @@ def results_table(runs: dict[str, SSLRun], presented: dict, *, profile: str, sou
         row.update({mean_col: round(values.mean(), 2) if len(acc) > 1 else None,
                     std_col: round(values.std(ddof=1), 2) if len(acc) > 1 else None,
                     "seeds": len(acc)})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).astype({"seeds": "Int64"})  # the cited rows: none
     cols = [c for c in df.columns if c not in added]
     at = cols.index("± std (%)") + 1
     return df[cols[:at] + added + cols[at:]]
