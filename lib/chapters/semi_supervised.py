@@ -39,7 +39,7 @@ from ..train import (
 from ..train.device import channels_last, compiled_cell
 from ..train.distributed import marked_runs
 from .supervised import accuracy_interval as _accuracy_interval
-from .supervised import seed_run_name
+from .supervised import seed_keys, seed_run_name
 from .supervised import training_seeds as _training_seeds
 
 
@@ -270,9 +270,8 @@ def training_seeds(params: dict) -> list[int]:
 def _train_keys(kind: str, params: dict, seed: int) -> dict:
     """What shapes the training of ``kind`` with training ``seed`` (a seed other than ``params``'
     keys the split's seed too)."""
-    split_seed = {"split_seed": params["seed"]} if seed != params["seed"] else {}
     return {**{k: params[k] for k in TRAIN_KEYS}, "total_steps": steps_of(kind, params),
-            "seed": seed, **split_seed}
+            **seed_keys(seed, params)}
 
 
 def ssl_folder(kind: str, splits: SSLSplits, params: dict, *, ckpt_root: Path,

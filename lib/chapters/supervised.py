@@ -145,6 +145,12 @@ def seed_run_name(name: str, seed: int, params: dict) -> str:
     return name if seed == params["seed"] else f"{name}-s{seed}"
 
 
+def seed_keys(seed: int, params: dict) -> dict:
+    """The checkpoint-key entries of a run trained with ``seed``: the seed, and for a seed other
+    than the chapter's, the split's seed too (the split stays the one ``params['seed']`` gives)."""
+    return {"seed": seed, **({"split_seed": params["seed"]} if seed != params["seed"] else {})}
+
+
 def classifier_folder(name: str, splits: Splits, params: dict, *, ckpt_root: Path,
                       recipe_name: str | None = None, epochs: int | None = None,
                       overrides: dict | None = None, run_name: str | None = None,
@@ -154,10 +160,9 @@ def classifier_folder(name: str, splits: Splits, params: dict, *, ckpt_root: Pat
     rec = {**recipe(params, recipe_name), **(overrides or {})}
     keyed = {k: v for k, v in rec.items() if k != "cutout" or v}  # no Cutout: keyed as before it existed
     seed = params["seed"] if seed is None else seed
-    split_seed = {"split_seed": params["seed"]} if seed != params["seed"] else {}
     return storage.run_dir(ckpt_root, run_name or seed_run_name(name, seed, params), {
         "model": name, "width": params["width"], "epochs": epochs or model_epochs(params, name),
-        "recipe": keyed, "seed": seed, **split_seed, "data": splits.source,
+        "recipe": keyed, **seed_keys(seed, params), "data": splits.source,
         "sizes": splits.sizes(), **({"model_kwargs": model_kwargs} if model_kwargs else {})})
 
 
